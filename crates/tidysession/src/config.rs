@@ -1,0 +1,226 @@
+//! [`SessionConfig`]: cookie attributes, timeouts and save policy.
+
+use cookie::SameSite;
+use http::StatusCode;
+use time::Duration;
+
+/// How sessions behave. Every setting has a safe default; builder methods change one each.
+///
+/// ```
+/// use tidysession::SessionConfig;
+/// use time::Duration;
+///
+/// let config = SessionConfig::default()
+///     .with_cookie_name("app_session")
+///     .with_secure(false) // plain http://127.0.0.1 only
+///     .with_idle_timeout(Duration::hours(2));
+/// assert_eq!(config.touch_window(), Duration::hours(1));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionConfig {
+    pub(crate) cookie_name: String,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) path: String,
+    pub(crate) domain: Option<String>,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) absolute_timeout: Duration,
+    pub(crate) browser_session: bool,
+    pub(crate) touch_window: Option<Duration>,
+    pub(crate) save_every_request: bool,
+    pub(crate) save_on_server_error: bool,
+    pub(crate) store_error_status: StatusCode,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: "id".to_owned(),
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            path: "/".to_owned(),
+            domain: None,
+            idle_timeout: Duration::days(14),
+            absolute_timeout: Duration::days(30),
+            browser_session: false,
+            touch_window: None,
+            save_every_request: false,
+            save_on_server_error: false,
+            store_error_status: StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// The session cookie's name.
+    ///
+    /// # Default
+    ///
+    /// `id`: short, and says nothing about the framework behind it.
+    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie_name = name.into();
+        self
+    }
+
+    /// Whether the cookie carries `Secure` (sent over HTTPS only).
+    ///
+    /// # Default
+    ///
+    /// `true`. Turn it off only for plain-HTTP development on loopback.
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// Whether the cookie carries `HttpOnly` (hidden from scripts).
+    ///
+    /// # Default
+    ///
+    /// `true`.
+    pub fn with_http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// The cookie's `SameSite` attribute.
+    ///
+    /// # Default
+    ///
+    /// `Lax`: sent on top-level navigation from other sites, not on their sub-requests.
+    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// The cookie's `Path`.
+    ///
+    /// # Default
+    ///
+    /// `/`.
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The cookie's `Domain`.
+    ///
+    /// # Default
+    ///
+    /// None: the cookie goes back only to the host that set it.
+    pub fn with_domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// How long a session lives without being used.
+    ///
+    /// # Default
+    ///
+    /// 14 days.
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// How long a session lives after creation, however often it is used.
+    ///
+    /// # Default
+    ///
+    /// 30 days.
+    pub fn with_absolute_timeout(mut self, absolute: Duration) -> Self {
+        self.absolute_timeout = absolute;
+        self
+    }
+
+    /// Whether cookies end with the browser session (no `Max-Age`). Server-side expiry still
+    /// follows the idle and absolute timeouts.
+    ///
+    /// # Default
+    ///
+    /// `false`.
+    pub fn with_browser_session(mut self, browser_session: bool) -> Self {
+        self.browser_session = browser_session;
+        self
+    }
+
+    /// Refresh a session's expiry (one metadata-only *touch*) when a request reads it and less
+    /// than `window` of its lifetime remains.
+    ///
+    /// # Default
+    ///
+    /// Half the idle timeout.
+    ///
+    /// # Performance impact
+    ///
+    /// A wider window touches more often. With the default an active session is touched at
+    /// most about once per half idle timeout, instead of being rewritten on every request.
+    pub fn with_touch_window(mut self, window: Duration) -> Self {
+        self.touch_window = Some(window);
+        self
+    }
+
+    /// The touch window in force (see [`with_touch_window`](Self::with_touch_window)).
+    pub fn touch_window(&self) -> Duration {
+        self.touch_window.unwrap_or(self.idle_timeout / 2)
+    }
+
+    /// Django's `SESSION_SAVE_EVERY_REQUEST`: every request that carries the cookie of an
+    /// existing session refreshes its expiry, whether or not the handler used the session.
+    /// Unlike Django, it still never creates a record for an unknown cookie and never stores an
+    /// empty session.
+    ///
+    /// # Default
+    ///
+    /// `false`.
+    ///
+    /// # Performance impact
+    ///
+    /// One load and one touch per request that carries a session cookie.
+    pub fn with_save_every_request(mut self, on: bool) -> Self {
+        self.save_every_request = on;
+        self
+    }
+
+    /// Whether changes are saved when the response is a server error (5xx).
+    ///
+    /// # Default
+    ///
+    /// `false`: a failed request leaves the session as it was (I8).
+    pub fn with_save_on_server_error(mut self, on: bool) -> Self {
+        self.save_on_server_error = on;
+        self
+    }
+
+    /// The status sent when the store fails while saving.
+    ///
+    /// # Default
+    ///
+    /// `503 Service Unavailable`.
+    pub fn with_store_error_status(mut self, status: StatusCode) -> Self {
+        self.store_error_status = status;
+        self
+    }
+
+    /// The session cookie's name.
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// The absolute timeout.
+    pub fn absolute_timeout(&self) -> Duration {
+        self.absolute_timeout
+    }
+
+    /// The name of the test cookie: the session cookie's name with `_test` appended.
+    pub fn test_cookie_name(&self) -> String {
+        format!("{}_test", self.cookie_name)
+    }
+}

@@ -1,0 +1,240 @@
+//! [`decide`]: what to do with a session at the end of a request. Pure: no I/O, no clock.
+//!
+//! The whole behaviour of the layer (invariants I1–I5 and I8 of the design) is this one
+//! function from the request's [`Facts`] to a [`Plan`]; the layer only carries the plan out.
+//!
+//! | request | plan |
+//! |---|---|
+//! | session untouched | nothing (a malformed cookie is removed) |
+//! | read, no cookie | `Vary: Cookie` only |
+//! | read, record found | `Vary`; a touch and a refreshed cookie only when the touch window is due |
+//! | read, unknown or expired cookie | removal cookie, nothing created |
+//! | write, no record yet | create, new cookie |
+//! | write, record found | update with the changed keys, refreshed cookie |
+//! | write that empties the data, or flush | delete, removal cookie |
+//! | `cycle_id` on a found record | one atomic rename, new cookie |
+//! | response 5xx | nothing saved, no cookie (unless configured otherwise) |
+
+use crate::config::SessionConfig;
+
+/// What the request carried in the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// No session cookie.
+    Absent,
+    /// A session cookie that is not even a well-formed id.
+    Malformed,
+    /// A well-formed id; the store has not necessarily been asked about it.
+    Valid,
+}
+
+/// What loading the session found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaded {
+    /// Never loaded: the handler did not need the stored data.
+    NotLoaded,
+    /// The store failed while loading; the handler saw an error.
+    Failed,
+    /// No live record for the cookie (unknown, expired, or never had one).
+    Missing,
+    /// A live record.
+    Found {
+        /// Whether its expiry is close enough to refresh (see
+        /// [`SessionConfig::with_touch_window`]).
+        touch_due: bool,
+    },
+}
+
+/// What a request did to its session, gathered by the layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// The incoming cookie.
+    pub incoming: Incoming,
+    /// What loading found (the record as it was before any `flush`).
+    pub loaded: Loaded,
+    /// The handler used the session at all (read or write).
+    pub accessed: bool,
+    /// At least one key differs from what was loaded.
+    pub keys_changed: bool,
+    /// The session holds no data at the end of the request.
+    pub empty: bool,
+    /// The handler flushed the session.
+    pub flushed: bool,
+    /// The handler cycled the session id.
+    pub cycled: bool,
+    /// The test cookie was set or deleted.
+    pub test_cookie: TestCookie,
+    /// The response is a server error (5xx).
+    pub server_error: bool,
+}
+
+impl Facts {
+    /// The facts of a request that never touched its session.
+    pub fn untouched(incoming: Incoming) -> Self {
+        Self {
+            incoming,
+            loaded: Loaded::NotLoaded,
+            accessed: false,
+            keys_changed: false,
+            empty: true,
+            flushed: false,
+            cycled: false,
+            test_cookie: TestCookie::Unchanged,
+            server_error: false,
+        }
+    }
+}
+
+/// What the handler did with the test cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestCookie {
+    /// Nothing.
+    Unchanged,
+    /// Asked to set it.
+    Set,
+    /// Asked to delete it.
+    Delete,
+}
+
+/// The one store call a request makes at its end, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    /// No store I/O.
+    None,
+    /// Create a record under a fresh id.
+    Create,
+    /// Send the changed keys (and expiry) of the found record.
+    Update,
+    /// Refresh the found record's expiry, nothing else.
+    Touch,
+    /// Move the found record to a fresh id, with the changes, atomically.
+    Rename,
+    /// Delete the found record.
+    Delete,
+    /// Delete the flushed record and create the data written after the flush under a fresh id.
+    DeleteThenCreate,
+}
+
+/// What to do with a cookie in the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieOp {
+    /// Send nothing.
+    Keep,
+    /// Send the cookie (new or refreshed).
+    Set,
+    /// Send a removal cookie.
+    Remove,
+}
+
+/// The outcome of [`decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a plan does nothing until the layer carries it out"]
+pub struct Plan {
+    /// The store call.
+    pub store: StoreOp,
+    /// The session cookie.
+    pub cookie: CookieOp,
+    /// The test cookie.
+    pub test_cookie: CookieOp,
+    /// Whether the response gets `Vary: Cookie`.
+    pub vary: bool,
+}
+
+impl Plan {
+    const NOTHING: Plan = Plan {
+        store: StoreOp::None,
+        cookie: CookieOp::Keep,
+        test_cookie: CookieOp::Keep,
+        vary: false,
+    };
+
+    fn with(store: StoreOp, cookie: CookieOp) -> Self {
+        Self {
+            store,
+            cookie,
+            ..Self::NOTHING
+        }
+    }
+}
+
+/// Decides the store call and cookies for a request's session. See the [module docs](self).
+///
+/// When a store call in the plan fails with [`StoreError::Gone`](crate::StoreError::Gone),
+/// the layer sends a removal cookie instead of the planned one and re-creates nothing.
+pub fn decide(facts: &Facts, config: &SessionConfig) -> Plan {
+    if facts.server_error && !config.save_on_server_error {
+        return Plan {
+            vary: facts.accessed,
+            ..Plan::NOTHING
+        };
+    }
+    let mut plan = session_plan(facts, config);
+    plan.vary = facts.accessed;
+    plan.test_cookie = match facts.test_cookie {
+        TestCookie::Unchanged => CookieOp::Keep,
+        TestCookie::Set => CookieOp::Set,
+        TestCookie::Delete => CookieOp::Remove,
+    };
+    plan
+}
+
+fn session_plan(facts: &Facts, config: &SessionConfig) -> Plan {
+    use CookieOp::{Keep, Remove, Set};
+    let has_data = !facts.empty;
+    // Data that would start a record where there is none.
+    let new_data = has_data && facts.keys_changed;
+    // Whether the cookie may name a live record (it was not found missing).
+    let maybe_record = facts.incoming == Incoming::Valid
+        && matches!(facts.loaded, Loaded::NotLoaded | Loaded::Found { .. });
+    let removal_if_cookie = if facts.incoming == Incoming::Absent {
+        Keep
+    } else {
+        Remove
+    };
+
+    if facts.loaded == Loaded::Failed {
+        // The handler saw the store error; guessing would risk overwriting data.
+        return Plan::NOTHING;
+    }
+    if facts.flushed {
+        return match (maybe_record, new_data) {
+            (true, true) => Plan::with(StoreOp::DeleteThenCreate, Set),
+            (true, false) => Plan::with(StoreOp::Delete, Remove),
+            (false, true) => Plan::with(StoreOp::Create, Set),
+            (false, false) => Plan::with(StoreOp::None, removal_if_cookie),
+        };
+    }
+    match facts.loaded {
+        Loaded::Found { touch_due } => {
+            if !has_data {
+                Plan::with(StoreOp::Delete, Remove)
+            } else if facts.cycled {
+                Plan::with(StoreOp::Rename, Set)
+            } else if facts.keys_changed {
+                Plan::with(StoreOp::Update, Set)
+            } else if touch_due || config.save_every_request {
+                Plan::with(StoreOp::Touch, Set)
+            } else {
+                Plan::NOTHING
+            }
+        }
+        // Never loaded: the handler did not need stored data (I1). Only a malformed cookie
+        // earns a response cookie, and that costs no I/O.
+        Loaded::NotLoaded | Loaded::Failed => {
+            let cookie = match facts.incoming {
+                Incoming::Malformed => Remove,
+                _ => Keep,
+            };
+            Plan::with(StoreOp::None, cookie)
+        }
+        // No record (no cookie, a bad one, or nothing found): only new data creates one, under
+        // a fresh id (I4).
+        Loaded::Missing => {
+            if new_data {
+                Plan::with(StoreOp::Create, Set)
+            } else {
+                Plan::with(StoreOp::None, removal_if_cookie)
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! axum integration: [`Session`] as an extractor, [`SessionError`] as a response.
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::StatusCode;
+
+use crate::session::{Session, SessionError};
+
+/// The rejection when a handler asks for a [`Session`] but no [`SessionLayer`](crate::SessionLayer)
+/// wraps the route.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("no session on this request: is `SessionLayer` installed around this route?")]
+pub struct MissingSessionLayer;
+
+impl MissingSessionLayer {
+    /// The status sent: 500, since this is a wiring mistake in the app.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+impl IntoResponse for MissingSessionLayer {
+    fn into_response(self) -> Response {
+        tracing::error!(target: "tidysession::rejection", "{self}");
+        (self.status(), self.to_string()).into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = MissingSessionLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or(MissingSessionLayer)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Session>().cloned())
+    }
+}
+
+impl SessionError {
+    /// The status a handler that fails with this error should send: 503 when the store is
+    /// unavailable, 500 otherwise.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            SessionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self, "session error");
+        // The body stays generic: details can name keys or store addresses.
+        let body = match self.status() {
+            StatusCode::SERVICE_UNAVAILABLE => "session store unavailable",
+            _ => "session error",
+        };
+        (self.status(), body).into_response()
+    }
+}

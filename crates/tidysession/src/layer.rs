@@ -1,0 +1,306 @@
+//! [`SessionLayer`] and [`SessionService`]: the tower middleware around [`decide`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use cookie::Cookie;
+use http::header::{COOKIE, SET_COOKIE, VARY};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use time::OffsetDateTime;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::config::SessionConfig;
+use crate::decide::{decide, CookieOp, StoreOp};
+use crate::id::SessionId;
+use crate::session::{Outcome, Session};
+use crate::store::{SessionStore, StoreError};
+
+/// How many fresh ids to try when a create or rename hits an existing id. With 192-bit ids a
+/// second attempt is already astronomically unlikely; the bound keeps a broken store from
+/// looping.
+const ID_ATTEMPTS: usize = 3;
+
+/// Adds a [`Session`] to every request and saves it afterwards.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use tidysession::{store::MemoryStore, Session, SessionConfig, SessionLayer};
+///
+/// async fn visits(session: Session) -> Result<String, tidysession::SessionError> {
+///     let n: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+///     session.insert("visits", n).await?;
+///     Ok(format!("{n} visits"))
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/", get(visits))
+///     .layer(SessionLayer::new(MemoryStore::default()).with_config(SessionConfig::default()));
+/// ```
+#[derive(Clone)]
+pub struct SessionLayer {
+    store: Arc<dyn SessionStore>,
+    config: Arc<SessionConfig>,
+}
+
+impl std::fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl SessionLayer {
+    /// Sessions kept in `store`, with the default [`SessionConfig`].
+    pub fn new(store: impl SessionStore) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// Sessions kept in a shared store, e.g. one opened with [`store::open`](crate::store::open).
+    pub fn from_arc(store: Arc<dyn SessionStore>) -> Self {
+        Self {
+            store,
+            config: Arc::new(SessionConfig::default()),
+        }
+    }
+
+    /// Replaces the configuration.
+    pub fn with_config(mut self, config: SessionConfig) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] wraps around an inner service.
+#[derive(Clone, Debug)]
+pub struct SessionService<S> {
+    inner: S,
+    layer: SessionLayer,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let config = &self.layer.config;
+        let (cookie, test_cookie) = read_cookies(req.headers(), config);
+        let session = Session::new(
+            self.layer.store.clone(),
+            config.clone(),
+            cookie.as_deref(),
+            test_cookie,
+        );
+        req.extensions_mut().insert(session.clone());
+        // The clone that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let mut response = inner.call(req).await?;
+            finish(&session, &mut response).await;
+            Ok(response)
+        })
+    }
+}
+
+/// The session cookie's value (the first one, if the browser sent several) and whether the
+/// test cookie came back.
+fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<String>, bool) {
+    let test_name = config.test_cookie_name();
+    let mut session = None;
+    let mut test = false;
+    let pairs = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='));
+    for (name, value) in pairs {
+        if session.is_none() && name == config.cookie_name {
+            session = Some(value.trim_matches('"').to_owned());
+        } else if name == test_name {
+            test = true;
+        }
+    }
+    (session, test)
+}
+
+async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
+    let config = session.config();
+    let untouched = !session.accessed() && !config.save_every_request;
+    if untouched && session.incoming() != crate::decide::Incoming::Malformed {
+        return; // I1: the common case costs nothing.
+    }
+    let server_error = response.status().is_server_error();
+    if session.wants_load_for_touch() && !server_error {
+        session.load_for_layer().await;
+    }
+    let now = OffsetDateTime::now_utc();
+    let outcome = session.finish(now, server_error);
+    let plan = decide(&outcome.facts, config);
+    let headers = response.headers_mut();
+    if plan.vary {
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
+    }
+    let cookie = match execute(session.store(), plan.store, &outcome, now).await {
+        Ok(Some(new_id)) => Some(session_cookie(config, new_id.as_str(), &outcome)),
+        Ok(None) if plan.cookie == CookieOp::Set => outcome
+            .old_id
+            .as_ref()
+            .map(|id| session_cookie(config, id.as_str(), &outcome)),
+        Ok(None) if plan.cookie == CookieOp::Remove => Some(removal(config, &config.cookie_name)),
+        Ok(None) => None,
+        Err(StoreError::Gone) => {
+            // Deleted meanwhile (logout in another tab, revoked): nothing is re-created (I5).
+            tracing::debug!("session gone before save; removing the cookie");
+            Some(removal(config, &config.cookie_name))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, op = ?plan.store, "session save failed");
+            *response = Response::new(B::default());
+            *response.status_mut() = config.store_error_status;
+            return;
+        }
+    };
+    let headers = response.headers_mut();
+    headers.extend(cookie.map(|c| (SET_COOKIE, c)));
+    let test = match plan.test_cookie {
+        CookieOp::Set => Some(plain_cookie(config, &config.test_cookie_name(), "1")),
+        CookieOp::Remove => Some(removal(config, &config.test_cookie_name())),
+        CookieOp::Keep => None,
+    };
+    headers.extend(test.map(|c| (SET_COOKIE, c)));
+}
+
+/// Carries out the store half of a plan; returns the new id when the session got one.
+async fn execute(
+    store: &Arc<dyn SessionStore>,
+    op: StoreOp,
+    outcome: &Outcome,
+    now: OffsetDateTime,
+) -> Result<Option<SessionId>, StoreError> {
+    let old_key = || outcome.old_id.as_ref().map(SessionId::storage_key);
+    match op {
+        StoreOp::None => Ok(None),
+        StoreOp::Create => create(store, outcome).await.map(Some),
+        StoreOp::Update => {
+            let key = old_key().ok_or(StoreError::Gone)?;
+            store
+                .update(&key, &outcome.change, now)
+                .await
+                .map(|()| None)
+        }
+        StoreOp::Touch => {
+            let key = old_key().ok_or(StoreError::Gone)?;
+            let expires_at = outcome.record.expires_at;
+            store.touch(&key, expires_at, now).await.map(|()| None)
+        }
+        StoreOp::Rename => {
+            let from = old_key().ok_or(StoreError::Gone)?;
+            for _ in 0..ID_ATTEMPTS {
+                let id = SessionId::generate().map_err(StoreError::backend)?;
+                match store
+                    .rename(&from, &id.storage_key(), &outcome.change, now)
+                    .await
+                {
+                    Err(StoreError::DuplicateId) => continue,
+                    other => return other.map(|()| Some(id)),
+                }
+            }
+            Err(StoreError::DuplicateId)
+        }
+        StoreOp::Delete => {
+            if let Some(key) = old_key() {
+                store.delete(&key).await?;
+            }
+            Ok(None)
+        }
+        StoreOp::DeleteThenCreate => {
+            if let Some(key) = old_key() {
+                store.delete(&key).await?;
+            }
+            create(store, outcome).await.map(Some)
+        }
+    }
+}
+
+async fn create(store: &Arc<dyn SessionStore>, outcome: &Outcome) -> Result<SessionId, StoreError> {
+    for _ in 0..ID_ATTEMPTS {
+        let id = SessionId::generate().map_err(StoreError::backend)?;
+        match store.create(&id.storage_key(), &outcome.record).await {
+            Err(StoreError::DuplicateId) => continue,
+            other => return other.map(|()| id),
+        }
+    }
+    Err(StoreError::DuplicateId)
+}
+
+fn base_cookie<'c>(config: &SessionConfig, name: &str, value: &str) -> Cookie<'c> {
+    let mut cookie = Cookie::build((name.to_owned(), value.to_owned()))
+        .http_only(config.http_only)
+        .secure(config.secure)
+        .same_site(config.same_site)
+        .path(config.path.clone())
+        .build();
+    if let Some(domain) = &config.domain {
+        cookie.set_domain(domain.clone());
+    }
+    cookie
+}
+
+fn to_header(cookie: &Cookie<'_>) -> HeaderValue {
+    // Names come from configuration and values are base64url or fixed text, so the encoded
+    // cookie is always a valid header value; a bad configured name degrades to no cookie.
+    HeaderValue::from_str(&cookie.encoded().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn session_cookie(config: &SessionConfig, value: &str, outcome: &Outcome) -> HeaderValue {
+    let mut cookie = base_cookie(config, &config.cookie_name, value);
+    if let Some(max_age) = outcome.max_age {
+        cookie.set_max_age(max_age.max(time::Duration::ZERO));
+        cookie.set_expires(outcome.record.expires_at);
+    }
+    to_header(&cookie)
+}
+
+fn plain_cookie(config: &SessionConfig, name: &str, value: &str) -> HeaderValue {
+    to_header(&base_cookie(config, name, value))
+}
+
+fn removal(config: &SessionConfig, name: &str) -> HeaderValue {
+    let mut cookie = base_cookie(config, name, "");
+    cookie.make_removal();
+    to_header(&cookie)
+}

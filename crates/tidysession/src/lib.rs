@@ -1,0 +1,59 @@
+//! Sessions for tower and axum that never grow a huge session table.
+//!
+//! [`SessionLayer`] gives every request a lazy [`Session`]. Nothing is loaded until a handler
+//! asks, only changed keys are written, expiry is refreshed by a cheap *touch* at most once per
+//! window, empty sessions and bad cookies never create records, and concurrent requests never
+//! lose each other's writes or bring a logged-out session back.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use tidysession::{store::{SessionStore, SqliteStore}, Session, SessionLayer};
+//!
+//! async fn add_to_cart(session: Session) -> Result<String, tidysession::SessionError> {
+//!     let mut cart: Vec<String> = session.get("cart").await?.unwrap_or_default();
+//!     cart.push("book".into());
+//!     session.insert("cart", &cart).await?;
+//!     Ok(format!("{} items", cart.len()))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = SqliteStore::open("sessions.db").await?;
+//! store.migrate().await?;
+//! let app: Router = Router::new()
+//!     .route("/cart/add", get(add_to_cart))
+//!     .layer(SessionLayer::new(store));
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds | default |
+//! |---|---|---|
+//! | `sqlite` | [`store::SqliteStore`], embedded SQLite | yes |
+//! | `memory` | [`store::MemoryStore`], in-process | yes |
+//! | `axum` | [`Session`] as an axum extractor, [`SessionError`] as a response | yes |
+//!
+//! # How a request is handled
+//!
+//! See [`decide`](mod@decide) for the full table; the design invariants are in the
+//! repository's `DESIGN.md`.
+
+mod config;
+pub mod decide;
+#[cfg(feature = "axum")]
+mod extract;
+mod id;
+mod layer;
+pub mod record;
+mod session;
+pub mod store;
+
+pub use config::SessionConfig;
+pub use cookie::SameSite;
+#[cfg(feature = "axum")]
+pub use extract::MissingSessionLayer;
+pub use id::{IdError, SessionId, StorageKey};
+pub use layer::{SessionLayer, SessionService};
+pub use record::{Change, Record};
+pub use session::{Expiry, Session, SessionError, RESERVED_PREFIX};
+pub use store::{SessionStore, StoreError};

@@ -1,0 +1,524 @@
+//! [`Session`]: the per-request handle handlers use.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+use tokio::sync::OnceCell;
+
+use crate::config::SessionConfig;
+use crate::decide::{Facts, Incoming, Loaded, TestCookie};
+use crate::id::SessionId;
+use crate::record::{Change, Data, Record};
+use crate::store::{SessionStore, StoreError};
+
+/// Keys starting with this prefix belong to tidysession itself (e.g. a per-session expiry).
+/// They do not count as data: a session holding only them is empty, and is not stored.
+pub const RESERVED_PREFIX: &str = "_tidysession.";
+const EXPIRY_KEY: &str = "_tidysession.expiry";
+
+/// The session of the current request.
+///
+/// Cheap to clone (one `Arc`). Nothing is loaded until a method needs the stored data, and the
+/// store is asked at most once per request. Changes are recorded per key and sent to the store
+/// by [`SessionLayer`](crate::SessionLayer) after the handler returns: only the keys whose
+/// value changed, and nothing at all if nothing did.
+///
+/// ```
+/// # async fn handler(session: tidysession::Session) -> Result<(), tidysession::SessionError> {
+/// let visits: u64 = session.get("visits").await?.unwrap_or(0);
+/// session.insert("visits", visits + 1).await?;
+/// # Ok(()) }
+/// ```
+///
+/// `Debug` never prints the session id or data.
+#[derive(Clone)]
+pub struct Session(Arc<Inner>);
+
+struct Inner {
+    store: Arc<dyn SessionStore>,
+    config: Arc<SessionConfig>,
+    incoming: Incoming,
+    /// # Internal invariant
+    ///
+    /// `Some` exactly when `incoming` is [`Incoming::Valid`].
+    id: Option<SessionId>,
+    test_cookie_present: bool,
+    load: OnceCell<Result<Option<Record>, Arc<StoreError>>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    loaded: LoadState,
+    /// The data as loaded (empty when nothing was found or after a flush).
+    original: Data,
+    /// The data as the handler left it.
+    data: Data,
+    accessed: bool,
+    flushed: bool,
+    cycled: bool,
+    test_cookie: TestCookie,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoadState {
+    NotLoaded,
+    Failed,
+    Missing,
+    Found {
+        created_at: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    },
+}
+
+/// When one session expires, overriding the configured idle timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// After this long without use (a custom idle timeout for this session).
+    OnInactivity(Duration),
+    /// At a fixed time; using the session does not extend it.
+    AtDateTime(OffsetDateTime),
+    /// When the browser closes: the cookie has no `Max-Age`. The server still applies the
+    /// configured idle timeout.
+    OnBrowserClose,
+}
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The store failed while loading the session.
+    #[error("cannot load the session: {0}")]
+    Store(#[source] Arc<StoreError>),
+    /// A stored value does not have the type asked for.
+    #[error("session value {key:?} has an unexpected type: {source}")]
+    Deserialize {
+        /// The key.
+        key: String,
+        /// The type mismatch.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A value could not be turned into JSON.
+    #[error("session value {key:?} cannot be stored: {source}")]
+    Serialize {
+        /// The key.
+        key: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The key is reserved for tidysession itself.
+    #[error("session key {0:?} is reserved (keys starting with {RESERVED_PREFIX:?})")]
+    ReservedKey(String),
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("incoming", &self.0.incoming)
+            .field("id", &"**redacted**")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A handle for one request. `cookie` is the session cookie's value, if the request had one.
+    pub(crate) fn new(
+        store: Arc<dyn SessionStore>,
+        config: Arc<SessionConfig>,
+        cookie: Option<&str>,
+        test_cookie_present: bool,
+    ) -> Self {
+        let id = cookie.and_then(SessionId::parse);
+        let incoming = match (cookie, &id) {
+            (None, _) => Incoming::Absent,
+            (Some(_), None) => Incoming::Malformed,
+            (Some(_), Some(_)) => Incoming::Valid,
+        };
+        let loaded = if id.is_some() {
+            LoadState::NotLoaded
+        } else {
+            // Nothing to load: a missing or malformed cookie is an empty session, known
+            // without asking the store (I4).
+            LoadState::Missing
+        };
+        Self(Arc::new(Inner {
+            store,
+            config,
+            incoming,
+            id,
+            test_cookie_present,
+            load: OnceCell::new(),
+            state: Mutex::new(State {
+                loaded,
+                original: Data::new(),
+                data: Data::new(),
+                accessed: false,
+                flushed: false,
+                cycled: false,
+                test_cookie: TestCookie::Unchanged,
+            }),
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section is a few field writes with no await; a panic inside one
+        // leaves the state usable.
+        self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Loads the stored data on first use; later calls cost nothing.
+    async fn loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
+        {
+            let mut state = self.state();
+            state.accessed = true;
+            // After a flush the data is a new, empty session: nothing to load.
+            if state.loaded != LoadState::NotLoaded || state.flushed {
+                return check(state);
+            }
+        }
+        let inner = &*self.0;
+        let result = inner
+            .load
+            .get_or_init(|| async {
+                let Some(id) = &inner.id else { return Ok(None) };
+                let now = OffsetDateTime::now_utc();
+                match inner.store.load(&id.storage_key(), now).await {
+                    Ok(record) => {
+                        Ok(record.filter(|r| r.is_live(now, inner.config.absolute_timeout)))
+                    }
+                    Err(StoreError::Corrupt { key, reason }) => {
+                        // Left in place for an operator to inspect; this visitor starts afresh.
+                        tracing::warn!(?key, %reason, "ignoring corrupt session record");
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "session load failed");
+                        Err(Arc::new(e))
+                    }
+                }
+            })
+            .await;
+        let mut state = self.state();
+        if state.loaded == LoadState::NotLoaded && !state.flushed {
+            state.loaded = match result {
+                Err(_) => LoadState::Failed,
+                Ok(None) => LoadState::Missing,
+                Ok(Some(record)) => {
+                    state.original = record.data.clone();
+                    state.data = record.data.clone();
+                    LoadState::Found {
+                        created_at: record.created_at,
+                        expires_at: record.expires_at,
+                    }
+                }
+            };
+        }
+        match result {
+            Err(e) if state.loaded == LoadState::Failed => Err(SessionError::Store(e.clone())),
+            _ => Ok(state),
+        }
+    }
+
+    /// The value stored under `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if loading failed, [`SessionError::Deserialize`] if the stored
+    /// value is not a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let state = self.loaded().await?;
+        state
+            .data
+            .get(key)
+            .map(|v| T::deserialize(v))
+            .transpose()
+            .map_err(|source| SessionError::Deserialize {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Stores `value` under `key`. Setting a key to the value it already has changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if loading failed, [`SessionError::Serialize`] if `value` cannot
+    /// be JSON, [`SessionError::ReservedKey`] for keys starting with [`RESERVED_PREFIX`].
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(SessionError::ReservedKey(key.to_owned()));
+        }
+        let value = serde_json::to_value(value).map_err(|source| SessionError::Serialize {
+            key: key.to_owned(),
+            source,
+        })?;
+        self.loaded().await?.data.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    /// Removes `key`, returning its value if there was one.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get). The key is removed even when its value is not a `T`.
+    pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let removed = self.loaded().await?.data.remove(key);
+        removed
+            .map(T::deserialize)
+            .transpose()
+            .map_err(|source| SessionError::Deserialize {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Removes every key. The stored record is deleted at the end of the request (I2); the
+    /// cookie goes with it.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if loading failed.
+    pub async fn clear(&self) -> Result<(), SessionError> {
+        self.loaded().await?.data.clear();
+        Ok(())
+    }
+
+    /// Whether the session holds no data.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if loading failed.
+    pub async fn is_empty(&self) -> Result<bool, SessionError> {
+        Ok(is_empty(&self.loaded().await?.data))
+    }
+
+    /// The keys the session holds.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if loading failed.
+    pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
+        Ok(self
+            .loaded()
+            .await?
+            .data
+            .keys()
+            .filter(|k| !k.starts_with(RESERVED_PREFIX))
+            .cloned()
+            .collect())
+    }
+
+    /// Ends the session: the stored record is deleted and the cookie removed, without loading
+    /// anything. Data inserted afterwards starts a new session under a new id.
+    pub fn flush(&self) {
+        let mut state = self.state();
+        state.accessed = true;
+        state.flushed = true;
+        state.cycled = false;
+        state.original.clear();
+        state.data.clear();
+    }
+
+    /// Moves the session to a new id, keeping its data (call it at login and on any privilege
+    /// change, against session fixation). The store does it in one atomic step (I7).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if loading failed.
+    pub async fn cycle_id(&self) -> Result<(), SessionError> {
+        self.loaded().await?.cycled = true;
+        Ok(())
+    }
+
+    /// Sets when this session expires, overriding the configured idle timeout. Stored with the
+    /// session; it does not by itself make an empty session worth storing.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if loading failed.
+    pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
+        let value = match expiry {
+            Expiry::OnInactivity(d) => serde_json::json!({ "idle_s": d.whole_seconds() }),
+            Expiry::AtDateTime(t) => serde_json::json!({ "at_s": t.unix_timestamp() }),
+            Expiry::OnBrowserClose => serde_json::json!({ "browser": true }),
+        };
+        self.loaded()
+            .await?
+            .data
+            .insert(EXPIRY_KEY.to_owned(), value);
+        Ok(())
+    }
+
+    /// This session's own expiry, if [`set_expiry`](Self::set_expiry) gave it one.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if loading failed.
+    pub async fn expiry(&self) -> Result<Option<Expiry>, SessionError> {
+        Ok(expiry_of(&self.loaded().await?.data))
+    }
+
+    /// Asks the browser to store a test cookie, to check on a later request that cookies
+    /// work (e.g. on a login page). It is a plain cookie: no session record is created.
+    pub fn set_test_cookie(&self) {
+        let mut state = self.state();
+        state.accessed = true;
+        state.test_cookie = TestCookie::Set;
+    }
+
+    /// Whether this request came back with the test cookie.
+    pub fn test_cookie_worked(&self) -> bool {
+        self.state().accessed = true;
+        self.0.test_cookie_present
+    }
+
+    /// Removes the test cookie from the browser.
+    pub fn delete_test_cookie(&self) {
+        let mut state = self.state();
+        state.accessed = true;
+        state.test_cookie = TestCookie::Delete;
+    }
+
+    /// Whether the handler used this session at all.
+    pub(crate) fn accessed(&self) -> bool {
+        self.state().accessed
+    }
+
+    pub(crate) fn incoming(&self) -> Incoming {
+        self.0.incoming
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.0.store
+    }
+
+    pub(crate) fn config(&self) -> &SessionConfig {
+        &self.0.config
+    }
+
+    /// Whether the layer must load the session before deciding, because the handler did not
+    /// but save-every-request wants a touch.
+    pub(crate) fn wants_load_for_touch(&self) -> bool {
+        let state = self.state();
+        self.0.config.save_every_request && state.loaded == LoadState::NotLoaded && !state.flushed
+    }
+
+    /// Loads the session for the layer (save-every-request).
+    pub(crate) async fn load_for_layer(&self) {
+        // Errors were logged and leave the state `Failed`, which decides to do nothing.
+        drop(self.loaded().await);
+    }
+
+    /// What the request did, for [`decide`](crate::decide), plus what carrying out the plan
+    /// needs.
+    pub(crate) fn finish(&self, now: OffsetDateTime, server_error: bool) -> Outcome {
+        let state = self.state();
+        let config = &*self.0.config;
+        let expiry = expiry_of(&state.data);
+        let (created_at, loaded) = match state.loaded {
+            LoadState::NotLoaded => (now, Loaded::NotLoaded),
+            LoadState::Failed => (now, Loaded::Failed),
+            LoadState::Missing => (now, Loaded::Missing),
+            LoadState::Found {
+                created_at,
+                expires_at,
+            } => {
+                let due = match expiry {
+                    Some(Expiry::AtDateTime(_)) => false,
+                    Some(Expiry::OnInactivity(idle)) => {
+                        expires_at - now < config.touch_window().min(idle / 2)
+                    }
+                    _ => expires_at - now < config.touch_window(),
+                };
+                (created_at, Loaded::Found { touch_due: due })
+            }
+        };
+        // After a flush the data (if any) is a new session created now.
+        let created_at = if state.flushed { now } else { created_at };
+        let deadline = created_at + config.absolute_timeout;
+        let expires_at = match expiry {
+            Some(Expiry::AtDateTime(t)) => t,
+            Some(Expiry::OnInactivity(idle)) => now + idle,
+            _ => now + config.idle_timeout,
+        }
+        .min(deadline);
+        let mut change = Change::between(&state.original, &state.data);
+        let keys_changed = !change.has_no_keys();
+        change.expires_at = Some(expires_at);
+        Outcome {
+            facts: Facts {
+                incoming: self.0.incoming,
+                loaded,
+                accessed: state.accessed,
+                keys_changed,
+                empty: is_empty(&state.data),
+                flushed: state.flushed,
+                cycled: state.cycled,
+                test_cookie: state.test_cookie,
+                server_error,
+            },
+            old_id: self.0.id.clone(),
+            change,
+            record: Record {
+                data: state.data.clone(),
+                created_at,
+                expires_at,
+            },
+            max_age: match expiry {
+                Some(Expiry::OnBrowserClose) => None,
+                _ if config.browser_session => None,
+                _ => Some(expires_at - now),
+            },
+        }
+    }
+}
+
+/// Everything the layer needs at the end of a request.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) facts: Facts,
+    /// The incoming id, when well-formed.
+    pub(crate) old_id: Option<SessionId>,
+    /// Changed keys since load, and the refreshed expiry.
+    pub(crate) change: Change,
+    /// The full record, for a create.
+    pub(crate) record: Record,
+    /// The cookie's `Max-Age`; `None` for a browser-session cookie.
+    pub(crate) max_age: Option<Duration>,
+}
+
+/// The state, unless an earlier load in this request failed.
+fn check(state: MutexGuard<'_, State>) -> Result<MutexGuard<'_, State>, SessionError> {
+    {
+        if state.loaded == LoadState::Failed {
+            // The error itself was returned to the call that loaded.
+            Err(SessionError::Store(Arc::new(StoreError::Backend(
+                "the session store failed earlier in this request".into(),
+            ))))
+        } else {
+            Ok(state)
+        }
+    }
+}
+
+fn is_empty(data: &Data) -> bool {
+    data.keys().all(|k| k.starts_with(RESERVED_PREFIX))
+}
+
+fn expiry_of(data: &Data) -> Option<Expiry> {
+    let v = data.get(EXPIRY_KEY)?;
+    if let Some(s) = v.get("idle_s").and_then(Value::as_i64) {
+        return Some(Expiry::OnInactivity(Duration::seconds(s)));
+    }
+    if let Some(s) = v.get("at_s").and_then(Value::as_i64) {
+        return OffsetDateTime::from_unix_timestamp(s)
+            .ok()
+            .map(Expiry::AtDateTime);
+    }
+    v.get("browser").map(|_| Expiry::OnBrowserClose)
+}

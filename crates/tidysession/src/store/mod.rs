@@ -1,0 +1,203 @@
+//! The [`SessionStore`] trait: a few primitive, atomic operations every store implements.
+//!
+//! The layer decides *what* to do (see [`decide`](crate::decide)); a store only has to do each
+//! primitive atomically. Stores never see session ids, only their [`StorageKey`] (I6).
+//!
+//! # What every store guarantees
+//!
+//! | operation | on a live record | on a missing or expired record |
+//! |---|---|---|
+//! | [`load`](SessionStore::load) | the record | `None` |
+//! | [`create`](SessionStore::create) | [`StoreError::DuplicateId`] | stores the record |
+//! | [`update`](SessionStore::update) | applies the [`Change`] to the record as it is now; deletes it if that leaves it empty | [`StoreError::Gone`] (never re-creates) |
+//! | [`touch`](SessionStore::touch) | moves expiry later, never earlier | [`StoreError::Gone`] |
+//! | [`rename`](SessionStore::rename) | moves the record to the new key and applies the change, in one step | [`StoreError::Gone`] |
+//! | [`delete`](SessionStore::delete) | removes it, `true` | `false` |
+//!
+//! [`delete_expired`](SessionStore::delete_expired) removes at most `limit` expired records per
+//! call, so cleanup runs as many short steps rather than one giant `DELETE`.
+//!
+//! The conformance suite in this crate's `tests/` runs every store against this table.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::id::StorageKey;
+use crate::record::{Change, Record};
+
+mod counting;
+#[cfg(feature = "memory")]
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod url;
+
+pub use counting::{CountingStore, OpCounts};
+#[cfg(feature = "memory")]
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+pub use url::{open, StoreUrlError, SUPPORTED_URLS};
+
+/// A place sessions live. See the [module docs](self) for the contract.
+///
+/// Every operation is atomic on its own; the layer never needs a transaction spanning two.
+#[async_trait]
+pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
+    /// Loads the record filed under `key`, if it exists and has not expired at `now`.
+    async fn load(
+        &self,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError>;
+
+    /// Stores a new record. Fails with [`StoreError::DuplicateId`] if a live record already has
+    /// this key; an expired one may be replaced.
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError>;
+
+    /// Applies `change` to the live record under `key`: removed keys, set keys and the new
+    /// expiry, atomically, against the record as it is now. When the result holds no data the
+    /// record is deleted (I2). A missing or expired record is [`StoreError::Gone`] and is never
+    /// re-created (I5).
+    async fn update(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Moves the live record's expiry to `expires_at` if that is later than its current
+    /// expiry; never moves it earlier. Touches nothing else. Missing or expired: [`StoreError::Gone`].
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Moves the live record under `from` to `to` and applies `change`, in one atomic step
+    /// (I7): no reader ever sees both keys valid, or neither. Missing or expired `from`:
+    /// [`StoreError::Gone`]; a live record under `to`: [`StoreError::DuplicateId`].
+    async fn rename(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the record under `key`; returns whether there was one.
+    async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError>;
+
+    /// Deletes at most `limit` records that expired before `now`, oldest expiry first, as one
+    /// short operation; returns how many it deleted. Call it again until it returns less than
+    /// `limit` to clear everything.
+    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError>;
+
+    /// Counts live and expired records at `now`.
+    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError>;
+
+    /// Creates or upgrades the store's schema. Idempotent; stores without a schema do nothing.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// How many records a store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    /// Records that are still valid.
+    pub live: u64,
+    /// Records past their expiry, waiting for cleanup.
+    pub expired: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The record is missing or expired; it was not re-created.
+    #[error("the session no longer exists")]
+    Gone,
+    /// A live record already has this key.
+    #[error("a session with this id already exists")]
+    DuplicateId,
+    /// A bounded store is full of live sessions.
+    #[error("the session store is full ({capacity} live sessions)")]
+    Full {
+        /// The store's capacity.
+        capacity: usize,
+    },
+    /// A stored record could not be read back. It is left in place, untouched.
+    #[error("corrupt session record {key:?}: {reason}")]
+    Corrupt {
+        /// The record's key.
+        key: StorageKey,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The store failed or could not be reached.
+    #[error("session store error: {0}")]
+    Backend(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl StoreError {
+    /// Wraps a backend error.
+    pub fn backend(err: impl StdError + Send + Sync + 'static) -> Self {
+        Self::Backend(Box::new(err))
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
+    async fn load(
+        &self,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        (**self).load(key, now).await
+    }
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        (**self).create(key, record).await
+    }
+    async fn update(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        (**self).update(key, change, now).await
+    }
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        (**self).touch(key, expires_at, now).await
+    }
+    async fn rename(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        (**self).rename(from, to, change, now).await
+    }
+    async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
+        (**self).delete(key).await
+    }
+    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        (**self).delete_expired(now, limit).await
+    }
+    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+        (**self).count(now).await
+    }
+    async fn migrate(&self) -> Result<(), StoreError> {
+        (**self).migrate().await
+    }
+}

@@ -1,0 +1,378 @@
+//! [`SqliteStore`]: sessions in an embedded SQLite database, the default store.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use time::OffsetDateTime;
+
+use super::{RecordCounts, SessionStore, StoreError};
+use crate::id::StorageKey;
+use crate::record::{Change, Data, Record};
+
+/// Schema versions, applied in order by [`SessionStore::migrate`]. Never edit a released step;
+/// append a new one.
+const MIGRATIONS: &[&[&str]] = &[
+    // 1: sessions keyed by SHA-256 of the id; times are Unix milliseconds.
+    &[
+        "CREATE TABLE tidysession_sessions (
+            id BLOB PRIMARY KEY NOT NULL,
+            data TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            user_id TEXT,
+            version INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID",
+        "CREATE INDEX tidysession_sessions_expires_at ON tidysession_sessions (expires_at)",
+        "CREATE INDEX tidysession_sessions_user_id ON tidysession_sessions (user_id)
+            WHERE user_id IS NOT NULL",
+    ],
+];
+
+/// Sessions in an embedded SQLite database file.
+///
+/// The database runs in WAL mode with a busy timeout, so readers never block the writer and
+/// concurrent writers wait instead of failing. Only the SHA-256 of each session id is stored
+/// (I6); data is a JSON object updated key by key inside short `BEGIN IMMEDIATE`
+/// transactions, so concurrent requests writing different keys never lose each other's work.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tidysession::StoreError> {
+/// use tidysession::store::{SessionStore, SqliteStore};
+///
+/// let store = SqliteStore::open("tidysession.db").await?;
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path`, or `:memory:` for a private
+    /// in-memory database. Call [`SessionStore::migrate`] before first use.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the file cannot be opened.
+    pub async fn open(path: &str) -> Result<Self, StoreError> {
+        let in_memory = path == ":memory:";
+        let options = SqliteConnectOptions::from_str(&format!("sqlite:{path}"))
+            .map_err(StoreError::backend)?
+            .create_if_missing(true)
+            .journal_mode(if in_memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            // A private in-memory database exists once per connection: keep exactly one.
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(Self { pool })
+    }
+
+    /// Uses an existing pool. Call [`SessionStore::migrate`] before first use.
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// The connection pool, e.g. to share it with the application.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Starts a write transaction that takes the write lock up front. A deferred `BEGIN`
+    /// that reads and then writes can fail to upgrade when another writer committed in
+    /// between; `BEGIN IMMEDIATE` waits for the lock (busy timeout) instead.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::backend)
+    }
+}
+
+fn millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn from_millis(key: &StorageKey, ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(|e| {
+        StoreError::Corrupt {
+            key: *key,
+            reason: e.to_string(),
+        }
+    })
+}
+
+fn parse_data(key: &StorageKey, text: &str) -> Result<Data, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        key: *key,
+        reason: format!("data is not a JSON object: {e}"),
+    })
+}
+
+fn to_json(data: &Data) -> String {
+    // Serializing a map of JSON values cannot fail.
+    serde_json::Value::Object(data.clone()).to_string()
+}
+
+/// Reads the live record's data inside a write transaction.
+async fn live_data(
+    tx: &mut sqlx::SqliteConnection,
+    key: &StorageKey,
+    now: OffsetDateTime,
+) -> Result<Data, StoreError> {
+    let text: Option<String> =
+        sqlx::query_scalar("SELECT data FROM tidysession_sessions WHERE id = ? AND expires_at > ?")
+            .bind(key.as_bytes().as_slice())
+            .bind(millis(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+    parse_data(key, &text.ok_or(StoreError::Gone)?)
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn load(
+        &self,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(
+            "SELECT data, created_at, expires_at FROM tidysession_sessions
+             WHERE id = ? AND expires_at > ?",
+        )
+        .bind(key.as_bytes().as_slice())
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::backend)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Record {
+            data: parse_data(key, row.get::<&str, _>(0))?,
+            created_at: from_millis(key, row.get(1))?,
+            expires_at: from_millis(key, row.get(2))?,
+        }))
+    }
+
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        // An expired record under the same key may be replaced; a live one never.
+        let done = sqlx::query(
+            "INSERT INTO tidysession_sessions (id, data, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET
+                data = excluded.data, created_at = excluded.created_at,
+                expires_at = excluded.expires_at, user_id = NULL, version = 0
+             WHERE tidysession_sessions.expires_at <= ?5",
+        )
+        .bind(key.as_bytes().as_slice())
+        .bind(to_json(&record.data))
+        .bind(millis(record.created_at))
+        .bind(millis(record.expires_at))
+        .bind(millis(OffsetDateTime::now_utc()))
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::backend)?;
+        match done.rows_affected() {
+            0 => Err(StoreError::DuplicateId),
+            _ => Ok(()),
+        }
+    }
+
+    async fn update(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut data = live_data(&mut tx, key, now).await?;
+        change.apply_to(&mut data);
+        let query = if data.is_empty() {
+            sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?1")
+                .bind(key.as_bytes().as_slice())
+        } else {
+            sqlx::query(
+                "UPDATE tidysession_sessions
+                 SET data = ?2, expires_at = COALESCE(?3, expires_at), version = version + 1
+                 WHERE id = ?1",
+            )
+            .bind(key.as_bytes().as_slice())
+            .bind(to_json(&data))
+            .bind(change.expires_at.map(millis))
+        };
+        query.execute(&mut *tx).await.map_err(StoreError::backend)?;
+        tx.commit().await.map_err(StoreError::backend)
+    }
+
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE tidysession_sessions SET expires_at = MAX(expires_at, ?1)
+             WHERE id = ?2 AND expires_at > ?3",
+        )
+        .bind(millis(expires_at))
+        .bind(key.as_bytes().as_slice())
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::backend)?;
+        match done.rows_affected() {
+            0 => Err(StoreError::Gone),
+            _ => Ok(()),
+        }
+    }
+
+    async fn rename(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut data = live_data(&mut tx, from, now).await?;
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT expires_at FROM tidysession_sessions WHERE id = ?")
+                .bind(to.as_bytes().as_slice())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        match taken {
+            Some(exp) if exp > millis(now) => return Err(StoreError::DuplicateId),
+            Some(_) => {
+                sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+                    .bind(to.as_bytes().as_slice())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+            }
+            None => {}
+        }
+        change.apply_to(&mut data);
+        let query = if data.is_empty() {
+            sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?1")
+                .bind(from.as_bytes().as_slice())
+        } else {
+            sqlx::query(
+                "UPDATE tidysession_sessions
+                 SET id = ?2, data = ?3, expires_at = COALESCE(?4, expires_at),
+                     version = version + 1
+                 WHERE id = ?1",
+            )
+            .bind(from.as_bytes().as_slice())
+            .bind(to.as_bytes().as_slice())
+            .bind(to_json(&data))
+            .bind(change.expires_at.map(millis))
+        };
+        query.execute(&mut *tx).await.map_err(StoreError::backend)?;
+        tx.commit().await.map_err(StoreError::backend)
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+            .bind(key.as_bytes().as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        // Walks the expires_at index; one short statement per batch.
+        let done = sqlx::query(
+            "DELETE FROM tidysession_sessions WHERE id IN (
+                SELECT id FROM tidysession_sessions WHERE expires_at <= ?
+                ORDER BY expires_at LIMIT ?)",
+        )
+        .bind(millis(now))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+        let (total, expired): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE expires_at <= ?) FROM tidysession_sessions",
+        )
+        .bind(millis(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::backend)?;
+        Ok(RecordCounts {
+            live: (total - expired) as u64,
+            expired: expired as u64,
+        })
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS tidysession_schema (version INTEGER NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM tidysession_schema")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        let current = current.unwrap_or(0);
+        if current > MIGRATIONS.len() as i64 {
+            return Err(StoreError::backend(SchemaTooNew {
+                found: current,
+                known: MIGRATIONS.len(),
+            }));
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= current {
+                continue;
+            }
+            for statement in *step {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+            }
+            sqlx::query("INSERT INTO tidysession_schema (version) VALUES (?)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        tx.commit().await.map_err(StoreError::backend)
+    }
+}
+
+/// The database was migrated by a newer tidysession than this one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "session schema version {found} is newer than this build knows ({known}); upgrade tidysession"
+)]
+struct SchemaTooNew {
+    found: i64,
+    known: usize,
+}

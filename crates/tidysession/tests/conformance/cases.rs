@@ -1,0 +1,358 @@
+//! The conformance cases. Each takes a fresh, migrated store.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tidysession::record::Change;
+use tidysession::store::SessionStore;
+use tidysession::StoreError;
+use time::Duration;
+
+use super::{data, fresh, is_gone, key, load, now, record, removed, set};
+
+pub async fn create_then_load_round_trips<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    let r = fresh(json!({"cart": ["a", "b"], "n": 1, "nested": {"x": null}}));
+    store.create(&k, &r).await.unwrap();
+    assert_eq!(load(&store, &k).await, Some(r));
+    assert_eq!(load(&store, &key()).await, None, "other keys stay unknown");
+}
+
+pub async fn create_on_a_live_key_is_a_duplicate<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
+    let again = store.create(&k, &fresh(json!({"b": 2}))).await;
+    assert!(matches!(again, Err(StoreError::DuplicateId)), "{again:?}");
+    assert_eq!(load(&store, &k).await.unwrap().data, data(json!({"a": 1})));
+}
+
+pub async fn create_replaces_an_expired_record<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    let past = now() - Duration::hours(2);
+    store
+        .create(
+            &k,
+            &record(json!({"old": 1}), past, past + Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+    let r = fresh(json!({"new": 1}));
+    store.create(&k, &r).await.unwrap();
+    assert_eq!(load(&store, &k).await, Some(r));
+}
+
+pub async fn load_ignores_expired_records<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    let t = now();
+    store
+        .create(&k, &record(json!({"a": 1}), t - Duration::hours(1), t))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load(&k, t).await.unwrap(),
+        None,
+        "expiry is exclusive"
+    );
+    let before = store.load(&k, t - Duration::milliseconds(1)).await.unwrap();
+    assert!(before.is_some());
+}
+
+pub async fn update_applies_only_the_changed_keys<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    let r = fresh(json!({"a": 1, "b": 2, "c": 3}));
+    store.create(&k, &r).await.unwrap();
+    let mut change = set(&[("a", json!(10)), ("d", json!({"deep": [1]}))]);
+    change.removed = removed(&["c"]).removed;
+    store.update(&k, &change, now()).await.unwrap();
+    let got = load(&store, &k).await.unwrap();
+    assert_eq!(got.data, data(json!({"a": 10, "b": 2, "d": {"deep": [1]}})));
+    assert_eq!(got.created_at, r.created_at, "creation time never changes");
+    assert_eq!(
+        got.expires_at, r.expires_at,
+        "no expiry in the change: unchanged"
+    );
+}
+
+pub async fn update_moves_expiry_as_asked<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
+    let later = now() + Duration::hours(5);
+    let change = Change {
+        expires_at: Some(later),
+        ..Change::default()
+    };
+    store.update(&k, &change, now()).await.unwrap();
+    assert_eq!(load(&store, &k).await.unwrap().expires_at, later);
+}
+
+pub async fn update_that_empties_the_data_deletes_the_record<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    store
+        .create(&k, &fresh(json!({"a": 1, "b": 2})))
+        .await
+        .unwrap();
+    store
+        .update(&k, &removed(&["a", "b"]), now())
+        .await
+        .unwrap();
+    assert_eq!(load(&store, &k).await, None);
+    let counts = store.count(now()).await.unwrap();
+    assert_eq!(
+        counts.live + counts.expired,
+        0,
+        "no empty record left behind (I2)"
+    );
+}
+
+pub async fn update_after_delete_is_gone_and_recreates_nothing<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
+    assert!(store.delete(&k).await.unwrap());
+    assert!(is_gone(
+        store.update(&k, &set(&[("b", json!(2))]), now()).await
+    ));
+    assert_eq!(load(&store, &k).await, None, "no resurrection (I5)");
+    assert!(is_gone(
+        store.update(&key(), &set(&[("b", json!(2))]), now()).await
+    ));
+}
+
+pub async fn update_of_an_expired_record_is_gone<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    let t = now();
+    store
+        .create(&k, &record(json!({"a": 1}), t - Duration::hours(1), t))
+        .await
+        .unwrap();
+    assert!(is_gone(store.update(&k, &set(&[("b", json!(2))]), t).await));
+    assert!(is_gone(store.touch(&k, t + Duration::hours(1), t).await));
+}
+
+pub async fn touch_extends_expiry<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    let r = fresh(json!({"a": 1}));
+    store.create(&k, &r).await.unwrap();
+    let later = r.expires_at + Duration::hours(3);
+    store.touch(&k, later, now()).await.unwrap();
+    let got = load(&store, &k).await.unwrap();
+    assert_eq!(got.expires_at, later);
+    assert_eq!(got.data, r.data, "a touch changes nothing but expiry");
+}
+
+pub async fn touch_never_moves_expiry_backwards<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    let r = fresh(json!({"a": 1}));
+    store.create(&k, &r).await.unwrap();
+    store
+        .touch(&k, r.expires_at - Duration::minutes(30), now())
+        .await
+        .unwrap();
+    assert_eq!(load(&store, &k).await.unwrap().expires_at, r.expires_at);
+}
+
+pub async fn touch_of_a_missing_record_is_gone<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    assert!(is_gone(
+        store.touch(&k, now() + Duration::hours(1), now()).await
+    ));
+    assert_eq!(load(&store, &k).await, None, "a touch never creates");
+}
+
+pub async fn rename_moves_the_record_and_applies_the_change<S: SessionStore>(store: Arc<S>) {
+    let (from, to) = (key(), key());
+    let r = fresh(json!({"cart": [1], "anon": true}));
+    store.create(&from, &r).await.unwrap();
+    let mut change = set(&[("user", json!("alice"))]);
+    change.removed = removed(&["anon"]).removed;
+    store.rename(&from, &to, &change, now()).await.unwrap();
+    assert_eq!(
+        load(&store, &from).await,
+        None,
+        "the old id no longer loads"
+    );
+    let got = load(&store, &to).await.unwrap();
+    assert_eq!(got.data, data(json!({"cart": [1], "user": "alice"})));
+    assert_eq!(got.created_at, r.created_at);
+}
+
+pub async fn rename_of_a_missing_record_is_gone<S: SessionStore>(store: Arc<S>) {
+    let (from, to) = (key(), key());
+    assert!(is_gone(
+        store.rename(&from, &to, &Change::default(), now()).await
+    ));
+    assert_eq!(load(&store, &to).await, None);
+}
+
+pub async fn rename_onto_a_live_record_is_a_duplicate<S: SessionStore>(store: Arc<S>) {
+    let (from, to) = (key(), key());
+    store
+        .create(&from, &fresh(json!({"from": 1})))
+        .await
+        .unwrap();
+    store.create(&to, &fresh(json!({"to": 1}))).await.unwrap();
+    let r = store.rename(&from, &to, &Change::default(), now()).await;
+    assert!(matches!(r, Err(StoreError::DuplicateId)), "{r:?}");
+    assert_eq!(
+        load(&store, &from).await.unwrap().data,
+        data(json!({"from": 1}))
+    );
+    assert_eq!(
+        load(&store, &to).await.unwrap().data,
+        data(json!({"to": 1}))
+    );
+}
+
+pub async fn delete_reports_whether_there_was_a_record<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
+    assert!(store.delete(&k).await.unwrap());
+    assert!(!store.delete(&k).await.unwrap());
+    assert_eq!(load(&store, &k).await, None);
+}
+
+pub async fn delete_expired_is_bounded_and_spares_live_records<S: SessionStore>(store: Arc<S>) {
+    let t = now();
+    for i in 0..25 {
+        let exp = t - Duration::minutes(60 - i);
+        store
+            .create(
+                &key(),
+                &record(json!({"i": i}), exp - Duration::hours(1), exp),
+            )
+            .await
+            .unwrap();
+    }
+    let live = key();
+    store
+        .create(&live, &fresh(json!({"live": true})))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_expired(t, 10).await.unwrap(), 10);
+    assert_eq!(store.count(t).await.unwrap().expired, 15);
+    assert_eq!(store.delete_expired(t, 10).await.unwrap(), 10);
+    assert_eq!(store.delete_expired(t, 10).await.unwrap(), 5);
+    assert_eq!(store.delete_expired(t, 10).await.unwrap(), 0);
+    assert!(load(&store, &live).await.is_some());
+}
+
+pub async fn count_splits_live_and_expired<S: SessionStore>(store: Arc<S>) {
+    let t = now();
+    for _ in 0..3 {
+        store.create(&key(), &fresh(json!({"a": 1}))).await.unwrap();
+    }
+    store
+        .create(
+            &key(),
+            &record(
+                json!({"a": 1}),
+                t - Duration::hours(2),
+                t - Duration::hours(1),
+            ),
+        )
+        .await
+        .unwrap();
+    let counts = store.count(t).await.unwrap();
+    assert_eq!((counts.live, counts.expired), (3, 1));
+}
+
+pub async fn migrate_is_idempotent<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(
+        load(&store, &k).await.is_some(),
+        "migrating again keeps the data"
+    );
+}
+
+pub async fn concurrent_writers_of_different_keys_all_survive<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    store.create(&k, &fresh(json!({"seed": 0}))).await.unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let change = set(&[(&format!("k{i}"), json!(i))]);
+                store.update(&k, &change, now()).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let got = load(&store, &k).await.unwrap();
+    assert_eq!(
+        got.data.len(),
+        33,
+        "every writer's key survives (I5): {:?}",
+        got.data
+    );
+}
+
+pub async fn update_racing_delete_never_resurrects<S: SessionStore>(store: Arc<S>) {
+    for round in 0..20 {
+        let k = key();
+        store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let r = store.update(&k, &set(&[("w", json!(i))]), now()).await;
+                    if is_gone(r) {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        if round % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        store.delete(&k).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(
+            load(&store, &k).await,
+            None,
+            "round {round}: deleted stays deleted"
+        );
+    }
+}
+
+pub async fn rename_under_concurrent_loads_is_never_both_or_neither<S: SessionStore>(
+    store: Arc<S>,
+) {
+    for _ in 0..10 {
+        let (from, to) = (key(), key());
+        store.create(&from, &fresh(json!({"a": 1}))).await.unwrap();
+        let readers: Vec<_> = (0..4)
+            .map(|r| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        if r % 2 == 0 {
+                            // New first: once the new id exists the old one must be gone.
+                            let new = load(&store, &to).await.is_some();
+                            let old = load(&store, &from).await.is_some();
+                            assert!(!(new && old), "both ids valid");
+                        } else {
+                            // Old first: once the old id is gone the new one must exist.
+                            let old = load(&store, &from).await.is_some();
+                            let new = load(&store, &to).await.is_some();
+                            assert!(old || new, "neither id valid");
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        store
+            .rename(&from, &to, &Change::default(), now())
+            .await
+            .unwrap();
+        for r in readers {
+            r.await.unwrap();
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! `decide`, row by row and then exhaustively: no I/O, no clock.
+
+use tidysession::decide::{decide, CookieOp, Facts, Incoming, Loaded, Plan, StoreOp, TestCookie};
+use tidysession::SessionConfig;
+
+fn plan(facts: Facts) -> Plan {
+    decide(&facts, &SessionConfig::default())
+}
+
+fn found(touch_due: bool) -> Loaded {
+    Loaded::Found { touch_due }
+}
+
+fn read(incoming: Incoming, loaded: Loaded) -> Facts {
+    Facts {
+        accessed: true,
+        loaded,
+        empty: !matches!(loaded, Loaded::Found { .. }),
+        ..Facts::untouched(incoming)
+    }
+}
+
+fn write(incoming: Incoming, loaded: Loaded) -> Facts {
+    Facts {
+        keys_changed: true,
+        empty: false,
+        ..read(incoming, loaded)
+    }
+}
+
+fn expect(facts: Facts, store: StoreOp, cookie: CookieOp, vary: bool) {
+    let p = plan(facts);
+    assert_eq!(
+        (p.store, p.cookie, p.vary),
+        (store, cookie, vary),
+        "{facts:?}"
+    );
+}
+
+#[test]
+fn untouched_without_cookie_does_nothing() {
+    expect(
+        Facts::untouched(Incoming::Absent),
+        StoreOp::None,
+        CookieOp::Keep,
+        false,
+    );
+}
+
+#[test]
+fn untouched_with_malformed_cookie_removes_it_without_io() {
+    expect(
+        Facts::untouched(Incoming::Malformed),
+        StoreOp::None,
+        CookieOp::Remove,
+        false,
+    );
+}
+
+#[test]
+fn untouched_with_valid_cookie_does_nothing() {
+    expect(
+        Facts::untouched(Incoming::Valid),
+        StoreOp::None,
+        CookieOp::Keep,
+        false,
+    );
+}
+
+#[test]
+fn read_without_cookie_only_varies() {
+    expect(
+        read(Incoming::Absent, Loaded::Missing),
+        StoreOp::None,
+        CookieOp::Keep,
+        true,
+    );
+}
+
+#[test]
+fn read_of_found_session_varies_and_touches_only_when_due() {
+    expect(
+        read(Incoming::Valid, found(false)),
+        StoreOp::None,
+        CookieOp::Keep,
+        true,
+    );
+    expect(
+        read(Incoming::Valid, found(true)),
+        StoreOp::Touch,
+        CookieOp::Set,
+        true,
+    );
+}
+
+#[test]
+fn read_of_unknown_cookie_removes_it_and_creates_nothing() {
+    expect(
+        read(Incoming::Valid, Loaded::Missing),
+        StoreOp::None,
+        CookieOp::Remove,
+        true,
+    );
+    let every_request = SessionConfig::default().with_save_every_request(true);
+    let p = decide(&read(Incoming::Valid, Loaded::Missing), &every_request);
+    assert_eq!((p.store, p.cookie), (StoreOp::None, CookieOp::Remove));
+}
+
+#[test]
+fn write_without_record_creates() {
+    expect(
+        write(Incoming::Absent, Loaded::Missing),
+        StoreOp::Create,
+        CookieOp::Set,
+        true,
+    );
+    expect(
+        write(Incoming::Malformed, Loaded::Missing),
+        StoreOp::Create,
+        CookieOp::Set,
+        true,
+    );
+    expect(
+        write(Incoming::Valid, Loaded::Missing),
+        StoreOp::Create,
+        CookieOp::Set,
+        true,
+    );
+}
+
+#[test]
+fn write_to_found_record_updates() {
+    expect(
+        write(Incoming::Valid, found(false)),
+        StoreOp::Update,
+        CookieOp::Set,
+        true,
+    );
+    expect(
+        write(Incoming::Valid, found(true)),
+        StoreOp::Update,
+        CookieOp::Set,
+        true,
+    );
+}
+
+#[test]
+fn write_that_empties_the_data_deletes() {
+    let f = Facts {
+        empty: true,
+        ..write(Incoming::Valid, found(false))
+    };
+    expect(f, StoreOp::Delete, CookieOp::Remove, true);
+}
+
+#[test]
+fn flush_deletes_without_loading() {
+    let f = Facts {
+        accessed: true,
+        flushed: true,
+        ..Facts::untouched(Incoming::Valid)
+    };
+    expect(f, StoreOp::Delete, CookieOp::Remove, true);
+    let after_load = Facts {
+        flushed: true,
+        empty: true,
+        ..read(Incoming::Valid, found(false))
+    };
+    expect(after_load, StoreOp::Delete, CookieOp::Remove, true);
+}
+
+#[test]
+fn flush_then_write_starts_a_new_session() {
+    let f = Facts {
+        flushed: true,
+        ..write(Incoming::Valid, found(false))
+    };
+    expect(f, StoreOp::DeleteThenCreate, CookieOp::Set, true);
+    let no_cookie = Facts {
+        flushed: true,
+        ..write(Incoming::Absent, Loaded::Missing)
+    };
+    expect(no_cookie, StoreOp::Create, CookieOp::Set, true);
+}
+
+#[test]
+fn cycle_of_found_record_renames() {
+    let f = Facts {
+        cycled: true,
+        ..read(Incoming::Valid, found(false))
+    };
+    expect(f, StoreOp::Rename, CookieOp::Set, true);
+}
+
+#[test]
+fn cycle_of_nothing_stores_nothing() {
+    let f = Facts {
+        cycled: true,
+        ..read(Incoming::Absent, Loaded::Missing)
+    };
+    expect(f, StoreOp::None, CookieOp::Keep, true);
+}
+
+#[test]
+fn server_errors_save_nothing_and_send_no_cookie() {
+    for facts in [
+        write(Incoming::Absent, Loaded::Missing),
+        write(Incoming::Valid, found(true)),
+        Facts {
+            flushed: true,
+            ..read(Incoming::Valid, found(false))
+        },
+        Facts {
+            test_cookie: TestCookie::Set,
+            ..read(Incoming::Absent, Loaded::Missing)
+        },
+    ] {
+        let f = Facts {
+            server_error: true,
+            ..facts
+        };
+        let p = plan(f);
+        assert_eq!(
+            (p.store, p.cookie, p.test_cookie),
+            (StoreOp::None, CookieOp::Keep, CookieOp::Keep)
+        );
+        let saving = decide(
+            &f,
+            &SessionConfig::default().with_save_on_server_error(true),
+        );
+        assert_eq!(
+            saving,
+            Plan {
+                vary: true,
+                ..plan(facts)
+            },
+            "configurable"
+        );
+    }
+}
+
+#[test]
+fn save_every_request_touches_found_sessions_even_when_only_read() {
+    let config = SessionConfig::default().with_save_every_request(true);
+    let p = decide(&read(Incoming::Valid, found(false)), &config);
+    assert_eq!((p.store, p.cookie), (StoreOp::Touch, CookieOp::Set));
+}
+
+#[test]
+fn test_cookie_is_a_cookie_not_a_record() {
+    let f = Facts {
+        test_cookie: TestCookie::Set,
+        ..read(Incoming::Absent, Loaded::Missing)
+    };
+    let p = plan(f);
+    assert_eq!((p.store, p.test_cookie), (StoreOp::None, CookieOp::Set));
+}
+
+#[test]
+fn a_failed_load_plans_nothing() {
+    expect(
+        write(Incoming::Valid, Loaded::Failed),
+        StoreOp::None,
+        CookieOp::Keep,
+        true,
+    );
+}
+
+/// Every combination of facts, checked against the invariants rather than row by row.
+#[test]
+fn every_combination_keeps_the_invariants() {
+    let incomings = [Incoming::Absent, Incoming::Malformed, Incoming::Valid];
+    let loads = [
+        Loaded::NotLoaded,
+        Loaded::Failed,
+        Loaded::Missing,
+        found(false),
+        found(true),
+    ];
+    let tests = [TestCookie::Unchanged, TestCookie::Set, TestCookie::Delete];
+    let bools = [false, true];
+    let mut checked = 0;
+    for incoming in incomings {
+        for loaded in loads {
+            // Only a well-formed cookie can be loaded; no cookie is known missing at once.
+            if incoming != Incoming::Valid && loaded != Loaded::Missing {
+                continue;
+            }
+            for test_cookie in tests {
+                for [accessed, keys_changed, empty, flushed, cycled, server_error] in
+                    (0..64).map(|m: u32| std::array::from_fn(|i| bools[(m >> i & 1) as usize]))
+                {
+                    for every in bools {
+                        let f = Facts {
+                            incoming,
+                            loaded,
+                            accessed,
+                            keys_changed,
+                            empty,
+                            flushed,
+                            cycled,
+                            test_cookie,
+                            server_error,
+                        };
+                        let config = SessionConfig::default().with_save_every_request(every);
+                        let p = decide(&f, &config);
+                        check(&f, &p);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    // 7 cookie/load pairs x 3 test-cookie states x 2^6 flags x 2 policies.
+    assert_eq!(checked, 7 * 3 * 64 * 2);
+}
+
+fn check(f: &Facts, p: &Plan) {
+    let ctx = format!("{f:?} -> {p:?}");
+    // I8: a failed response persists nothing and sends no cookie.
+    if f.server_error {
+        assert_eq!(p.store, StoreOp::None, "{ctx}");
+        assert_eq!(p.cookie, CookieOp::Keep, "{ctx}");
+    }
+    // I2: nothing empty is ever written.
+    if f.empty {
+        assert!(
+            !matches!(
+                p.store,
+                StoreOp::Create | StoreOp::Update | StoreOp::Rename | StoreOp::DeleteThenCreate
+            ),
+            "{ctx}"
+        );
+    }
+    // I4: without a found record, only new data creates anything.
+    if !matches!(f.loaded, Loaded::Found { .. }) {
+        assert!(
+            !matches!(p.store, StoreOp::Update | StoreOp::Touch | StoreOp::Rename),
+            "{ctx}"
+        );
+        if matches!(p.store, StoreOp::Create | StoreOp::DeleteThenCreate) {
+            assert!(f.keys_changed && !f.empty, "{ctx}");
+        }
+    }
+    // A store error while loading: never guess.
+    if f.loaded == Loaded::Failed {
+        assert_eq!(p.store, StoreOp::None, "{ctx}");
+    }
+    // I1 / I3: Vary exactly when the session was used.
+    assert_eq!(p.vary, f.accessed, "{ctx}");
+    // A removal cookie only where a cookie came in.
+    if p.cookie == CookieOp::Remove {
+        assert_ne!(f.incoming, Incoming::Absent, "{ctx}");
+    }
+    // Every create or rename sends the new id.
+    if matches!(
+        p.store,
+        StoreOp::Create | StoreOp::Rename | StoreOp::DeleteThenCreate
+    ) {
+        assert_eq!(p.cookie, CookieOp::Set, "{ctx}");
+    }
+    // Deleting the record always removes the cookie.
+    if p.store == StoreOp::Delete {
+        assert_eq!(p.cookie, CookieOp::Remove, "{ctx}");
+    }
+}

@@ -1,0 +1,483 @@
+//! The decision table through the real layer: each row a test, a counting store proving the
+//! I/O, on every store. Cases are generic functions; `layer_suite!` runs them per store.
+
+use std::time::Duration as StdDuration;
+
+use tidysession::store::{MemoryStore, OpCounts, SessionStore, SqliteStore};
+use tidysession::{SessionConfig, SessionId};
+use time::Duration;
+
+use crate::util::Harness;
+
+macro_rules! layer_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            layer_suite!(@cases $make;
+                untouched_request_without_cookie_does_no_io_and_sends_nothing,
+                untouched_request_with_malformed_cookie_removes_it_without_io,
+                untouched_request_with_valid_cookie_does_no_io_and_sends_nothing,
+                read_without_cookie_does_no_io_and_varies,
+                read_with_cookie_loads_once_and_writes_nothing,
+                read_touches_once_the_window_is_due,
+                read_with_unknown_or_forged_cookie_removes_it_and_creates_nothing,
+                save_every_request_touches_but_never_creates_or_stores_empty,
+                write_without_cookie_creates_one_record,
+                write_with_cookie_sends_only_the_changed_key,
+                setting_the_same_value_is_not_a_write,
+                write_that_empties_the_data_deletes_the_record,
+                flush_deletes_and_removes_the_cookie,
+                cycle_id_renames_atomically_and_the_old_id_stops_working,
+                failed_responses_persist_nothing,
+                write_to_a_session_deleted_meanwhile_is_gone_not_recreated,
+                test_cookie_creates_no_record,
+                malformed_cookie_then_write_gets_a_fresh_id,
+                idle_timeout_is_enforced_on_read,
+                absolute_timeout_is_enforced_on_read,
+                browser_session_cookies_have_no_max_age,
+                per_session_expiry_is_kept_and_fixed_expiry_is_not_extended,
+                cookie_carries_secure_httponly_samesite_and_path,
+            );
+        }
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $make.await;
+                super::$case(store).await;
+            }
+        )*
+    };
+}
+
+layer_suite!(memory, async { (MemoryStore::default(), ()) });
+layer_suite!(sqlite, async {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("s.db").to_str().unwrap())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+});
+
+fn config() -> SessionConfig {
+    SessionConfig::default()
+}
+
+fn zero() -> OpCounts {
+    OpCounts::default()
+}
+
+fn ops(
+    loads: u64,
+    creates: u64,
+    updates: u64,
+    touches: u64,
+    renames: u64,
+    deletes: u64,
+) -> OpCounts {
+    OpCounts {
+        loads,
+        creates,
+        updates,
+        touches,
+        renames,
+        deletes,
+    }
+}
+
+/// A harness with one stored session holding `k = "v"`; returns its cookie.
+async fn with_session<S: SessionStore>(store: S, config: SessionConfig) -> (Harness<S>, String) {
+    let h = Harness::new(store, config);
+    let r = h.get("/write?k=k&v=v", None).await;
+    assert_eq!(h.counts(), ops(0, 1, 0, 0, 0, 0));
+    (h, r.cookie())
+}
+
+async fn assert_io<S: SessionStore>(h: &Harness<S>, before: OpCounts, expected: OpCounts) {
+    let now = h.counts();
+    let delta = OpCounts {
+        loads: now.loads - before.loads,
+        creates: now.creates - before.creates,
+        updates: now.updates - before.updates,
+        touches: now.touches - before.touches,
+        renames: now.renames - before.renames,
+        deletes: now.deletes - before.deletes,
+    };
+    assert_eq!(delta, expected);
+}
+
+async fn rows<S: SessionStore>(h: &Harness<S>) -> u64 {
+    h.store
+        .count(time::OffsetDateTime::now_utc())
+        .await
+        .unwrap()
+        .live
+}
+
+pub async fn untouched_request_without_cookie_does_no_io_and_sends_nothing<S: SessionStore>(
+    store: S,
+) {
+    let h = Harness::new(store, config());
+    let r = h.get("/untouched", None).await;
+    assert_eq!(r.body, "ok");
+    assert!(r.sets_nothing() && !r.vary, "{r:?}");
+    assert_eq!(h.counts(), zero());
+}
+
+pub async fn untouched_request_with_malformed_cookie_removes_it_without_io<S: SessionStore>(
+    store: S,
+) {
+    let h = Harness::new(store, config());
+    for bad in [
+        "id=garbage",
+        "id=",
+        "id=%00%01",
+        "id=\"quoted\"",
+        &format!("id={}", "A".repeat(4000)),
+    ] {
+        let r = h.get("/untouched", Some(bad)).await;
+        assert!(r.removes_session(), "{bad}: {r:?}");
+        assert!(!r.vary);
+    }
+    assert_eq!(h.counts(), zero());
+}
+
+pub async fn untouched_request_with_valid_cookie_does_no_io_and_sends_nothing<S: SessionStore>(
+    store: S,
+) {
+    let (h, cookie) = with_session(store, config()).await;
+    let before = h.counts();
+    let r = h.get("/untouched", Some(&cookie)).await;
+    assert!(r.sets_nothing() && !r.vary, "{r:?}");
+    assert_io(&h, before, zero()).await;
+}
+
+pub async fn read_without_cookie_does_no_io_and_varies<S: SessionStore>(store: S) {
+    let h = Harness::new(store, config());
+    let r = h.get("/read?k=k", None).await;
+    assert!(r.sets_nothing() && r.vary, "{r:?}");
+    assert_eq!(h.counts(), zero());
+}
+
+pub async fn read_with_cookie_loads_once_and_writes_nothing<S: SessionStore>(store: S) {
+    let (h, cookie) = with_session(store, config()).await;
+    let before = h.counts();
+    let r = h.get("/read?k=k", Some(&cookie)).await;
+    assert_eq!(r.body, "\"v\"");
+    assert!(r.sets_nothing() && r.vary, "{r:?}");
+    assert_io(&h, before, ops(1, 0, 0, 0, 0, 0)).await;
+}
+
+pub async fn read_touches_once_the_window_is_due<S: SessionStore>(store: S) {
+    // A window wider than the idle timeout: every read is due.
+    let cfg = config().with_touch_window(Duration::days(15));
+    let (h, cookie) = with_session(store, cfg).await;
+    let before = h.counts();
+    let r = h.get("/read?k=k", Some(&cookie)).await;
+    assert_io(&h, before, ops(1, 0, 0, 1, 0, 0)).await;
+    let set = r.session_set_cookie().expect("refreshed cookie");
+    assert!(set.contains("Max-Age=1209600"), "{set}");
+    assert_eq!(
+        r.session_id().as_deref(),
+        cookie.strip_prefix("id="),
+        "same id"
+    );
+
+    // The default window (half the idle timeout): a fresh session is not due.
+    let (h, cookie) = with_session(MemoryStore::default(), config()).await;
+    let before = h.counts();
+    for _ in 0..5 {
+        assert!(h.get("/read?k=k", Some(&cookie)).await.sets_nothing());
+    }
+    assert_io(&h, before, ops(5, 0, 0, 0, 0, 0)).await;
+}
+
+pub async fn read_with_unknown_or_forged_cookie_removes_it_and_creates_nothing<S: SessionStore>(
+    store: S,
+) {
+    let h = Harness::new(store, config());
+    let forged = format!("id={}", SessionId::generate().unwrap().as_str());
+    let r = h.get("/read?k=k", Some(&forged)).await;
+    assert!(r.removes_session() && r.vary, "{r:?}");
+    assert_eq!(h.counts(), ops(1, 0, 0, 0, 0, 0));
+    assert_eq!(rows(&h).await, 0);
+}
+
+pub async fn save_every_request_touches_but_never_creates_or_stores_empty<S: SessionStore>(
+    store: S,
+) {
+    let cfg = config().with_save_every_request(true);
+    let (h, cookie) = with_session(store, cfg).await;
+    let before = h.counts();
+    let r = h.get("/untouched", Some(&cookie)).await;
+    assert!(r.session_set_cookie().is_some(), "refreshed: {r:?}");
+    assert_io(&h, before, ops(1, 0, 0, 1, 0, 0)).await;
+
+    // Stale and forged cookies: a removal cookie, never a new (empty) record.
+    let before = h.counts();
+    let forged = format!("id={}", SessionId::generate().unwrap().as_str());
+    for path in ["/untouched", "/read?k=k"] {
+        let r = h.get(path, Some(&forged)).await;
+        assert!(r.removes_session(), "{path}: {r:?}");
+    }
+    assert_io(&h, before, ops(2, 0, 0, 0, 0, 0)).await;
+    // No cookie at all: nothing.
+    let r = h.get("/untouched", None).await;
+    assert!(r.sets_nothing());
+    assert_eq!(rows(&h).await, 1);
+}
+
+pub async fn write_without_cookie_creates_one_record<S: SessionStore>(store: S) {
+    let h = Harness::new(store, config());
+    let r = h.get("/write?k=cart&v=[1]", None).await;
+    assert!(r.vary);
+    assert!(SessionId::parse(&r.session_id().unwrap()).is_some());
+    assert_eq!(h.counts(), ops(0, 1, 0, 0, 0, 0));
+    assert_eq!(rows(&h).await, 1);
+    let back = h.get("/read?k=cart", Some(&r.cookie())).await;
+    assert_eq!(back.body, "[1]");
+}
+
+pub async fn write_with_cookie_sends_only_the_changed_key<S: SessionStore>(store: S) {
+    let (h, cookie) = with_session(store, config()).await;
+    let before = h.counts();
+    let r = h.get("/write?k=other&v=2", Some(&cookie)).await;
+    assert_io(&h, before, ops(1, 0, 1, 0, 0, 0)).await;
+    assert_eq!(r.cookie(), cookie, "refreshed, same id");
+    assert_eq!(h.get("/read?k=k", Some(&cookie)).await.body, "\"v\"");
+    assert_eq!(h.get("/read?k=other", Some(&cookie)).await.body, "2");
+}
+
+pub async fn setting_the_same_value_is_not_a_write<S: SessionStore>(store: S) {
+    let (h, cookie) = with_session(store, config()).await;
+    let before = h.counts();
+    let r = h.get("/write?k=k&v=v", Some(&cookie)).await;
+    assert!(r.sets_nothing(), "{r:?}");
+    assert_io(&h, before, ops(1, 0, 0, 0, 0, 0)).await;
+}
+
+pub async fn write_that_empties_the_data_deletes_the_record<S: SessionStore>(store: S) {
+    let (h, cookie) = with_session(store, config()).await;
+    let before = h.counts();
+    let r = h.get("/remove?k=k", Some(&cookie)).await;
+    assert!(r.removes_session(), "{r:?}");
+    assert_io(&h, before, ops(1, 0, 0, 0, 0, 1)).await;
+    assert_eq!(rows(&h).await, 0);
+
+    let (h, cookie) = with_session(MemoryStore::default(), config()).await;
+    assert!(h.get("/clear", Some(&cookie)).await.removes_session());
+    assert_eq!(rows(&h).await, 0);
+}
+
+pub async fn flush_deletes_and_removes_the_cookie<S: SessionStore>(store: S) {
+    let (h, cookie) = with_session(store, config()).await;
+    let before = h.counts();
+    let r = h.get("/flush", Some(&cookie)).await;
+    assert!(r.removes_session() && r.vary, "{r:?}");
+    assert_io(&h, before, ops(0, 0, 0, 0, 0, 1)).await;
+    assert_eq!(rows(&h).await, 0);
+
+    // Data written after a flush is a new session under a new id.
+    let (h, cookie) = with_session(MemoryStore::default(), config()).await;
+    let r = h.get("/flush?k=fresh&v=1", Some(&cookie)).await;
+    assert_ne!(r.cookie(), cookie);
+    assert_eq!(h.get("/read?k=k", Some(&r.cookie())).await.body, "");
+    assert_eq!(
+        h.get("/read?k=fresh", Some(&r.cookie())).await.body,
+        "\"1\""
+    );
+    assert_eq!(rows(&h).await, 1);
+}
+
+pub async fn cycle_id_renames_atomically_and_the_old_id_stops_working<S: SessionStore>(store: S) {
+    let (h, cookie) = with_session(store, config()).await;
+    let before = h.counts();
+    let r = h.get("/cycle?k=user&v=alice", Some(&cookie)).await;
+    assert_io(&h, before, ops(1, 0, 0, 0, 1, 0)).await;
+    let new = r.cookie();
+    assert_ne!(new, cookie);
+    assert_eq!(
+        h.get("/read?k=k", Some(&new)).await.body,
+        "\"v\"",
+        "data kept"
+    );
+    assert_eq!(h.get("/read?k=user", Some(&new)).await.body, "\"alice\"");
+    assert!(
+        h.get("/read?k=k", Some(&cookie)).await.removes_session(),
+        "old id dead"
+    );
+    assert_eq!(rows(&h).await, 1);
+}
+
+pub async fn failed_responses_persist_nothing<S: SessionStore>(store: S) {
+    let h = Harness::new(store, config());
+    let r = h.get("/fail-after-write", None).await;
+    assert_eq!(r.status, 500);
+    assert!(r.sets_nothing(), "{r:?}");
+    assert_eq!(h.counts(), zero());
+
+    let (h, cookie) = with_session(MemoryStore::default(), config()).await;
+    let r = h.get("/fail-after-write", Some(&cookie)).await;
+    assert!(r.sets_nothing());
+    assert_eq!(
+        h.get("/read?k=during_failure", Some(&cookie)).await.body,
+        ""
+    );
+}
+
+pub async fn write_to_a_session_deleted_meanwhile_is_gone_not_recreated<S: SessionStore>(store: S) {
+    let (h, cookie) = with_session(store, config()).await;
+    let slow = {
+        let (app, cookie) = (h.app.clone(), cookie.clone());
+        let h2 = Harness {
+            app,
+            store: h.store.clone(),
+        };
+        tokio::spawn(async move {
+            h2.get("/write?k=late&v=1&sleep_ms=150", Some(&cookie))
+                .await
+        })
+    };
+    tokio::time::sleep(StdDuration::from_millis(50)).await;
+    assert!(h.get("/flush", Some(&cookie)).await.removes_session()); // logout
+    let r = slow.await.unwrap();
+    assert!(
+        r.removes_session(),
+        "the late write learns the session is gone: {r:?}"
+    );
+    assert_eq!(rows(&h).await, 0, "nothing re-created (I5)");
+}
+
+pub async fn test_cookie_creates_no_record<S: SessionStore>(store: S) {
+    let h = Harness::new(store, config());
+    let r = h.get("/test-cookie/set", None).await;
+    let set = r.test_cookie().expect("test cookie set");
+    assert!(set.starts_with("id_test=1"), "{set}");
+    assert!(r.session_set_cookie().is_none());
+    assert_eq!(
+        h.get("/test-cookie/check", Some("id_test=1")).await.body,
+        "worked"
+    );
+    assert_eq!(h.get("/test-cookie/check", None).await.body, "missing");
+    let del = h.get("/test-cookie/delete", Some("id_test=1")).await;
+    assert!(del.test_cookie().unwrap().contains("Max-Age=0"));
+    assert_eq!(h.counts(), zero());
+    assert_eq!(rows(&h).await, 0);
+}
+
+pub async fn malformed_cookie_then_write_gets_a_fresh_id<S: SessionStore>(store: S) {
+    let h = Harness::new(store, config());
+    let r = h.get("/write?k=a&v=1", Some("id=not-a-session-id")).await;
+    let id = r.session_id().unwrap();
+    assert!(SessionId::parse(&id).is_some());
+    assert_eq!(h.counts(), ops(0, 1, 0, 0, 0, 0));
+}
+
+pub async fn idle_timeout_is_enforced_on_read<S: SessionStore>(store: S) {
+    let cfg = config().with_idle_timeout(Duration::milliseconds(300));
+    let (h, cookie) = with_session(store, cfg).await;
+    assert_eq!(h.get("/read?k=k", Some(&cookie)).await.body, "\"v\"");
+    tokio::time::sleep(StdDuration::from_millis(400)).await;
+    let r = h.get("/read?k=k", Some(&cookie)).await;
+    assert_eq!(r.body, "");
+    assert!(r.removes_session());
+}
+
+pub async fn absolute_timeout_is_enforced_on_read<S: SessionStore>(store: S) {
+    // Touched on every read (wide window), yet it dies at the absolute timeout.
+    let cfg = config()
+        .with_idle_timeout(Duration::seconds(60))
+        .with_absolute_timeout(Duration::milliseconds(500))
+        .with_touch_window(Duration::seconds(120));
+    let (h, cookie) = with_session(store, cfg).await;
+    for _ in 0..3 {
+        assert_eq!(h.get("/read?k=k", Some(&cookie)).await.body, "\"v\"");
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    tokio::time::sleep(StdDuration::from_millis(400)).await;
+    let r = h.get("/read?k=k", Some(&cookie)).await;
+    assert_eq!(r.body, "", "past the absolute timeout");
+    assert!(r.removes_session());
+}
+
+pub async fn browser_session_cookies_have_no_max_age<S: SessionStore>(store: S) {
+    let h = Harness::new(store, config().with_browser_session(true));
+    let r = h.get("/write?k=a&v=1", None).await;
+    let set = r.session_set_cookie().unwrap();
+    assert!(
+        !set.contains("Max-Age") && !set.contains("Expires"),
+        "{set}"
+    );
+
+    let h = Harness::new(MemoryStore::default(), config());
+    let r = h.get("/expiry?kind=browser", None).await;
+    assert!(r.sets_nothing(), "an expiry alone is not data: {r:?}");
+    let r = h.get("/write?k=a&v=1", None).await;
+    let r2 = h.get("/expiry?kind=browser", Some(&r.cookie())).await;
+    assert!(
+        !r2.session_set_cookie().unwrap().contains("Max-Age"),
+        "{r2:?}"
+    );
+}
+
+pub async fn per_session_expiry_is_kept_and_fixed_expiry_is_not_extended<S: SessionStore>(
+    store: S,
+) {
+    let cfg = config().with_touch_window(Duration::days(15));
+    let (h, cookie) = with_session(store, cfg).await;
+    let r = h.get("/expiry?kind=at&s=3600", Some(&cookie)).await;
+    let set = r.session_set_cookie().unwrap();
+    let max_age: i64 = set
+        .split("Max-Age=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3590..=3600).contains(&max_age), "{set}");
+    // A fixed expiry is never touched, even with a window that makes every read due.
+    let before = h.counts();
+    assert!(h.get("/read?k=k", Some(&cookie)).await.sets_nothing());
+    assert_io(&h, before, ops(1, 0, 0, 0, 0, 0)).await;
+
+    let r = h.get("/expiry?kind=idle&s=60", Some(&cookie)).await;
+    assert!(r.session_set_cookie().unwrap().contains("Max-Age=60"));
+}
+
+pub async fn cookie_carries_secure_httponly_samesite_and_path<S: SessionStore>(store: S) {
+    let h = Harness::new(store, config());
+    let r = h.get("/write?k=a&v=1", None).await;
+    let set = r.session_set_cookie().unwrap();
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Path=/",
+        "Max-Age=1209600",
+        "Expires=",
+    ] {
+        assert!(set.contains(attr), "{attr} missing in {set}");
+    }
+    let h = Harness::new(
+        MemoryStore::default(),
+        config()
+            .with_secure(false)
+            .with_domain("example.test")
+            .with_path("/app"),
+    );
+    let set = h
+        .get("/write?k=a&v=1", None)
+        .await
+        .session_set_cookie()
+        .unwrap()
+        .clone();
+    assert!(
+        !set.contains("Secure") && set.contains("Domain=example.test") && set.contains("Path=/app"),
+        "{set}"
+    );
+}

@@ -1,0 +1,90 @@
+//! What the SQLite file holds at rest.
+
+use tidysession::store::{SessionStore, SqliteStore};
+use tidysession::SessionConfig;
+
+use crate::util::Harness;
+
+#[tokio::test]
+async fn no_raw_session_id_appears_anywhere_in_the_database_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rest.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    store.migrate().await.unwrap();
+    let h = Harness::new(store, SessionConfig::default());
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let r = h.get(&format!("/write?k=n&v={i}"), None).await;
+        let id = r.session_id().unwrap();
+        if i % 2 == 0 {
+            // Cycled ids must not leave the old one behind either.
+            let r = h.get("/cycle", Some(&r.cookie())).await;
+            ids.push(r.session_id().unwrap());
+        }
+        ids.push(id);
+    }
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(bytes.len() > 4096, "read the database files");
+    let text = String::from_utf8_lossy(&bytes);
+    for id in &ids {
+        assert!(!text.contains(id.as_str()), "raw id found at rest");
+    }
+    // What is there instead: the SHA-256 of the live id.
+    let key = tidysession::SessionId::parse(&ids[0])
+        .unwrap()
+        .storage_key();
+    assert!(
+        bytes.windows(32).any(|w| w == key.as_bytes()),
+        "hash of the id is the key"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_row_reads_as_no_session_and_is_left_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("c.db").to_str().unwrap())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let pool = store.pool().clone();
+    let h = Harness::new(store, SessionConfig::default());
+    let cookie = h.get("/write?k=a&v=1", None).await.cookie();
+    sqlx::query("UPDATE tidysession_sessions SET data = 'not json'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = h.get("/read?k=a", Some(&cookie)).await;
+    assert_eq!(r.status, 200);
+    assert!(r.removes_session(), "{r:?}");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tidysession_sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "kept for an operator to inspect");
+}
+
+#[tokio::test]
+async fn a_store_that_fails_gives_a_503_and_untouched_requests_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("f.db").to_str().unwrap())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let pool = store.pool().clone();
+    let h = Harness::new(store, SessionConfig::default());
+    let cookie = h.get("/write?k=a&v=1", None).await.cookie();
+    sqlx::query("DROP TABLE tidysession_sessions")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(h.get("/untouched", Some(&cookie)).await.status, 200);
+    let read = h.get("/read?k=a", Some(&cookie)).await;
+    assert_eq!(read.status, 503, "{read:?}");
+    assert!(read.sets_nothing());
+    let write = h.get("/write?k=b&v=1", None).await;
+    assert_eq!(write.status, 503, "save failure is not a 200: {write:?}");
+    assert!(write.sets_nothing());
+}

@@ -1,0 +1,72 @@
+//! Every store runs the conformance suite, one line each.
+
+use tidysession::store::{MemoryStore, SessionStore, SqliteStore};
+
+crate::conformance_suite!(memory, async { (MemoryStore::default(), ()) });
+
+crate::conformance_suite!(sqlite, async {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+});
+
+crate::conformance_suite!(sqlite_in_memory, async {
+    let store = SqliteStore::open(":memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    (store, ())
+});
+
+#[tokio::test]
+async fn memory_store_is_bounded_and_evicts_only_expired_records() {
+    use crate::conformance::{fresh, key, now, record};
+    use serde_json::json;
+    use time::Duration;
+
+    let store = MemoryStore::with_capacity(2);
+    let t = now();
+    store
+        .create(
+            &key(),
+            &record(
+                json!({"old": 1}),
+                t - Duration::hours(2),
+                t - Duration::hours(1),
+            ),
+        )
+        .await
+        .unwrap();
+    store.create(&key(), &fresh(json!({"a": 1}))).await.unwrap();
+    // Full, but one record is expired: it makes room.
+    store.create(&key(), &fresh(json!({"b": 1}))).await.unwrap();
+    // Full of live sessions: refuse rather than drop someone's session.
+    let full = store.create(&key(), &fresh(json!({"c": 1}))).await;
+    assert!(
+        matches!(full, Err(tidysession::StoreError::Full { capacity: 2 })),
+        "{full:?}"
+    );
+    assert_eq!(store.count(now()).await.unwrap().live, 2);
+}
+
+#[tokio::test]
+async fn store_urls_open_the_named_store_or_explain() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+    let store = tidysession::store::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(format!("{store:?}").contains("SqliteStore"));
+    assert!(
+        format!("{:?}", tidysession::store::open("memory://").await.unwrap())
+            .contains("MemoryStore")
+    );
+    for bad in [
+        "postgres://localhost/x",
+        "sqlite://",
+        "nonsense",
+        "memory://x",
+    ] {
+        let err = tidysession::store::open(bad).await.unwrap_err().to_string();
+        assert!(err.contains("sqlite://PATH"), "{bad}: {err}");
+    }
+}

@@ -1,0 +1,222 @@
+//! The request harness: a router of small handlers behind the real `SessionLayer`, over a
+//! store wrapped in a `CountingStore` so tests can assert exactly how much I/O a request did.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Query;
+use axum::http::{header, Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use serde_json::Value;
+use tidysession::store::{CountingStore, OpCounts, SessionStore};
+use tidysession::{Expiry, Session, SessionConfig, SessionError, SessionLayer};
+use tower::ServiceExt;
+
+type Q = Query<HashMap<String, String>>;
+
+fn arg<'a>(q: &'a Q, name: &str) -> &'a str {
+    q.get(name).map(String::as_str).unwrap_or("")
+}
+
+async fn read(session: Session, q: Q) -> Result<String, SessionError> {
+    let v: Option<Value> = session.get(arg(&q, "k")).await?;
+    Ok(v.map(|v| v.to_string()).unwrap_or_default())
+}
+
+async fn write(session: Session, q: Q) -> Result<&'static str, SessionError> {
+    let v: Value = serde_json::from_str(arg(&q, "v")).unwrap_or(Value::String(arg(&q, "v").into()));
+    if let Some(ms) = q.get("sleep_ms") {
+        session.get::<Value>(arg(&q, "k")).await?;
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+    }
+    session.insert(arg(&q, "k"), v).await?;
+    Ok("written")
+}
+
+async fn remove(session: Session, q: Q) -> Result<&'static str, SessionError> {
+    session.remove::<Value>(arg(&q, "k")).await?;
+    Ok("removed")
+}
+
+async fn clear(session: Session) -> Result<&'static str, SessionError> {
+    session.clear().await?;
+    Ok("cleared")
+}
+
+async fn flush(session: Session, q: Q) -> Result<&'static str, SessionError> {
+    session.flush();
+    if !arg(&q, "k").is_empty() {
+        session.insert(arg(&q, "k"), arg(&q, "v")).await?;
+    }
+    Ok("flushed")
+}
+
+async fn cycle(session: Session, q: Q) -> Result<&'static str, SessionError> {
+    if !arg(&q, "k").is_empty() {
+        session.insert(arg(&q, "k"), arg(&q, "v")).await?;
+    }
+    session.cycle_id().await?;
+    Ok("cycled")
+}
+
+async fn fail_after_write(session: Session) -> Result<StatusCode, SessionError> {
+    session.insert("during_failure", true).await?;
+    Ok(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+async fn set_test_cookie(session: Session) -> &'static str {
+    session.set_test_cookie();
+    "set"
+}
+
+async fn check_test_cookie(session: Session) -> &'static str {
+    if session.test_cookie_worked() {
+        "worked"
+    } else {
+        "missing"
+    }
+}
+
+async fn delete_test_cookie(session: Session) -> &'static str {
+    session.delete_test_cookie();
+    "deleted"
+}
+
+async fn expiry(session: Session, q: Q) -> Result<&'static str, SessionError> {
+    let expiry = match arg(&q, "kind") {
+        "browser" => Expiry::OnBrowserClose,
+        "idle" => Expiry::OnInactivity(time::Duration::seconds(arg(&q, "s").parse().unwrap())),
+        _ => Expiry::AtDateTime(
+            time::OffsetDateTime::now_utc()
+                + time::Duration::seconds(arg(&q, "s").parse().unwrap()),
+        ),
+    };
+    session.set_expiry(expiry).await?;
+    Ok("expiry set")
+}
+
+/// The routes every layer test uses.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/untouched", get(|| async { "ok" }))
+        .route("/read", get(read))
+        .route("/write", get(write))
+        .route("/remove", get(remove))
+        .route("/clear", get(clear))
+        .route("/flush", get(flush))
+        .route("/cycle", get(cycle))
+        .route("/fail-after-write", get(fail_after_write))
+        .route("/test-cookie/set", get(set_test_cookie))
+        .route("/test-cookie/check", get(check_test_cookie))
+        .route("/test-cookie/delete", get(delete_test_cookie))
+        .route("/expiry", get(expiry))
+}
+
+/// A router behind the layer, and the counting store under it.
+pub struct Harness<S> {
+    pub app: Router,
+    pub store: Arc<CountingStore<S>>,
+}
+
+impl<S: SessionStore> Harness<S> {
+    pub fn new(store: S, config: SessionConfig) -> Self {
+        let store = Arc::new(CountingStore::new(store));
+        let layer = SessionLayer::from_arc(store.clone()).with_config(config);
+        Self {
+            app: routes().layer(layer),
+            store,
+        }
+    }
+
+    pub fn counts(&self) -> OpCounts {
+        self.store.counts()
+    }
+
+    /// Sends `GET path` with the given `Cookie` header value.
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+        let mut req = Request::get(path);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        let res = self
+            .app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let set_cookies = res
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        let vary = res
+            .headers()
+            .get_all(header::VARY)
+            .iter()
+            .any(|v| v.to_str().unwrap().eq_ignore_ascii_case("cookie"));
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        Reply {
+            status,
+            set_cookies,
+            vary,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+}
+
+/// What a response said, in the terms the tests check.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub set_cookies: Vec<String>,
+    pub vary: bool,
+    pub body: String,
+}
+
+impl Reply {
+    fn cookie_named(&self, name: &str) -> Option<&String> {
+        let prefix = format!("{name}=");
+        self.set_cookies.iter().find(|c| c.starts_with(&prefix))
+    }
+
+    /// The session id the response sets, if it sets one.
+    pub fn session_id(&self) -> Option<String> {
+        let c = self.cookie_named("id")?;
+        let value = c["id=".len()..].split(';').next().unwrap();
+        (!value.is_empty()).then(|| value.to_owned())
+    }
+
+    /// A `Cookie` header carrying the session id this response set.
+    pub fn cookie(&self) -> String {
+        format!(
+            "id={}",
+            self.session_id().expect("response sets a session cookie")
+        )
+    }
+
+    /// Whether the response removes the session cookie.
+    pub fn removes_session(&self) -> bool {
+        self.cookie_named("id")
+            .is_some_and(|c| c.starts_with("id=;") && c.contains("Max-Age=0"))
+    }
+
+    /// The full `Set-Cookie` of the session cookie.
+    pub fn session_set_cookie(&self) -> Option<&String> {
+        self.cookie_named("id")
+    }
+
+    pub fn test_cookie(&self) -> Option<&String> {
+        self.cookie_named("id_test")
+    }
+
+    pub fn sets_nothing(&self) -> bool {
+        self.set_cookies.is_empty()
+    }
+}
