@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 
 /// Random bytes in an id: 192 bits, comfortably above the 128-bit floor.
 const ID_BYTES: usize = 24;
+// I6: at least 128 bits, checked at compile time.
+const _: () = assert!(ID_BYTES * 8 >= 128);
 /// Length of the id's text form (`ceil(24 * 4 / 3)`, no padding).
 const ID_LEN: usize = 32;
 
@@ -128,8 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_carry_at_least_128_bits() {
-        assert!(ID_BYTES * 8 >= 128);
+    fn id_text_length_matches_the_random_bytes() {
         assert_eq!(URL_SAFE_NO_PAD.encode([0u8; ID_BYTES]).len(), ID_LEN);
     }
 

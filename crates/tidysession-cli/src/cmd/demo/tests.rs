@@ -1,0 +1,281 @@
+//! The demo's routes, in process, over a counting memory store.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use tidysession::store::{CountingStore, MemoryStore, OpCounts};
+use tower::ServiceExt;
+
+use super::{router, Users};
+
+fn users() -> Arc<Users> {
+    static USERS: OnceLock<Arc<Users>> = OnceLock::new();
+    USERS
+        .get_or_init(|| Arc::new(Users::demo(2).unwrap()))
+        .clone()
+}
+
+struct Demo {
+    app: axum::Router,
+    store: Arc<CountingStore<MemoryStore>>,
+}
+
+struct Reply {
+    status: StatusCode,
+    cookies: Vec<String>,
+    location: Option<String>,
+    body: String,
+}
+
+impl Reply {
+    fn session(&self) -> Option<String> {
+        self.cookies
+            .iter()
+            .find(|c| c.starts_with("id=") && !c.starts_with("id=;"))
+            .map(|c| c.split(';').next().unwrap().to_owned())
+    }
+}
+
+impl Demo {
+    fn new() -> Self {
+        let store = Arc::new(CountingStore::new(MemoryStore::default()));
+        Self {
+            app: router(store.clone(), users()),
+            store,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        form: Option<&str>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        let body = match form {
+            Some(f) => {
+                req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Body::from(f.to_owned())
+            }
+            None => Body::empty(),
+        };
+        let res = self
+            .app
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let cookies = res
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        let location = res
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        Reply {
+            status,
+            cookies,
+            location,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+
+    async fn rows(&self) -> u64 {
+        use tidysession::SessionStore;
+        self.store
+            .count(time::OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+            .live
+    }
+}
+
+#[tokio::test]
+async fn health_never_touches_the_session() {
+    let d = Demo::new();
+    for cookie in [
+        None,
+        Some("id=garbage-but-ignored-here"),
+        Some("id=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    ] {
+        let r = d.send("GET", "/health", cookie, None).await;
+        assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "ok"));
+    }
+    assert_eq!(d.store.counts(), OpCounts::default());
+}
+
+#[tokio::test]
+async fn anonymous_reads_cost_nothing_and_store_nothing() {
+    let d = Demo::new();
+    for path in ["/", "/whoami", "/cart", "/login"] {
+        let r = d.send("GET", path, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(r.session().is_none(), "{path}");
+    }
+    assert_eq!(
+        d.send("GET", "/whoami", None, None).await.body,
+        r#"{"user":null}"#
+    );
+    assert_eq!(d.store.counts(), OpCounts::default());
+    assert_eq!(d.rows().await, 0);
+}
+
+#[tokio::test]
+async fn login_page_sets_only_the_test_cookie() {
+    let d = Demo::new();
+    let r = d.send("GET", "/login", None, None).await;
+    assert!(
+        r.cookies.iter().any(|c| c.starts_with("id_test=1")),
+        "{:?}",
+        r.cookies
+    );
+    assert!(r.session().is_none());
+    assert_eq!(d.rows().await, 0);
+}
+
+#[tokio::test]
+async fn cart_add_by_link_and_by_form() {
+    let d = Demo::new();
+    let r = d.send("GET", "/cart/add?item=book", None, None).await;
+    assert_eq!(r.body, r#"["book"]"#);
+    let cookie = r.session().unwrap();
+    let r = d
+        .send("POST", "/cart/add", Some(&cookie), Some("item=pen"))
+        .await;
+    assert_eq!(
+        (r.status, r.location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/"))
+    );
+    assert_eq!(
+        d.send("GET", "/cart", Some(&cookie), None).await.body,
+        r#"["book","pen"]"#
+    );
+    assert!(d
+        .send("GET", "/", Some(&cookie), None)
+        .await
+        .body
+        .contains("Cart: 2 item(s)"));
+    assert_eq!(d.rows().await, 1);
+}
+
+#[tokio::test]
+async fn bad_items_are_refused_and_store_nothing() {
+    let d = Demo::new();
+    let long = "x".repeat(65);
+    for path in ["/cart/add?item=", &format!("/cart/add?item={long}")] {
+        assert_eq!(
+            d.send("GET", path, None, None).await.status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    assert_eq!(d.rows().await, 0);
+}
+
+#[tokio::test]
+async fn login_cycles_the_id_keeps_the_cart_and_logout_flushes() {
+    let d = Demo::new();
+    let anon = d
+        .send("GET", "/cart/add?item=book", None, None)
+        .await
+        .session()
+        .unwrap();
+    let bad = d
+        .send(
+            "POST",
+            "/login",
+            Some(&anon),
+            Some("username=alice&password=nope"),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let unknown = d
+        .send(
+            "POST",
+            "/login",
+            None,
+            Some("username=mallory&password=password"),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+
+    let r = d
+        .send(
+            "POST",
+            "/login",
+            Some(&anon),
+            Some("username=alice&password=password"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/"))
+    );
+    let alice = r.session().unwrap();
+    assert_ne!(alice, anon, "new id at login");
+    assert_eq!(
+        d.send("GET", "/whoami", Some(&alice), None).await.body,
+        r#"{"user":"alice"}"#
+    );
+    assert_eq!(
+        d.send("GET", "/cart", Some(&alice), None).await.body,
+        r#"["book"]"#
+    );
+    assert_eq!(
+        d.send("GET", "/whoami", Some(&anon), None).await.body,
+        r#"{"user":null}"#
+    );
+
+    let out = d.send("POST", "/logout", Some(&alice), None).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(out.cookies.iter().any(|c| c.starts_with("id=;")));
+    assert_eq!(
+        d.send("GET", "/whoami", Some(&alice), None).await.body,
+        r#"{"user":null}"#
+    );
+    assert_eq!(d.rows().await, 0);
+}
+
+#[tokio::test]
+async fn logging_in_as_someone_else_keeps_nothing_of_the_first_user() {
+    let d = Demo::new();
+    let alice = d
+        .send(
+            "POST",
+            "/login",
+            None,
+            Some("username=alice&password=password"),
+        )
+        .await
+        .session()
+        .unwrap();
+    d.send("GET", "/cart/add?item=alices-secret", Some(&alice), None)
+        .await;
+    let bob = d
+        .send(
+            "POST",
+            "/login",
+            Some(&alice),
+            Some("username=user2&password=password"),
+        )
+        .await
+        .session()
+        .unwrap();
+    assert_eq!(
+        d.send("GET", "/whoami", Some(&bob), None).await.body,
+        r#"{"user":"user2"}"#
+    );
+    assert_eq!(d.send("GET", "/cart", Some(&bob), None).await.body, "[]");
+    assert_eq!(d.rows().await, 1);
+}

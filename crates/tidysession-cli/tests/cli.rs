@@ -1,0 +1,179 @@
+//! The real `tidysession` binary: migrate, clear and the demo over loopback HTTP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+use tidysession::store::{SessionStore, SqliteStore};
+use tidysession::{Record, SessionId};
+use time::{Duration, OffsetDateTime};
+
+fn tidysession() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tidysession"))
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = tidysession().args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn migrate_then_clear_deletes_only_expired_sessions_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let url = format!("sqlite://{}", path.display());
+    let (ok, out, err) = run(&["migrate", "--store", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("schema is up to date"), "{out}");
+
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    for i in 0..2500 {
+        let expires_at = if i < 2300 {
+            now - Duration::minutes(1)
+        } else {
+            now + Duration::hours(1)
+        };
+        let record = Record {
+            data: json!({"i": i}).as_object().unwrap().clone(),
+            created_at: now - Duration::hours(2),
+            expires_at,
+        };
+        let key = SessionId::generate().unwrap().storage_key();
+        store.create(&key, &record).await.unwrap();
+    }
+
+    let (ok, out, _) = run(&["clear", "--store", &url, "--dry-run"]);
+    assert!(ok);
+    assert!(
+        out.contains("2300 expired sessions would be deleted") && out.contains("200 live"),
+        "{out}"
+    );
+    assert_eq!(
+        store
+            .count(OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+            .expired,
+        2300
+    );
+
+    let (ok, out, err) = run(&["clear", "--store", &url, "--batch", "1000"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("deleted 2300 expired sessions"), "{out}");
+    let counts = store.count(OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!((counts.live, counts.expired), (200, 0));
+}
+
+#[test]
+fn bad_store_urls_are_explained() {
+    let (ok, _, err) = run(&["migrate", "--store", "mongodb://x"]);
+    assert!(!ok);
+    assert!(
+        err.contains("unsupported store URL") && err.contains("sqlite://PATH"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["clear", "--store", "memory://", "--batch", "0"]);
+    assert!(!ok && err.contains("batch"), "{err}");
+}
+
+/// One HTTP/1.1 request over loopback; returns the status line, headers and body.
+fn http(addr: &str, method: &str, path: &str, cookie: Option<&str>, form: Option<&str>) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(c) = cookie {
+        req += &format!("Cookie: {c}\r\n");
+    }
+    let body = form.unwrap_or("");
+    if form.is_some() {
+        req += "Content-Type: application/x-www-form-urlencoded\r\n";
+    }
+    req += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn session_cookie(response: &str) -> Option<String> {
+    response
+        .lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .find(|c| c.starts_with("id=") && !c.starts_with("id=;"))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+}
+
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn demo_serves_the_shop_on_an_embedded_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let mut child = tidysession()
+        .args([
+            "demo",
+            "--store",
+            &url,
+            "--addr",
+            "127.0.0.1:0",
+            "--seed-users",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _demo = Demo(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    assert!(line.contains("user1…user3"), "{line}");
+
+    let health = http(&addr, "GET", "/health", None, None);
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok"),
+        "{health}"
+    );
+    assert!(
+        !health.contains("set-cookie") && !health.contains("vary"),
+        "{health}"
+    );
+
+    let added = http(&addr, "GET", "/cart/add?item=tea", None, None);
+    let anon = session_cookie(&added).expect("cart cookie");
+    let login = http(
+        &addr,
+        "POST",
+        "/login",
+        Some(&anon),
+        Some("username=user3&password=password"),
+    );
+    assert!(login.starts_with("HTTP/1.1 303"), "{login}");
+    let user = session_cookie(&login).expect("new id at login");
+    assert_ne!(user, anon);
+    let who = http(&addr, "GET", "/whoami", Some(&user), None);
+    assert!(who.ends_with(r#"{"user":"user3"}"#), "{who}");
+    let home = http(&addr, "GET", "/", Some(&user), None);
+    assert!(
+        home.contains("Cart: 1 item(s)") && home.contains("user3"),
+        "{home}"
+    );
+}
