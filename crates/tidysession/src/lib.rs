@@ -57,3 +57,8 @@ pub use layer::{SessionLayer, SessionService};
 pub use record::{Change, Record};
 pub use session::{Expiry, Session, SessionError, RESERVED_PREFIX};
 pub use store::{SessionStore, StoreError};
+
+/// The README's code must compile.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -21,6 +21,7 @@ macro_rules! layer_suite {
                 read_without_cookie_does_no_io_and_varies,
                 read_with_cookie_loads_once_and_writes_nothing,
                 read_touches_once_the_window_is_due,
+                touch_happens_at_most_once_per_window,
                 read_with_unknown_or_forged_cookie_removes_it_and_creates_nothing,
                 save_every_request_touches_but_never_creates_or_stores_empty,
                 write_without_cookie_creates_one_record,
@@ -480,4 +481,31 @@ pub async fn cookie_carries_secure_httponly_samesite_and_path<S: SessionStore>(s
         !set.contains("Secure") && set.contains("Domain=example.test") && set.contains("Path=/app"),
         "{set}"
     );
+}
+
+pub async fn touch_happens_at_most_once_per_window<S: SessionStore>(store: S) {
+    // Idle 2 s, default window 1 s: due once less than 1 s remains.
+    let cfg = config().with_idle_timeout(Duration::seconds(2));
+    let (h, cookie) = with_session(store, cfg).await;
+    let before = h.counts();
+    assert!(
+        h.get("/read?k=k", Some(&cookie)).await.sets_nothing(),
+        "fresh: not due"
+    );
+    tokio::time::sleep(StdDuration::from_millis(1200)).await;
+    let touched = h.get("/read?k=k", Some(&cookie)).await;
+    assert!(
+        touched.session_set_cookie().unwrap().contains("Max-Age=2"),
+        "{touched:?}"
+    );
+    for _ in 0..5 {
+        assert!(
+            h.get("/read?k=k", Some(&cookie)).await.sets_nothing(),
+            "touched: not due again"
+        );
+    }
+    assert_io(&h, before, ops(7, 0, 0, 1, 0, 0)).await;
+    // The touch really moved expiry: alive past the original 2 s.
+    tokio::time::sleep(StdDuration::from_millis(1000)).await;
+    assert_eq!(h.get("/read?k=k", Some(&cookie)).await.body, "\"v\"");
 }

@@ -96,6 +96,56 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// Applies a change with one `UPDATE` that edits the JSON inside SQLite (`json_remove`,
+    /// `json_set`): only the changed keys travel, and no transaction is held across a read.
+    async fn update_in_place(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut expr = String::from("data");
+        if !change.removed.is_empty() {
+            let paths = vec!["?"; change.removed.len()].join(", ");
+            expr = format!("json_remove({expr}, {paths})");
+        }
+        if !change.set.is_empty() {
+            let pairs = vec!["?, json(?)"; change.set.len()].join(", ");
+            expr = format!("json_set({expr}, {pairs})");
+        }
+        let sql = format!(
+            "UPDATE tidysession_sessions
+             SET data = {expr}, expires_at = COALESCE(?, expires_at), version = version + 1
+             WHERE id = ? AND expires_at > ?"
+        );
+        let mut query = sqlx::query(&sql);
+        for k in &change.removed {
+            query = query.bind(json_path(k));
+        }
+        for (k, v) in &change.set {
+            query = query.bind(json_path(k)).bind(v.to_string());
+        }
+        let done = query
+            .bind(change.expires_at.map(millis))
+            .bind(key.as_bytes().as_slice())
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Gone);
+        }
+        if !change.removed.is_empty() {
+            // Removals may have emptied it (I2). Conditional, so a concurrent set survives.
+            sqlx::query("DELETE FROM tidysession_sessions WHERE id = ? AND data = '{}'")
+                .bind(key.as_bytes().as_slice())
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        Ok(())
+    }
+
     /// Starts a write transaction that takes the write lock up front. A deferred `BEGIN`
     /// that reads and then writes can fail to upgrade when another writer committed in
     /// between; `BEGIN IMMEDIATE` waits for the lock (busy timeout) instead.
@@ -118,6 +168,17 @@ fn from_millis(key: &StorageKey, ms: i64) -> Result<OffsetDateTime, StoreError> 
             reason: e.to_string(),
         }
     })
+}
+
+/// Whether SQLite's JSON path syntax names this key exactly: a quoted label ends at the next
+/// `"` and is compared with the key as JSON text, so keys holding a quote, a backslash or a
+/// control character (escaped in JSON) take the transactional path instead.
+fn path_safe(key: &str) -> bool {
+    !key.is_empty() && !key.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+}
+
+fn json_path(key: &str) -> String {
+    format!("$.\"{key}\"")
 }
 
 fn parse_data(key: &StorageKey, text: &str) -> Result<Data, StoreError> {
@@ -202,6 +263,14 @@ impl SessionStore for SqliteStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if change
+            .set
+            .keys()
+            .chain(&change.removed)
+            .all(|k| path_safe(k))
+        {
+            return self.update_in_place(key, change, now).await;
+        }
         let mut tx = self.begin_write().await?;
         let mut data = live_data(&mut tx, key, now).await?;
         change.apply_to(&mut data);

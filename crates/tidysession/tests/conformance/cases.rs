@@ -356,3 +356,52 @@ pub async fn rename_under_concurrent_loads_is_never_both_or_neither<S: SessionSt
         }
     }
 }
+
+pub async fn update_handles_keys_of_any_shape<S: SessionStore>(store: Arc<S>) {
+    let odd = [
+        "a.b",
+        "with space",
+        "quote\"inside",
+        "[0]",
+        "$",
+        "ünï",
+        "",
+        "back\\slash",
+        "a'b",
+        "tab\there",
+        "new\nline",
+    ];
+    let k = key();
+    store.create(&k, &fresh(json!({"keep": 1}))).await.unwrap();
+    let pairs: Vec<(&str, serde_json::Value)> =
+        odd.iter().map(|name| (*name, json!({"v": name}))).collect();
+    store.update(&k, &set(&pairs), now()).await.unwrap();
+    let got = load(&store, &k).await.unwrap().data;
+    for name in odd {
+        assert_eq!(
+            got.get(name),
+            Some(&json!({"v": name})),
+            "key {name:?}: {got:?}"
+        );
+    }
+    // Remove each odd key separately, taking the fast path where a store has one.
+    for name in odd {
+        store.update(&k, &removed(&[name]), now()).await.unwrap();
+    }
+    assert_eq!(
+        load(&store, &k).await.unwrap().data,
+        data(json!({"keep": 1}))
+    );
+}
+
+pub async fn update_that_empties_by_removal_alone_deletes_the_record<S: SessionStore>(
+    store: Arc<S>,
+) {
+    let k = key();
+    store.create(&k, &fresh(json!({"only": 1}))).await.unwrap();
+    store.update(&k, &removed(&["only"]), now()).await.unwrap();
+    assert_eq!(load(&store, &k).await, None);
+    assert!(is_gone(
+        store.touch(&k, now() + Duration::hours(1), now()).await
+    ));
+}

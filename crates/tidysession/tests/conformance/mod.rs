@@ -32,6 +32,8 @@ macro_rules! conformance_suite {
                 update_applies_only_the_changed_keys,
                 update_moves_expiry_as_asked,
                 update_that_empties_the_data_deletes_the_record,
+                update_that_empties_by_removal_alone_deletes_the_record,
+                update_handles_keys_of_any_shape,
                 update_after_delete_is_gone_and_recreates_nothing,
                 update_of_an_expired_record_is_gone,
                 touch_extends_expiry,
