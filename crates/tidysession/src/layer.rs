@@ -137,7 +137,6 @@ where
 /// The session cookie's value (the first one, if the browser sent several) and whether the
 /// test cookie came back.
 fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<String>, bool) {
-    let test_name = config.test_cookie_name();
     let mut session = None;
     let mut test = false;
     let pairs = headers
@@ -149,7 +148,10 @@ fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<String>,
     for (name, value) in pairs {
         if session.is_none() && name == config.cookie_name {
             session = Some(value.trim_matches('"').to_owned());
-        } else if name == test_name {
+        } else if name
+            .strip_prefix(config.cookie_name.as_str())
+            .is_some_and(|rest| rest == "_test")
+        {
             test = true;
         }
     }
@@ -174,17 +176,17 @@ async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
         headers.append(VARY, HeaderValue::from_static("Cookie"));
     }
     let cookie = match execute(session.store(), plan.store, &outcome, now).await {
-        Ok(Some(new_id)) => Some(session_cookie(config, new_id.as_str(), &outcome)),
+        Ok(Some(new_id)) => session_cookie(config, new_id.as_str(), &outcome),
         Ok(None) if plan.cookie == CookieOp::Set => outcome
             .old_id
             .as_ref()
-            .map(|id| session_cookie(config, id.as_str(), &outcome)),
-        Ok(None) if plan.cookie == CookieOp::Remove => Some(removal(config, &config.cookie_name)),
+            .and_then(|id| session_cookie(config, id.as_str(), &outcome)),
+        Ok(None) if plan.cookie == CookieOp::Remove => removal(config, &config.cookie_name),
         Ok(None) => None,
         Err(StoreError::Gone) => {
             // Deleted meanwhile (logout in another tab, revoked): nothing is re-created (I5).
             tracing::debug!("session gone before save; removing the cookie");
-            Some(removal(config, &config.cookie_name))
+            removal(config, &config.cookie_name)
         }
         Err(e) => {
             tracing::error!(error = %e, op = ?plan.store, "session save failed");
@@ -196,8 +198,8 @@ async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
     let headers = response.headers_mut();
     headers.extend(cookie.map(|c| (SET_COOKIE, c)));
     let test = match plan.test_cookie {
-        CookieOp::Set => Some(plain_cookie(config, &config.test_cookie_name(), "1")),
-        CookieOp::Remove => Some(removal(config, &config.test_cookie_name())),
+        CookieOp::Set => plain_cookie(config, &config.test_cookie_name(), "1"),
+        CookieOp::Remove => removal(config, &config.test_cookie_name()),
         CookieOp::Keep => None,
     };
     headers.extend(test.map(|c| (SET_COOKIE, c)));
@@ -279,14 +281,15 @@ fn base_cookie<'c>(config: &SessionConfig, name: &str, value: &str) -> Cookie<'c
     cookie
 }
 
-fn to_header(cookie: &Cookie<'_>) -> HeaderValue {
-    // Names come from configuration and values are base64url or fixed text, so the encoded
-    // cookie is always a valid header value; a bad configured name degrades to no cookie.
+fn to_header(cookie: &Cookie<'_>) -> Option<HeaderValue> {
+    // Names and values are percent-encoded; only a configured path or domain holding control
+    // characters can fail here, and then no cookie beats a broken header.
     HeaderValue::from_str(&cookie.encoded().to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static(""))
+        .map_err(|e| tracing::error!(error = %e, "cookie configuration yields an invalid header"))
+        .ok()
 }
 
-fn session_cookie(config: &SessionConfig, value: &str, outcome: &Outcome) -> HeaderValue {
+fn session_cookie(config: &SessionConfig, value: &str, outcome: &Outcome) -> Option<HeaderValue> {
     let mut cookie = base_cookie(config, &config.cookie_name, value);
     if let Some(max_age) = outcome.max_age {
         cookie.set_max_age(max_age.max(time::Duration::ZERO));
@@ -295,11 +298,11 @@ fn session_cookie(config: &SessionConfig, value: &str, outcome: &Outcome) -> Hea
     to_header(&cookie)
 }
 
-fn plain_cookie(config: &SessionConfig, name: &str, value: &str) -> HeaderValue {
+fn plain_cookie(config: &SessionConfig, name: &str, value: &str) -> Option<HeaderValue> {
     to_header(&base_cookie(config, name, value))
 }
 
-fn removal(config: &SessionConfig, name: &str) -> HeaderValue {
+fn removal(config: &SessionConfig, name: &str) -> Option<HeaderValue> {
     let mut cookie = base_cookie(config, name, "");
     cookie.make_removal();
     to_header(&cookie)

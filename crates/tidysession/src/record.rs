@@ -46,26 +46,6 @@ pub struct Change {
 }
 
 impl Change {
-    /// The change that turns `before` into `after`: only keys whose value differs are sent,
-    /// so setting a key to the value it already has is not a change.
-    pub fn between(before: &Data, after: &Data) -> Self {
-        let set = after
-            .iter()
-            .filter(|(k, v)| before.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let removed = before
-            .keys()
-            .filter(|k| !after.contains_key(*k))
-            .cloned()
-            .collect();
-        Self {
-            set,
-            removed,
-            expires_at: None,
-        }
-    }
-
     /// Whether the change touches no key (it may still move the expiry).
     pub fn has_no_keys(&self) -> bool {
         self.set.is_empty() && self.removed.is_empty()
@@ -82,6 +62,95 @@ impl Change {
     }
 }
 
+/// A request's edits on top of the data as loaded: per key, the new value or a removal, and
+/// whether everything loaded was cleared. Reading through it never copies the loaded data.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Edits {
+    /// `Some(value)`: set; `None`: removed.
+    keys: BTreeMap<String, Option<Value>>,
+    /// Every loaded key was removed (edits after the clear still apply).
+    cleared: bool,
+}
+
+impl Edits {
+    /// The value of `key` as the handler sees it.
+    pub(crate) fn get<'a>(&'a self, original: &'a Data, key: &str) -> Option<&'a Value> {
+        match self.keys.get(key) {
+            Some(edit) => edit.as_ref(),
+            None if self.cleared => None,
+            None => original.get(key),
+        }
+    }
+
+    pub(crate) fn set(&mut self, key: String, value: Value) {
+        self.keys.insert(key, Some(value));
+    }
+
+    /// Removes `key`; returns the value it had.
+    pub(crate) fn remove(&mut self, original: &Data, key: &str) -> Option<Value> {
+        let before = match self.keys.remove(key) {
+            Some(edit) => edit,
+            None if self.cleared => None,
+            None => original.get(key).cloned(),
+        };
+        if original.contains_key(key) && !self.cleared {
+            self.keys.insert(key.to_owned(), None);
+        }
+        before
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.keys.clear();
+        self.cleared = true;
+    }
+
+    /// The keys present, in order.
+    pub(crate) fn keys<'a>(&'a self, original: &'a Data) -> impl Iterator<Item = &'a String> {
+        let kept = original
+            .keys()
+            .filter(|k| !self.cleared && !self.keys.contains_key(*k));
+        let set = self
+            .keys
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k);
+        kept.chain(set)
+    }
+
+    /// What the edits change compared with `original`: values equal to the loaded ones are
+    /// not changes.
+    pub(crate) fn change(&self, original: &Data) -> Change {
+        let mut change = Change::default();
+        if self.cleared {
+            change.removed = original
+                .keys()
+                .filter(|k| !matches!(self.keys.get(*k), Some(Some(_))))
+                .cloned()
+                .collect();
+        }
+        for (k, edit) in &self.keys {
+            match edit {
+                Some(v) if original.get(k) != Some(v) => {
+                    change.set.insert(k.clone(), v.clone());
+                }
+                Some(_) => {}
+                None if original.contains_key(k) => {
+                    change.removed.insert(k.clone());
+                }
+                None => {}
+            }
+        }
+        change
+    }
+
+    /// The whole data after the edits.
+    pub(crate) fn merged(&self, original: &Data) -> Data {
+        self.keys(original)
+            .filter_map(|k| Some((k.clone(), self.get(original, k)?.clone())))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,27 +161,55 @@ mod tests {
     }
 
     #[test]
-    fn change_holds_only_keys_that_differ() {
-        let before = data(json!({"a": 1, "b": 2, "c": 3}));
-        let after = data(json!({"a": 1, "b": 20, "d": 4}));
-        let c = Change::between(&before, &after);
-        assert_eq!(c.set.keys().collect::<Vec<_>>(), ["b", "d"]);
-        assert_eq!(c.removed.iter().collect::<Vec<_>>(), ["c"]);
-        let mut applied = before.clone();
-        c.apply_to(&mut applied);
-        assert_eq!(applied, after);
+    fn setting_the_same_value_is_not_a_change() {
+        let original = data(json!({"a": {"x": [1, 2]}}));
+        let mut e = Edits::default();
+        e.set("a".into(), json!({"x": [1, 2]}));
+        assert!(e.change(&original).has_no_keys());
     }
 
     #[test]
-    fn setting_the_same_value_is_not_a_change() {
-        let d = data(json!({"a": {"x": [1, 2]}}));
-        assert!(Change::between(&d, &d.clone()).has_no_keys());
+    fn edits_read_through_and_record_only_real_changes() {
+        let original = data(json!({"a": 1, "b": 2}));
+        let mut e = Edits::default();
+        e.set("a".into(), json!(1)); // same value: not a change
+        e.set("c".into(), json!(3));
+        assert_eq!(e.remove(&original, "b"), Some(json!(2)));
+        assert_eq!(e.remove(&original, "zz"), None);
+        assert_eq!(e.get(&original, "a"), Some(&json!(1)));
+        assert_eq!(e.get(&original, "b"), None);
+        assert_eq!(e.keys(&original).collect::<Vec<_>>(), ["a", "c"]);
+        let c = e.change(&original);
+        assert_eq!(c.set.keys().collect::<Vec<_>>(), ["c"]);
+        assert_eq!(c.removed.iter().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(e.merged(&original), data(json!({"a": 1, "c": 3})));
+    }
+
+    #[test]
+    fn clear_then_set_removes_the_rest() {
+        let original = data(json!({"a": 1, "b": 2}));
+        let mut e = Edits::default();
+        e.clear();
+        e.set("a".into(), json!(1));
+        assert_eq!(e.get(&original, "b"), None);
+        let c = e.change(&original);
+        assert!(c.set.is_empty(), "a keeps its value");
+        assert_eq!(c.removed.iter().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(e.merged(&original), data(json!({"a": 1})));
+        // Setting then removing a key that was never loaded leaves no trace.
+        let mut e = Edits::default();
+        e.set("new".into(), json!(1));
+        assert_eq!(e.remove(&original, "new"), Some(json!(1)));
+        assert!(e.change(&original).has_no_keys());
     }
 
     #[test]
     fn change_applies_to_a_record_changed_meanwhile() {
         let mut current = data(json!({"a": 1, "other": true}));
-        let c = Change::between(&data(json!({"a": 1})), &data(json!({"a": 2, "b": 3})));
+        let mut e = Edits::default();
+        e.set("a".into(), json!(2));
+        e.set("b".into(), json!(3));
+        let c = e.change(&data(json!({"a": 1})));
         c.apply_to(&mut current);
         assert_eq!(current, data(json!({"a": 2, "b": 3, "other": true})));
     }

@@ -11,7 +11,7 @@ use tokio::sync::OnceCell;
 use crate::config::SessionConfig;
 use crate::decide::{Facts, Incoming, Loaded, TestCookie};
 use crate::id::SessionId;
-use crate::record::{Change, Data, Record};
+use crate::record::{Change, Data, Edits, Record};
 use crate::store::{SessionStore, StoreError};
 
 /// Keys starting with this prefix belong to tidysession itself (e.g. a per-session expiry).
@@ -53,10 +53,8 @@ struct Inner {
 #[derive(Debug)]
 struct State {
     loaded: LoadState,
-    /// The data as loaded (empty when nothing was found or after a flush).
-    original: Data,
-    /// The data as the handler left it.
-    data: Data,
+    /// The handler's edits on top of the loaded data, which is never copied.
+    edits: Edits,
     accessed: bool,
     flushed: bool,
     cycled: bool,
@@ -155,8 +153,7 @@ impl Session {
             load: OnceCell::new(),
             state: Mutex::new(State {
                 loaded,
-                original: Data::new(),
-                data: Data::new(),
+                edits: Edits::default(),
                 accessed: false,
                 flushed: false,
                 cycled: false,
@@ -208,19 +205,24 @@ impl Session {
             state.loaded = match result {
                 Err(_) => LoadState::Failed,
                 Ok(None) => LoadState::Missing,
-                Ok(Some(record)) => {
-                    state.original = record.data.clone();
-                    state.data = record.data.clone();
-                    LoadState::Found {
-                        created_at: record.created_at,
-                        expires_at: record.expires_at,
-                    }
-                }
+                Ok(Some(record)) => LoadState::Found {
+                    created_at: record.created_at,
+                    expires_at: record.expires_at,
+                },
             };
         }
         match result {
             Err(e) if state.loaded == LoadState::Failed => Err(SessionError::Store(e.clone())),
             _ => Ok(state),
+        }
+    }
+
+    /// The data as loaded: empty when nothing was found, before loading, or after a flush.
+    fn original<'a>(&'a self, state: &State) -> &'a Data {
+        static EMPTY: std::sync::LazyLock<Data> = std::sync::LazyLock::new(Data::new);
+        match (state.flushed, self.0.load.get()) {
+            (false, Some(Ok(Some(record)))) => &record.data,
+            _ => &EMPTY,
         }
     }
 
@@ -233,8 +235,8 @@ impl Session {
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         let state = self.loaded().await?;
         state
-            .data
-            .get(key)
+            .edits
+            .get(self.original(&state), key)
             .map(|v| T::deserialize(v))
             .transpose()
             .map_err(|source| SessionError::Deserialize {
@@ -257,7 +259,7 @@ impl Session {
             key: key.to_owned(),
             source,
         })?;
-        self.loaded().await?.data.insert(key.to_owned(), value);
+        self.loaded().await?.edits.set(key.to_owned(), value);
         Ok(())
     }
 
@@ -267,7 +269,10 @@ impl Session {
     ///
     /// As [`get`](Self::get). The key is removed even when its value is not a `T`.
     pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        let removed = self.loaded().await?.data.remove(key);
+        let mut state = self.loaded().await?;
+        let original = self.original(&state);
+        let removed = state.edits.remove(original, key);
+        drop(state);
         removed
             .map(T::deserialize)
             .transpose()
@@ -284,7 +289,7 @@ impl Session {
     ///
     /// [`SessionError::Store`] if loading failed.
     pub async fn clear(&self) -> Result<(), SessionError> {
-        self.loaded().await?.data.clear();
+        self.loaded().await?.edits.clear();
         Ok(())
     }
 
@@ -294,7 +299,8 @@ impl Session {
     ///
     /// [`SessionError::Store`] if loading failed.
     pub async fn is_empty(&self) -> Result<bool, SessionError> {
-        Ok(is_empty(&self.loaded().await?.data))
+        let state = self.loaded().await?;
+        Ok(is_empty(state.edits.keys(self.original(&state))))
     }
 
     /// The keys the session holds.
@@ -303,11 +309,10 @@ impl Session {
     ///
     /// [`SessionError::Store`] if loading failed.
     pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
-        Ok(self
-            .loaded()
-            .await?
-            .data
-            .keys()
+        let state = self.loaded().await?;
+        Ok(state
+            .edits
+            .keys(self.original(&state))
             .filter(|k| !k.starts_with(RESERVED_PREFIX))
             .cloned()
             .collect())
@@ -320,8 +325,7 @@ impl Session {
         state.accessed = true;
         state.flushed = true;
         state.cycled = false;
-        state.original.clear();
-        state.data.clear();
+        state.edits = Edits::default();
     }
 
     /// Moves the session to a new id, keeping its data (call it at login and on any privilege
@@ -347,10 +351,7 @@ impl Session {
             Expiry::AtDateTime(t) => serde_json::json!({ "at_s": t.unix_timestamp() }),
             Expiry::OnBrowserClose => serde_json::json!({ "browser": true }),
         };
-        self.loaded()
-            .await?
-            .data
-            .insert(EXPIRY_KEY.to_owned(), value);
+        self.loaded().await?.edits.set(EXPIRY_KEY.to_owned(), value);
         Ok(())
     }
 
@@ -360,7 +361,10 @@ impl Session {
     ///
     /// [`SessionError::Store`] if loading failed.
     pub async fn expiry(&self) -> Result<Option<Expiry>, SessionError> {
-        Ok(expiry_of(&self.loaded().await?.data))
+        let state = self.loaded().await?;
+        Ok(expiry_of(
+            state.edits.get(self.original(&state), EXPIRY_KEY),
+        ))
     }
 
     /// Asks the browser to store a test cookie, to check on a later request that cookies
@@ -419,15 +423,15 @@ impl Session {
     pub(crate) fn finish(&self, now: OffsetDateTime, server_error: bool) -> Outcome {
         let state = self.state();
         let config = &*self.0.config;
-        let expiry = expiry_of(&state.data);
-        let (created_at, loaded) = match state.loaded {
-            LoadState::NotLoaded => (now, Loaded::NotLoaded),
-            LoadState::Failed => (now, Loaded::Failed),
-            LoadState::Missing => (now, Loaded::Missing),
+        let original = self.original(&state);
+        let expiry = expiry_of(state.edits.get(original, EXPIRY_KEY));
+        let mut change = state.edits.change(original);
+        let keys_changed = !change.has_no_keys();
+        let (created_at, stored_expiry, loaded) = match state.loaded {
             LoadState::Found {
                 created_at,
                 expires_at,
-            } => {
+            } if !state.flushed => {
                 let due = match expiry {
                     Some(Expiry::AtDateTime(_)) => false,
                     Some(Expiry::OnInactivity(idle)) => {
@@ -435,37 +439,63 @@ impl Session {
                     }
                     _ => expires_at - now < config.touch_window(),
                 };
-                (created_at, Loaded::Found { touch_due: due })
+                (
+                    created_at,
+                    Some((expires_at, due)),
+                    Loaded::Found { touch_due: due },
+                )
             }
+            LoadState::Found { .. } => (now, None, Loaded::Found { touch_due: false }),
+            LoadState::NotLoaded => (now, None, Loaded::NotLoaded),
+            LoadState::Failed => (now, None, Loaded::Failed),
+            LoadState::Missing => (now, None, Loaded::Missing),
         };
-        // After a flush the data (if any) is a new session created now.
-        let created_at = if state.flushed { now } else { created_at };
-        let deadline = created_at + config.absolute_timeout;
-        let expires_at = match expiry {
+        let fresh_expiry = match expiry {
             Some(Expiry::AtDateTime(t)) => t,
             Some(Expiry::OnInactivity(idle)) => now + idle,
             _ => now + config.idle_timeout,
         }
-        .min(deadline);
-        let mut change = Change::between(&state.original, &state.data);
-        let keys_changed = !change.has_no_keys();
-        change.expires_at = Some(expires_at);
+        .min(created_at + config.absolute_timeout);
+        // An existing session's expiry moves only when the touch window is due (I3), when the
+        // id is cycled (the record is rewritten anyway), when the handler set a new expiry, or
+        // when every request must refresh it.
+        let expires_at = match stored_expiry {
+            Some((stored, due)) => {
+                let moves = due
+                    || state.cycled
+                    || config.save_every_request
+                    || change.set.contains_key(EXPIRY_KEY)
+                    || change.removed.contains(EXPIRY_KEY);
+                if moves {
+                    change.expires_at = Some(fresh_expiry);
+                }
+                change.expires_at.unwrap_or(stored)
+            }
+            None => fresh_expiry,
+        };
+        let facts = Facts {
+            incoming: self.0.incoming,
+            loaded,
+            accessed: state.accessed,
+            keys_changed,
+            empty: is_empty(state.edits.keys(original)),
+            flushed: state.flushed,
+            cycled: state.cycled,
+            test_cookie: state.test_cookie,
+            server_error,
+        };
         Outcome {
-            facts: Facts {
-                incoming: self.0.incoming,
-                loaded,
-                accessed: state.accessed,
-                keys_changed,
-                empty: is_empty(&state.data),
-                flushed: state.flushed,
-                cycled: state.cycled,
-                test_cookie: state.test_cookie,
-                server_error,
-            },
+            facts,
             old_id: self.0.id.clone(),
             change,
             record: Record {
-                data: state.data.clone(),
+                // Only a create needs the whole data: a session with no live record and new
+                // keys. Updates send the change alone.
+                data: match loaded {
+                    Loaded::Found { .. } if !state.flushed => Data::new(),
+                    _ if keys_changed => state.edits.merged(original),
+                    _ => Data::new(),
+                },
                 created_at,
                 expires_at,
             },
@@ -506,12 +536,12 @@ fn check(state: MutexGuard<'_, State>) -> Result<MutexGuard<'_, State>, SessionE
     }
 }
 
-fn is_empty(data: &Data) -> bool {
-    data.keys().all(|k| k.starts_with(RESERVED_PREFIX))
+fn is_empty<'a>(mut keys: impl Iterator<Item = &'a String>) -> bool {
+    keys.all(|k| k.starts_with(RESERVED_PREFIX))
 }
 
-fn expiry_of(data: &Data) -> Option<Expiry> {
-    let v = data.get(EXPIRY_KEY)?;
+fn expiry_of(v: Option<&Value>) -> Option<Expiry> {
+    let v = v?;
     if let Some(s) = v.get("idle_s").and_then(Value::as_i64) {
         return Some(Expiry::OnInactivity(Duration::seconds(s)));
     }
