@@ -49,11 +49,7 @@ const MAX_CART: usize = 50;
 const MAX_ITEM_LEN: usize = 64;
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let store = super::open_store(&args.store).await?;
-    store
-        .migrate()
-        .await
-        .with_context(|| format!("migrating {}", args.store))?;
+    let store = super::open_migrated_store(&args.store).await?;
     let users = tokio::task::spawn_blocking(move || Users::demo(args.seed_users))
         .await
         .context("hashing demo passwords")??;

@@ -1,7 +1,5 @@
 //! `tidysession migrate`: create or upgrade a store's schema.
 
-use anyhow::Context as _;
-
 /// Arguments of `migrate`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -10,11 +8,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let store = super::open_store(&args.store).await?;
-    store
-        .migrate()
-        .await
-        .with_context(|| format!("migrating {}", args.store))?;
+    super::open_migrated_store(&args.store).await?;
     println!("{}: schema is up to date", args.store);
     Ok(())
 }

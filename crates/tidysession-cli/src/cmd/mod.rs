@@ -18,3 +18,13 @@ pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn SessionStore
         .await
         .with_context(|| format!("opening {url}"))
 }
+
+/// Opens the store a URL names and brings its schema up to date.
+pub(crate) async fn open_migrated_store(url: &str) -> anyhow::Result<Arc<dyn SessionStore>> {
+    let store = open_store(url).await?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {url}"))?;
+    Ok(store)
+}
