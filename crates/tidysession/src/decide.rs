@@ -10,7 +10,7 @@
 //! | read, record found | `Vary`; a touch and a refreshed cookie only when the touch window is due |
 //! | read, unknown or expired cookie | removal cookie, nothing created |
 //! | write, no record yet | create, new cookie |
-//! | write, record found | update with the changed keys, refreshed cookie |
+//! | write, record found | update with the changed keys; new expiry and refreshed cookie only when the touch window is due |
 //! | write that empties the data, or flush | delete, removal cookie |
 //! | `cycle_id` on a found record | one atomic rename, new cookie |
 //! | response 5xx | nothing saved, no cookie (unless configured otherwise) |
@@ -56,6 +56,8 @@ pub struct Facts {
     pub accessed: bool,
     /// At least one key differs from what was loaded.
     pub keys_changed: bool,
+    /// The handler gave this session a new expiry (see [`Session::set_expiry`](crate::Session::set_expiry)).
+    pub expiry_set: bool,
     /// The session holds no data at the end of the request.
     pub empty: bool,
     /// The handler flushed the session.
@@ -76,6 +78,7 @@ impl Facts {
             loaded: Loaded::NotLoaded,
             accessed: false,
             keys_changed: false,
+            expiry_set: false,
             empty: true,
             flushed: false,
             cycled: false,
@@ -136,6 +139,10 @@ pub struct Plan {
     pub cookie: CookieOp,
     /// The test cookie.
     pub test_cookie: CookieOp,
+    /// Whether the store call carries a new expiry (now plus the idle timeout, within the
+    /// absolute timeout). Otherwise the record keeps its expiry, and the browser's cookie,
+    /// which expires with it, needs no refresh.
+    pub moves_expiry: bool,
     /// Whether the response gets `Vary: Cookie`.
     pub vary: bool,
 }
@@ -145,6 +152,7 @@ impl Plan {
         store: StoreOp::None,
         cookie: CookieOp::Keep,
         test_cookie: CookieOp::Keep,
+        moves_expiry: false,
         vary: false,
     };
 
@@ -152,6 +160,11 @@ impl Plan {
         Self {
             store,
             cookie,
+            // New records and new ids start a fresh lifetime; touches exist to move it.
+            moves_expiry: matches!(
+                store,
+                StoreOp::Create | StoreOp::DeleteThenCreate | StoreOp::Rename | StoreOp::Touch
+            ),
             ..Self::NOTHING
         }
     }
@@ -206,13 +219,18 @@ fn session_plan(facts: &Facts, config: &SessionConfig) -> Plan {
     }
     match facts.loaded {
         Loaded::Found { touch_due } => {
+            // Expiry moves at most once per touch window (I3), unless asked otherwise.
+            let refresh = touch_due || config.save_every_request || facts.expiry_set;
             if !has_data {
                 Plan::with(StoreOp::Delete, Remove)
             } else if facts.cycled {
                 Plan::with(StoreOp::Rename, Set)
             } else if facts.keys_changed {
-                Plan::with(StoreOp::Update, Set)
-            } else if touch_due || config.save_every_request {
+                Plan {
+                    moves_expiry: refresh,
+                    ..Plan::with(StoreOp::Update, if refresh { Set } else { Keep })
+                }
+            } else if refresh {
                 Plan::with(StoreOp::Touch, Set)
             } else {
                 Plan::NOTHING

@@ -169,8 +169,11 @@ async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
         session.load_for_layer().await;
     }
     let now = OffsetDateTime::now_utc();
-    let outcome = session.finish(now, server_error);
+    let mut outcome = session.finish(now, server_error);
     let plan = decide(&outcome.facts, config);
+    if plan.moves_expiry {
+        outcome.change.expires_at = Some(outcome.record.expires_at);
+    }
     let headers = response.headers_mut();
     if plan.vary {
         headers.append(VARY, HeaderValue::from_static("Cookie"));

@@ -425,9 +425,9 @@ impl Session {
         let config = &*self.0.config;
         let original = self.original(&state);
         let expiry = expiry_of(state.edits.get(original, EXPIRY_KEY));
-        let mut change = state.edits.change(original);
+        let change = state.edits.change(original);
         let keys_changed = !change.has_no_keys();
-        let (created_at, stored_expiry, loaded) = match state.loaded {
+        let (created_at, loaded) = match state.loaded {
             LoadState::Found {
                 created_at,
                 expires_at,
@@ -439,45 +439,25 @@ impl Session {
                     }
                     _ => expires_at - now < config.touch_window(),
                 };
-                (
-                    created_at,
-                    Some((expires_at, due)),
-                    Loaded::Found { touch_due: due },
-                )
+                (created_at, Loaded::Found { touch_due: due })
             }
-            LoadState::Found { .. } => (now, None, Loaded::Found { touch_due: false }),
-            LoadState::NotLoaded => (now, None, Loaded::NotLoaded),
-            LoadState::Failed => (now, None, Loaded::Failed),
-            LoadState::Missing => (now, None, Loaded::Missing),
+            LoadState::Found { .. } => (now, Loaded::Found { touch_due: false }),
+            LoadState::NotLoaded => (now, Loaded::NotLoaded),
+            LoadState::Failed => (now, Loaded::Failed),
+            LoadState::Missing => (now, Loaded::Missing),
         };
-        let fresh_expiry = match expiry {
+        let expires_at = match expiry {
             Some(Expiry::AtDateTime(t)) => t,
             Some(Expiry::OnInactivity(idle)) => now + idle,
             _ => now + config.idle_timeout,
         }
         .min(created_at + config.absolute_timeout);
-        // An existing session's expiry moves only when the touch window is due (I3), when the
-        // id is cycled (the record is rewritten anyway), when the handler set a new expiry, or
-        // when every request must refresh it.
-        let expires_at = match stored_expiry {
-            Some((stored, due)) => {
-                let moves = due
-                    || state.cycled
-                    || config.save_every_request
-                    || change.set.contains_key(EXPIRY_KEY)
-                    || change.removed.contains(EXPIRY_KEY);
-                if moves {
-                    change.expires_at = Some(fresh_expiry);
-                }
-                change.expires_at.unwrap_or(stored)
-            }
-            None => fresh_expiry,
-        };
         let facts = Facts {
             incoming: self.0.incoming,
             loaded,
             accessed: state.accessed,
             keys_changed,
+            expiry_set: change.set.contains_key(EXPIRY_KEY) || change.removed.contains(EXPIRY_KEY),
             empty: is_empty(state.edits.keys(original)),
             flushed: state.flushed,
             cycled: state.cycled,
@@ -514,9 +494,10 @@ pub(crate) struct Outcome {
     pub(crate) facts: Facts,
     /// The incoming id, when well-formed.
     pub(crate) old_id: Option<SessionId>,
-    /// Changed keys since load, and the refreshed expiry.
+    /// Changed keys since load; the layer adds the new expiry when the plan moves it.
     pub(crate) change: Change,
-    /// The full record, for a create.
+    /// The full record for a create; its `expires_at` is the new expiry for any store call
+    /// that moves it.
     pub(crate) record: Record,
     /// The cookie's `Max-Age`; `None` for a browser-session cookie.
     pub(crate) max_age: Option<Duration>,

@@ -129,18 +129,25 @@ fn write_without_record_creates() {
 }
 
 #[test]
-fn write_to_found_record_updates() {
-    expect(
-        write(Incoming::Valid, found(false)),
-        StoreOp::Update,
-        CookieOp::Set,
-        true,
+fn write_to_found_record_updates_and_refreshes_expiry_only_when_due() {
+    let p = plan(write(Incoming::Valid, found(false)));
+    assert_eq!(
+        (p.store, p.cookie, p.moves_expiry),
+        (StoreOp::Update, CookieOp::Keep, false)
     );
-    expect(
-        write(Incoming::Valid, found(true)),
-        StoreOp::Update,
-        CookieOp::Set,
-        true,
+    let p = plan(write(Incoming::Valid, found(true)));
+    assert_eq!(
+        (p.store, p.cookie, p.moves_expiry),
+        (StoreOp::Update, CookieOp::Set, true)
+    );
+    let set_expiry = Facts {
+        expiry_set: true,
+        ..write(Incoming::Valid, found(false))
+    };
+    let p = plan(set_expiry);
+    assert_eq!(
+        (p.store, p.cookie, p.moves_expiry),
+        (StoreOp::Update, CookieOp::Set, true)
     );
 }
 
@@ -287,8 +294,8 @@ fn every_combination_keeps_the_invariants() {
                 continue;
             }
             for test_cookie in tests {
-                for [accessed, keys_changed, empty, flushed, cycled, server_error] in
-                    (0..64).map(|m: u32| std::array::from_fn(|i| bools[(m >> i & 1) as usize]))
+                for [accessed, keys_changed, expiry_set, empty, flushed, cycled, server_error] in
+                    (0..128).map(|m: u32| std::array::from_fn(|i| bools[(m >> i & 1) as usize]))
                 {
                     for every in bools {
                         let f = Facts {
@@ -296,6 +303,7 @@ fn every_combination_keeps_the_invariants() {
                             loaded,
                             accessed,
                             keys_changed,
+                            expiry_set,
                             empty,
                             flushed,
                             cycled,
@@ -304,18 +312,18 @@ fn every_combination_keeps_the_invariants() {
                         };
                         let config = SessionConfig::default().with_save_every_request(every);
                         let p = decide(&f, &config);
-                        check(&f, &p);
+                        check(&f, &p, every);
                         checked += 1;
                     }
                 }
             }
         }
     }
-    // 7 cookie/load pairs x 3 test-cookie states x 2^6 flags x 2 policies.
-    assert_eq!(checked, 7 * 3 * 64 * 2);
+    // 7 cookie/load pairs x 3 test-cookie states x 2^7 flags x 2 policies.
+    assert_eq!(checked, 7 * 3 * 128 * 2);
 }
 
-fn check(f: &Facts, p: &Plan) {
+fn check(f: &Facts, p: &Plan, save_every_request: bool) {
     let ctx = format!("{f:?} -> {p:?}");
     // I8: a failed response persists nothing and sends no cookie.
     if f.server_error {
@@ -358,6 +366,19 @@ fn check(f: &Facts, p: &Plan) {
         StoreOp::Create | StoreOp::Rename | StoreOp::DeleteThenCreate
     ) {
         assert_eq!(p.cookie, CookieOp::Set, "{ctx}");
+    }
+    // I3: a found record's expiry moves only when due, asked for, or per policy; and a cookie
+    // is refreshed exactly when its expiry moves or its id changes.
+    if let Loaded::Found { touch_due } = f.loaded {
+        if p.moves_expiry && !f.flushed && !f.cycled && p.store != StoreOp::Delete {
+            assert!(touch_due || f.expiry_set || save_every_request, "{ctx}");
+        }
+    }
+    if p.cookie == CookieOp::Set {
+        assert!(
+            p.moves_expiry,
+            "a cookie is only re-sent with a new lifetime: {ctx}"
+        );
     }
     // Deleting the record always removes the cookie.
     if p.store == StoreOp::Delete {

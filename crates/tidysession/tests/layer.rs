@@ -244,12 +244,32 @@ pub async fn write_without_cookie_creates_one_record<S: SessionStore>(store: S) 
 
 pub async fn write_with_cookie_sends_only_the_changed_key<S: SessionStore>(store: S) {
     let (h, cookie) = with_session(store, config()).await;
+    let key = SessionId::parse(cookie.strip_prefix("id=").unwrap())
+        .unwrap()
+        .storage_key();
+    let now = time::OffsetDateTime::now_utc;
+    let expiry_before = h.store.load(&key, now()).await.unwrap().unwrap().expires_at;
+    let before = h.counts();
+    let r = h.get("/write?k=other&v=2", Some(&cookie)).await;
+    assert_io(&h, before, ops(1, 0, 1, 0, 0, 0)).await;
+    // Not due for a touch: the expiry stays, so the browser's cookie needs no refresh (I3).
+    assert!(r.sets_nothing() && r.vary, "{r:?}");
+    let after = h.store.load(&key, now()).await.unwrap().unwrap();
+    assert_eq!(after.expires_at, expiry_before);
+    assert_eq!(h.get("/read?k=k", Some(&cookie)).await.body, "\"v\"");
+    assert_eq!(h.get("/read?k=other", Some(&cookie)).await.body, "2");
+
+    // Due for a touch: the same update carries the new expiry, and the cookie follows it.
+    let (h, cookie) = with_session(
+        MemoryStore::default(),
+        config().with_touch_window(Duration::days(15)),
+    )
+    .await;
     let before = h.counts();
     let r = h.get("/write?k=other&v=2", Some(&cookie)).await;
     assert_io(&h, before, ops(1, 0, 1, 0, 0, 0)).await;
     assert_eq!(r.cookie(), cookie, "refreshed, same id");
-    assert_eq!(h.get("/read?k=k", Some(&cookie)).await.body, "\"v\"");
-    assert_eq!(h.get("/read?k=other", Some(&cookie)).await.body, "2");
+    assert!(r.session_set_cookie().unwrap().contains("Max-Age=1209600"));
 }
 
 pub async fn setting_the_same_value_is_not_a_write<S: SessionStore>(store: S) {
