@@ -5,6 +5,14 @@ use tidysession::SessionConfig;
 
 use crate::util::Harness;
 
+/// A connection of the test's own to the store's database file.
+async fn side_connection(path: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection as _;
+    sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn no_raw_session_id_appears_anywhere_in_the_database_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -45,22 +53,21 @@ async fn no_raw_session_id_appears_anywhere_in_the_database_files() {
 #[tokio::test]
 async fn a_corrupt_row_reads_as_no_session_and_is_left_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("c.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let path = dir.path().join("c.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
     store.migrate().await.unwrap();
-    let pool = store.pool().clone();
+    let mut db = side_connection(&path).await;
     let h = Harness::new(store, SessionConfig::default());
     let cookie = h.get("/write?k=a&v=1", None).await.cookie();
     sqlx::query("UPDATE tidysession_sessions SET data = 'not json'")
-        .execute(&pool)
+        .execute(&mut db)
         .await
         .unwrap();
     let r = h.get("/read?k=a", Some(&cookie)).await;
     assert_eq!(r.status, 200);
     assert!(r.removes_session(), "{r:?}");
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tidysession_sessions")
-        .fetch_one(&pool)
+        .fetch_one(&mut db)
         .await
         .unwrap();
     assert_eq!(n, 1, "kept for an operator to inspect");
@@ -69,15 +76,14 @@ async fn a_corrupt_row_reads_as_no_session_and_is_left_in_place() {
 #[tokio::test]
 async fn a_store_that_fails_gives_a_503_and_untouched_requests_still_work() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("f.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let path = dir.path().join("f.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
     store.migrate().await.unwrap();
-    let pool = store.pool().clone();
+    let mut db = side_connection(&path).await;
     let h = Harness::new(store, SessionConfig::default());
     let cookie = h.get("/write?k=a&v=1", None).await.cookie();
     sqlx::query("DROP TABLE tidysession_sessions")
-        .execute(&pool)
+        .execute(&mut db)
         .await
         .unwrap();
     assert_eq!(h.get("/untouched", Some(&cookie)).await.status, 200);

@@ -4,13 +4,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection as _, Row};
 use time::OffsetDateTime;
 
 use super::{RecordCounts, SessionStore, StoreError};
 use crate::id::StorageKey;
 use crate::record::{Change, Data, Record};
+
+mod connections;
+use connections::Connections;
 
 /// Schema versions, applied in order by [`SessionStore::migrate`]. Never edit a released step;
 /// append a new one.
@@ -47,9 +50,9 @@ const MIGRATIONS: &[&[&str]] = &[
 /// store.migrate().await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    connections: Connections,
 }
 
 impl SqliteStore {
@@ -71,33 +74,14 @@ impl SqliteStore {
             })
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            // A private in-memory database exists once per connection: keep exactly one.
-            .max_connections(if in_memory { 1 } else { 8 })
-            .min_connections(if in_memory { 1 } else { 0 })
-            .idle_timeout(if in_memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
-            })
-            .max_lifetime(None)
-            // A local file cannot drop a connection: skip the ping before each use, which
-            // costs a round trip to the connection's thread.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(StoreError::backend)?;
-        Ok(Self { pool })
-    }
-
-    /// Uses an existing pool. Call [`SessionStore::migrate`] before first use.
-    pub fn from_pool(pool: SqlitePool) -> Self {
-        Self { pool }
-    }
-
-    /// The connection pool, e.g. to share it with the application.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        // A private in-memory database exists once per connection: keep exactly one.
+        let size = if in_memory { 1 } else { 8 };
+        let store = Self {
+            connections: Connections::new(options, size),
+        };
+        // Open one connection now, so that a bad path fails here rather than on first use.
+        store.connections.get().await?;
+        Ok(store)
     }
 
     /// Applies a change with one `UPDATE` that edits the JSON inside SQLite (`json_remove`,
@@ -137,12 +121,13 @@ impl SqliteStore {
         if let Some(at) = change.expires_at {
             query = query.bind(millis(at));
         }
+        let mut lease = self.connections.get().await?;
         let done = query
             .bind(key.as_bytes().as_slice())
             .bind(millis(now))
-            .execute(&self.pool)
+            .execute(lease.conn()?)
             .await
-            .map_err(StoreError::backend)?;
+            .map_err(|e| lease.fail(e))?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Gone);
         }
@@ -150,22 +135,24 @@ impl SqliteStore {
             // Removals may have emptied it (I2). Conditional, so a concurrent set survives.
             sqlx::query("DELETE FROM tidysession_sessions WHERE id = ? AND data = '{}'")
                 .bind(key.as_bytes().as_slice())
-                .execute(&self.pool)
+                .execute(lease.conn()?)
                 .await
-                .map_err(StoreError::backend)?;
+                .map_err(|e| lease.fail(e))?;
         }
         Ok(())
     }
+}
 
-    /// Starts a write transaction that takes the write lock up front. A deferred `BEGIN`
-    /// that reads and then writes can fail to upgrade when another writer committed in
-    /// between; `BEGIN IMMEDIATE` waits for the lock (busy timeout) instead.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(StoreError::backend)
-    }
+/// Starts a write transaction that takes the write lock up front. A deferred `BEGIN` that
+/// reads and then writes can fail to upgrade when another writer committed in between;
+/// `BEGIN IMMEDIATE` waits for the lock (busy timeout) instead. Dropped without commit (an
+/// error, a cancelled request), the transaction is rolled back.
+async fn begin_immediate(
+    conn: &mut SqliteConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, StoreError> {
+    conn.begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(StoreError::backend)
 }
 
 fn millis(t: OffsetDateTime) -> i64 {
@@ -227,15 +214,16 @@ impl SessionStore for SqliteStore {
         key: &StorageKey,
         now: OffsetDateTime,
     ) -> Result<Option<Record>, StoreError> {
+        let mut lease = self.connections.get().await?;
         let row = sqlx::query(
             "SELECT data, created_at, expires_at FROM tidysession_sessions
              WHERE id = ? AND expires_at > ?",
         )
         .bind(key.as_bytes().as_slice())
         .bind(millis(now))
-        .fetch_optional(&self.pool)
+        .fetch_optional(lease.conn()?)
         .await
-        .map_err(StoreError::backend)?;
+        .map_err(|e| lease.fail(e))?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(Record {
             data: parse_data(key, row.get::<&str, _>(0))?,
@@ -245,6 +233,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        let mut lease = self.connections.get().await?;
         // An expired record under the same key may be replaced; a live one never.
         let done = sqlx::query(
             "INSERT INTO tidysession_sessions (id, data, created_at, expires_at)
@@ -259,9 +248,9 @@ impl SessionStore for SqliteStore {
         .bind(millis(record.created_at))
         .bind(millis(record.expires_at))
         .bind(millis(OffsetDateTime::now_utc()))
-        .execute(&self.pool)
+        .execute(lease.conn()?)
         .await
-        .map_err(StoreError::backend)?;
+        .map_err(|e| lease.fail(e))?;
         match done.rows_affected() {
             0 => Err(StoreError::DuplicateId),
             _ => Ok(()),
@@ -282,7 +271,8 @@ impl SessionStore for SqliteStore {
         {
             return self.update_in_place(key, change, now).await;
         }
-        let mut tx = self.begin_write().await?;
+        let mut lease = self.connections.get().await?;
+        let mut tx = begin_immediate(lease.conn()?).await?;
         let mut data = live_data(&mut tx, key, now).await?;
         change.apply_to(&mut data);
         let query = if data.is_empty() {
@@ -308,6 +298,7 @@ impl SessionStore for SqliteStore {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        let mut lease = self.connections.get().await?;
         let done = sqlx::query(
             "UPDATE tidysession_sessions SET expires_at = MAX(expires_at, ?1)
              WHERE id = ?2 AND expires_at > ?3",
@@ -315,9 +306,9 @@ impl SessionStore for SqliteStore {
         .bind(millis(expires_at))
         .bind(key.as_bytes().as_slice())
         .bind(millis(now))
-        .execute(&self.pool)
+        .execute(lease.conn()?)
         .await
-        .map_err(StoreError::backend)?;
+        .map_err(|e| lease.fail(e))?;
         match done.rows_affected() {
             0 => Err(StoreError::Gone),
             _ => Ok(()),
@@ -331,7 +322,8 @@ impl SessionStore for SqliteStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut lease = self.connections.get().await?;
+        let mut tx = begin_immediate(lease.conn()?).await?;
         let mut data = live_data(&mut tx, from, now).await?;
         let taken: Option<i64> =
             sqlx::query_scalar("SELECT expires_at FROM tidysession_sessions WHERE id = ?")
@@ -371,15 +363,17 @@ impl SessionStore for SqliteStore {
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
+        let mut lease = self.connections.get().await?;
         let done = sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
             .bind(key.as_bytes().as_slice())
-            .execute(&self.pool)
+            .execute(lease.conn()?)
             .await
-            .map_err(StoreError::backend)?;
+            .map_err(|e| lease.fail(e))?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        let mut lease = self.connections.get().await?;
         // Walks the expires_at index; one short statement per batch.
         let done = sqlx::query(
             "DELETE FROM tidysession_sessions WHERE id IN (
@@ -388,20 +382,21 @@ impl SessionStore for SqliteStore {
         )
         .bind(millis(now))
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(lease.conn()?)
         .await
-        .map_err(StoreError::backend)?;
+        .map_err(|e| lease.fail(e))?;
         Ok(done.rows_affected())
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+        let mut lease = self.connections.get().await?;
         let (total, expired): (i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), COUNT(*) FILTER (WHERE expires_at <= ?) FROM tidysession_sessions",
         )
         .bind(millis(now))
-        .fetch_one(&self.pool)
+        .fetch_one(lease.conn()?)
         .await
-        .map_err(StoreError::backend)?;
+        .map_err(|e| lease.fail(e))?;
         Ok(RecordCounts {
             live: (total - expired) as u64,
             expired: expired as u64,
@@ -409,7 +404,8 @@ impl SessionStore for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut lease = self.connections.get().await?;
+        let mut tx = begin_immediate(lease.conn()?).await?;
         sqlx::query("CREATE TABLE IF NOT EXISTS tidysession_schema (version INTEGER NOT NULL)")
             .execute(&mut *tx)
             .await
