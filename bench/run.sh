@@ -1,0 +1,339 @@
+#!/usr/bin/env bash
+# HTTP benchmark: bare axum vs tidysession vs tower-sessions (memory and SQLite stores).
+#
+#   bash bench/run.sh                                 # 3 rounds of 10 s per scenario
+#   BENCH_SECONDS=30 BENCH_ROUNDS=5 bash bench/run.sh
+#
+# Builds bench-server (bench/target, release), starts every implementation on 127.0.0.1, then
+# runs each scenario against every implementation back to back, in rounds (the order rotates
+# each round), and reports the median of the rounds: drift in the machine's speed then hits
+# all implementations alike. Raw wrk output goes to bench/results/ (git-ignored);
+# the tables go to docs/benchmarks.md. All traffic stays on 127.0.0.1 and every step is
+# bounded in time.
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$BENCH_DIR/.." && pwd)"
+RESULTS="$BENCH_DIR/results"
+DOC="$ROOT/docs/benchmarks.md"
+SERVER="$BENCH_DIR/target/release/bench-server"
+
+BENCH_SECONDS="${BENCH_SECONDS:-10}"
+if ! [[ "$BENCH_SECONDS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "BENCH_SECONDS must be a positive integer (got '$BENCH_SECONDS')" >&2
+    exit 2
+fi
+BENCH_ROUNDS="${BENCH_ROUNDS:-3}"
+if ! [[ "$BENCH_ROUNDS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "BENCH_ROUNDS must be a positive integer (got '$BENCH_ROUNDS')" >&2
+    exit 2
+fi
+WARMUP_SECONDS=2
+THREADS=1
+CONNECTIONS=32
+BASE_PORT=18080
+
+IMPLS=(axum tidysession-memory tidysession-sqlite tower-sessions-memory tower-sessions-sqlite)
+
+log() { echo "[bench] $*" >&2; }
+
+# --- tools -------------------------------------------------------------------------------
+if ! command -v wrk >/dev/null 2>&1; then
+    log "installing wrk"
+    if ! apt-get install -y wrk >/dev/null 2>&1; then
+        apt-get update >/dev/null
+        apt-get install -y wrk >/dev/null
+    fi
+fi
+for tool in curl python3 wrk; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "missing tool: $tool" >&2; exit 1; }
+done
+
+log "building bench-server (release)"
+(cd "$BENCH_DIR" && CARGO_TARGET_DIR="$BENCH_DIR/target" cargo build --release --quiet)
+
+# --- server lifecycle --------------------------------------------------------------------
+declare -A PID URL
+WORK="$(mktemp -d)"
+
+# Removes the SQLite files a server reported ("bench-server: database <path>").
+remove_server_db() {
+    local log="$RESULTS/$1.server.log" db
+    [[ -f "$log" ]] || return 0
+    db="$(sed -n 's/^bench-server: database //p' "$log")"
+    if [[ -n "$db" ]]; then
+        rm -f -- "$db" "$db-wal" "$db-shm"
+    fi
+}
+
+stop_servers() {
+    local imp pid
+    for imp in "${!PID[@]}"; do
+        pid="${PID[$imp]}"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do # bounded wait, then force
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        remove_server_db "$imp"
+        unset "PID[$imp]"
+    done
+}
+
+cleanup() {
+    stop_servers
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Starts bench-server for impl $1 on a free port from $2 upwards; sets PID[$1] and URL[$1].
+start_server() {
+    local imp="$1" port="$2" log
+    while port_in_use "$port"; do
+        port=$((port + 1))
+    done
+    log="$RESULTS/$imp.server.log"
+    "$SERVER" --impl "$imp" --addr "127.0.0.1:$port" >"$log" 2>&1 &
+    PID[$imp]=$!
+    URL[$imp]="http://127.0.0.1:$port"
+    for _ in $(seq 100); do # at most ~10 s
+        if ! kill -0 "${PID[$imp]}" 2>/dev/null; then
+            echo "bench-server --impl $imp exited early:" >&2
+            cat "$log" >&2
+            unset "PID[$imp]"
+            exit 1
+        fi
+        if curl -sf -m 1 -o /dev/null "${URL[$imp]}/untouched"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench-server --impl $imp did not answer on ${URL[$imp]}/untouched" >&2
+    exit 1
+}
+
+# --- wrk ---------------------------------------------------------------------------------
+# run_wrk <seconds> <out-file> <url> [cookie-value]
+run_wrk() {
+    local seconds="$1" out="$2" url="$3" cookie="${4:-}"
+    local args=(-t"$THREADS" -c"$CONNECTIONS" -d"${seconds}s" --latency)
+    if [[ -n "$cookie" ]]; then
+        args+=(-H "Cookie: id=$cookie")
+    fi
+    timeout "$((seconds + 30))" wrk "${args[@]}" "$url" >"$out" 2>&1
+}
+
+# parse_wrk <file> -> "rps<TAB>p99_ms<TAB>requests<TAB>non2xx<TAB>socket_errors"
+parse_wrk() {
+    awk '
+        function ms(v,   n) {
+            n = v + 0
+            if (v ~ /us$/) return n / 1000
+            if (v ~ /ms$/) return n
+            if (v ~ /m$/)  return n * 60000
+            if (v ~ /s$/)  return n * 1000
+            return n
+        }
+        /^Requests\/sec:/              { rps = $2 }
+        /^[ \t]+99%/                    { p99 = ms($2) }
+        /requests in/                   { reqs = $1 }
+        /Non-2xx or 3xx responses:/     { non2xx = $NF }
+        /Socket errors:/ {
+            gsub(",", "", $0)
+            sock = $4 + $6 + $8 + $10
+        }
+        END {
+            if (rps == "" || p99 == "") exit 1
+            printf "%s\t%.3f\t%s\t%d\t%d\n", rps, p99, reqs, non2xx, sock
+        }
+    ' "$1"
+}
+
+# --- run ---------------------------------------------------------------------------------
+mkdir -p "$RESULTS"
+rm -f "$RESULTS"/*.txt "$RESULTS"/*.log "$RESULTS"/results.tsv
+TSV="$RESULTS/results.tsv"
+printf 'round\timpl\tscenario\trps\tp99_ms\trequests\tnon2xx\tsocket_errors\n' >"$TSV"
+
+# record <round> <impl> <scenario-slug> <scenario-title> <url> [cookie]
+record() {
+    local round="$1" imp="$2" slug="$3" title="$4" url="$5" cookie="${6:-}"
+    run_wrk "$WARMUP_SECONDS" "$WORK/warmup.txt" "$url" "$cookie"
+    local out="$RESULTS/$imp.$slug.$round.txt"
+    run_wrk "$BENCH_SECONDS" "$out" "$url" "$cookie"
+    local parsed
+    if ! parsed="$(parse_wrk "$out")"; then
+        echo "cannot parse wrk output $out:" >&2
+        cat "$out" >&2
+        exit 1
+    fi
+    printf '%s\t%s\t%s\t%s\n' "$round" "$imp" "$title" "$parsed" >>"$TSV"
+    log "round $round, $title, $imp: $(echo "$parsed" | awk -F'\t' '{printf "%s req/s, p99 %s ms, %s non-2xx, %s socket errors", $1, $2, $4, $5}')"
+}
+
+declare -A COOKIE
+i=0
+for imp in "${IMPLS[@]}"; do
+    start_server "$imp" "$((BASE_PORT + i))"
+    i=$((i + 1))
+    log "$imp on ${URL[$imp]} (pid ${PID[$imp]})"
+    # One session, padded to ~2 KB, shared by the read and write runs.
+    jar="$WORK/$imp.jar"
+    curl -sf -m 5 -c "$jar" -o /dev/null "${URL[$imp]}/pad"
+    COOKIE[$imp]="$(awk '$6 == "id" { print $7 }' "$jar")"
+    if [[ "$imp" != axum && -z "${COOKIE[$imp]}" ]]; then
+        echo "$imp: /pad set no 'id' cookie" >&2
+        exit 1
+    fi
+done
+
+for round in $(seq "$BENCH_ROUNDS"); do
+    # Rotate the order so that no implementation always runs first or last.
+    order=("${IMPLS[@]:$(( (round - 1) % ${#IMPLS[@]} ))}" "${IMPLS[@]:0:$(( (round - 1) % ${#IMPLS[@]} ))}")
+    for imp in "${order[@]}"; do record "$round" "$imp" untouched "untouched" "${URL[$imp]}/untouched"; done
+    for imp in "${order[@]}"; do record "$round" "$imp" read-with-cookie "read with cookie" "${URL[$imp]}/read" "${COOKIE[$imp]}"; done
+    for imp in "${order[@]}"; do record "$round" "$imp" write-with-cookie "write with cookie" "${URL[$imp]}/write" "${COOKIE[$imp]}"; done
+    for imp in "${order[@]}"; do record "$round" "$imp" write-without-cookie "write without cookie" "${URL[$imp]}/write"; done
+done
+
+for imp in "${IMPLS[@]}"; do
+    [[ "$imp" == axum ]] && continue
+    n="$(curl -sf -m 5 -H "Cookie: id=${COOKIE[$imp]}" "${URL[$imp]}/read")"
+    log "$imp: session counter after the write runs: n=$n"
+    if ! [[ "$n" =~ ^[1-9][0-9]*$ ]]; then
+        echo "$imp: the write runs did not reach the session (n=$n)" >&2
+        exit 1
+    fi
+done
+stop_servers
+
+# --- report ------------------------------------------------------------------------------
+TIDY_COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git -C "$ROOT" --no-optional-locks status --porcelain -- crates 2>/dev/null)" ]]; then
+    TIDY_COMMIT="$TIDY_COMMIT + uncommitted changes in crates/"
+fi
+
+mkdir -p "$(dirname "$DOC")"
+export BENCH_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')"
+export BENCH_CORES="$(nproc)"
+export BENCH_CPU="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)"
+export BENCH_MEM="$(free -g 2>/dev/null | awk '/^Mem:/ { print $2 " GiB" }' || true)"
+export BENCH_WRK="$(wrk --version 2>&1 | head -n1 | awk '{ print $2 }' || true)"
+export BENCH_RUSTC="$(rustc --version | awk '{ print $1, $2 }')"
+export BENCH_COMMIT="$TIDY_COMMIT" BENCH_SECONDS BENCH_ROUNDS WARMUP_SECONDS THREADS CONNECTIONS
+python3 - "$TSV" "$DOC" "$BENCH_DIR/Cargo.lock" <<'PY'
+import csv, os, re, statistics, sys
+
+E = os.environ
+tsv, doc, lock = sys.argv[1:4]
+rows = list(csv.DictReader(open(tsv), delimiter="\t"))
+
+def locked(name):
+    m = re.search(r'name = "%s"\nversion = "([^"]+)"' % re.escape(name), open(lock).read())
+    return m.group(1) if m else "?"
+
+impls = ["axum", "tidysession-memory", "tidysession-sqlite",
+         "tower-sessions-memory", "tower-sessions-sqlite"]
+scenarios = [
+    ("untouched", "GET /untouched, no cookie; the handler never touches the session."),
+    ("read with cookie", "GET /read with the cookie of one existing ~2 KB session; reads key `n`."),
+    ("write with cookie", "GET /write with that same cookie; reads `n`, stores n+1 (the session keeps its ~2 KB pad)."),
+    ("write without cookie", "GET /write, no cookie: every request creates and stores a new session."),
+]
+# The median round of each implementation and scenario (by requests/s); errors are summed
+# over all rounds.
+res = {}
+for key in {(r["impl"], r["scenario"]) for r in rows}:
+    runs = sorted((r for r in rows if (r["impl"], r["scenario"]) == key), key=lambda r: float(r["rps"]))
+    median = dict(runs[len(runs) // 2])
+    median["rps"] = statistics.median(float(r["rps"]) for r in runs)
+    median["p99_ms"] = statistics.median(float(r["p99_ms"]) for r in runs)
+    median["spread"] = max(float(r["rps"]) for r in runs) / min(float(r["rps"]) for r in runs)
+    for field in ("non2xx", "socket_errors", "requests"):
+        median[field] = sum(int(r[field]) for r in runs)
+    res[key] = median
+
+out = []
+w = out.append
+w("# Benchmarks")
+w("")
+w("Throughput and tail latency of one axum app with the same four routes, served with no session")
+w("layer (bare axum, the ceiling), with tidysession and with tower-sessions, each over an in-memory")
+w("and an SQLite store. Generated by `bench/run.sh`; do not edit by hand.")
+w("")
+w("- Date: " + E["BENCH_DATE"])
+w("- Machine: %s cores (%s), %s memory" % (E["BENCH_CORES"], E["BENCH_CPU"] or "unknown CPU", E["BENCH_MEM"] or "?"))
+w("- Load: `wrk -t%s -c%s -d%ss --latency` (wrk %s), after a discarded %s-second" % (E["THREADS"], E["CONNECTIONS"], E["BENCH_SECONDS"], E["BENCH_WRK"], E["WARMUP_SECONDS"]) + " warm-up run, against 127.0.0.1")
+w("- Rounds: %s; each scenario runs against every implementation back to back, the order rotating each round; figures are the median of the rounds" % E["BENCH_ROUNDS"])
+w("- Server: `bench-server` (bench/src/main.rs), release build, " + E["BENCH_RUSTC"] + ", tokio multi-thread runtime with 1 worker thread")
+w("- Versions: tidysession at " + E["BENCH_COMMIT"] + "; tower-sessions %s (memory store: tower-sessions-memory-store %s); tower-sessions-sqlx-store %s; sqlx %s; axum %s" % (
+    locked("tower-sessions"), locked("tower-sessions-memory-store"),
+    locked("tower-sessions-sqlx-store"), locked("sqlx"), locked("axum")))
+w("")
+w("**Server and wrk share this machine** (wrk has one thread, the server one runtime worker; the")
+w("SQLite driver adds its own threads), so the figures are only for comparison within one run,")
+w("not absolute capacity. Re-run with `bash bench/run.sh` (`BENCH_SECONDS=30 BENCH_ROUNDS=5` for")
+w("longer runs);")
+w("raw wrk output is kept in `bench/results/`.")
+w("")
+w("Setup, identical for both libraries: library defaults except cookies not `Secure` (plain http)")
+w("and the cookie named `id` (the default of both). The SQLite stores are fresh database files")
+w("with the same connection settings: WAL, synchronous=NORMAL, 5 s busy timeout, at most 8")
+w("connections. tidysession's `SqliteStore` keeps its own connections; tower-sessions' store takes")
+w("an sqlx pool, given `test_before_acquire(false)` so that it skips the ping before each use as")
+w("tidysession does (sqlx's pool still pings each connection when it is returned; tidysession's")
+w("store does not, and that is part of what is measured).")
+w("tidysession's `MemoryStore` is created with a capacity the run cannot reach (its default bound,")
+w("100,000 live sessions, would be hit by the no-cookie write run); tower-sessions' is unbounded.")
+w("For bare axum, /read and /write return a constant and no cookie is involved.")
+w("")
+axum_rps = [float(res[("axum", t)]["rps"]) for t, _ in scenarios]
+w("Noise: bare axum runs an equally trivial handler in all four scenarios; in this run its medians")
+w("ranged from %s to %s requests/s (max/min %.2f). The *spread* column is each row's fastest round" % (
+    "{:,.0f}".format(min(axum_rps)), "{:,.0f}".format(max(axum_rps)), max(axum_rps) / min(axum_rps)))
+w("divided by its slowest.")
+w("")
+w("Columns: *vs bare axum* is requests/s divided by bare axum's requests/s in the same scenario;")
+w("*vs tower-sessions* is tidysession's requests/s divided by tower-sessions' with the same store")
+w("(above 1 means tidysession served more).")
+
+for title, desc in scenarios:
+    w("")
+    w("## " + title[0].upper() + title[1:])
+    w("")
+    w(desc)
+    w("")
+    w("| implementation | requests/s | p99 latency (ms) | vs bare axum | vs tower-sessions same store | spread |")
+    w("|---|---:|---:|---:|---:|---:|")
+    base = float(res[("axum", title)]["rps"])
+    problems = []
+    for imp in impls:
+        r = res[(imp, title)]
+        rps = float(r["rps"])
+        vs_axum = "%.2f" % (rps / base) if base else "n/a"
+        vs_tower = "—"
+        if imp.startswith("tidysession-"):
+            other = res[("tower-sessions-" + imp.split("-", 1)[1], title)]
+            vs_tower = "%.2f" % (rps / float(other["rps"]))
+        w("| %s | %s | %s | %s | %s | %.2f |" % (imp, "{:,.0f}".format(rps), "%.2f" % float(r["p99_ms"]), vs_axum, vs_tower, r["spread"]))
+        if int(r["non2xx"]) or int(r["socket_errors"]):
+            problems.append("%s: %s non-2xx responses, %s socket errors (of %s requests in all rounds)" % (
+                imp, r["non2xx"], r["socket_errors"], r["requests"]))
+    w("")
+    if problems:
+        w("**Errors in this scenario:** " + "; ".join(problems) + ".")
+    else:
+        w("All responses were 2xx, with no socket errors.")
+
+open(doc, "w").write("\n".join(out) + "\n")
+PY
+
+log "wrote $DOC"
+cat "$DOC"
