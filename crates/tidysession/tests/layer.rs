@@ -20,6 +20,7 @@ macro_rules! layer_suite {
                 untouched_request_with_valid_cookie_does_no_io_and_sends_nothing,
                 read_without_cookie_does_no_io_and_varies,
                 read_with_cookie_loads_once_and_writes_nothing,
+                many_reads_in_one_request_load_once,
                 read_touches_once_the_window_is_due,
                 touch_happens_at_most_once_per_window,
                 read_with_unknown_or_forged_cookie_removes_it_and_creates_nothing,
@@ -528,4 +529,16 @@ pub async fn touch_happens_at_most_once_per_window<S: SessionStore>(store: S) {
     // The touch really moved expiry: alive past the original 2 s.
     tokio::time::sleep(StdDuration::from_millis(1000)).await;
     assert_eq!(h.get("/read?k=k", Some(&cookie)).await.body, "\"v\"");
+}
+
+pub async fn many_reads_in_one_request_load_once<S: SessionStore>(store: S) {
+    let (h, cookie) = with_session(store, config()).await;
+    let before = h.counts();
+    let r = h.get("/read-all", Some(&cookie)).await;
+    assert_eq!(
+        r.body,
+        r#"Some(String("v")) Some(String("v")) ["k"] false None"#
+    );
+    assert!(r.sets_nothing() && r.vary);
+    assert_io(&h, before, ops(1, 0, 0, 0, 0, 0)).await;
 }

@@ -26,6 +26,16 @@ async fn read(session: Session, q: Q) -> Result<String, SessionError> {
     Ok(v.map(|v| v.to_string()).unwrap_or_default())
 }
 
+/// Reads every way there is, several times: still one load.
+async fn read_all(session: Session) -> Result<String, SessionError> {
+    let a: Option<Value> = session.get("k").await?;
+    let b: Option<Value> = session.get("k").await?;
+    let keys = session.keys().await?;
+    let empty = session.is_empty().await?;
+    let expiry = session.expiry().await?;
+    Ok(format!("{a:?} {b:?} {keys:?} {empty} {expiry:?}"))
+}
+
 async fn write(session: Session, q: Q) -> Result<&'static str, SessionError> {
     let v: Value = serde_json::from_str(arg(&q, "v")).unwrap_or(Value::String(arg(&q, "v").into()));
     if let Some(ms) = q.get("sleep_ms") {
@@ -103,6 +113,7 @@ pub fn routes() -> Router {
     Router::new()
         .route("/untouched", get(|| async { "ok" }))
         .route("/read", get(read))
+        .route("/read-all", get(read_all))
         .route("/write", get(write))
         .route("/remove", get(remove))
         .route("/clear", get(clear))
