@@ -160,21 +160,33 @@ parse_wrk() {
 mkdir -p "$RESULTS"
 rm -f "$RESULTS"/*.txt "$RESULTS"/*.log "$RESULTS"/results.tsv
 TSV="$RESULTS/results.tsv"
-printf 'round\timpl\tscenario\trps\tp99_ms\trequests\tnon2xx\tsocket_errors\n' >"$TSV"
+printf 'round\timpl\tscenario\trps\tp99_ms\trequests\tnon2xx\tsocket_errors\tcpu_us\n' >"$TSV"
+
+# CPU time (user + system, in clock ticks) the process has used so far.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
 
 # record <round> <impl> <scenario-slug> <scenario-title> <url> [cookie]
 record() {
     local round="$1" imp="$2" slug="$3" title="$4" url="$5" cookie="${6:-}"
     run_wrk "$WARMUP_SECONDS" "$WORK/warmup.txt" "$url" "$cookie"
-    local out="$RESULTS/$imp.$slug.$round.txt"
+    local out="$RESULTS/$imp.$slug.$round.txt" before after
+    before="$(cpu_ticks "${PID[$imp]}")"
     run_wrk "$BENCH_SECONDS" "$out" "$url" "$cookie"
+    after="$(cpu_ticks "${PID[$imp]}")"
     local parsed
     if ! parsed="$(parse_wrk "$out")"; then
         echo "cannot parse wrk output $out:" >&2
         cat "$out" >&2
         exit 1
     fi
-    printf '%s\t%s\t%s\t%s\n' "$round" "$imp" "$title" "$parsed" >>"$TSV"
+    # Server CPU per request, in microseconds: less sensitive than requests/s to what else
+    # the machine is doing.
+    local cpu_us
+    cpu_us="$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$(echo "$parsed" | cut -f3)" \
+        'BEGIN { printf "%.2f", t / hz * 1e6 / n }')"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$imp" "$title" "$parsed" "$cpu_us" >>"$TSV"
     log "round $round, $title, $imp: $(echo "$parsed" | awk -F'\t' '{printf "%s req/s, p99 %s ms, %s non-2xx, %s socket errors", $1, $2, $4, $5}')"
 }
 
@@ -255,6 +267,7 @@ for key in {(r["impl"], r["scenario"]) for r in rows}:
     median = dict(runs[len(runs) // 2])
     median["rps"] = statistics.median(float(r["rps"]) for r in runs)
     median["p99_ms"] = statistics.median(float(r["p99_ms"]) for r in runs)
+    median["cpu_us"] = statistics.median(float(r["cpu_us"]) for r in runs)
     median["spread"] = max(float(r["rps"]) for r in runs) / min(float(r["rps"]) for r in runs)
     for field in ("non2xx", "socket_errors", "requests"):
         median[field] = sum(int(r[field]) for r in runs)
@@ -298,11 +311,14 @@ axum_rps = [float(res[("axum", t)]["rps"]) for t, _ in scenarios]
 w("Noise: bare axum runs an equally trivial handler in all four scenarios; in this run its medians")
 w("ranged from %s to %s requests/s (max/min %.2f). The *spread* column is each row's fastest round" % (
     "{:,.0f}".format(min(axum_rps)), "{:,.0f}".format(max(axum_rps)), max(axum_rps) / min(axum_rps)))
-w("divided by its slowest.")
+w("divided by its slowest. *Server CPU* is the server process's CPU time (user and system, all")
+w("threads) per request: it depends much less than requests/s on what else the machine is doing,")
+w("so it is the steadier figure for comparing the libraries.")
 w("")
 w("Columns: *vs bare axum* is requests/s divided by bare axum's requests/s in the same scenario;")
 w("*vs tower-sessions* is tidysession's requests/s divided by tower-sessions' with the same store")
-w("(above 1 means tidysession served more).")
+w("(above 1 means tidysession served more); *CPU vs tower-sessions* divides the server CPU per")
+w("request the same way (below 1 means tidysession spent less).")
 
 for title, desc in scenarios:
     w("")
@@ -310,19 +326,20 @@ for title, desc in scenarios:
     w("")
     w(desc)
     w("")
-    w("| implementation | requests/s | p99 latency (ms) | vs bare axum | vs tower-sessions same store | spread |")
-    w("|---|---:|---:|---:|---:|---:|")
+    w("| implementation | requests/s | p99 latency (ms) | vs bare axum | vs tower-sessions same store | spread | server CPU (µs/request) | CPU vs tower-sessions |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
     base = float(res[("axum", title)]["rps"])
     problems = []
     for imp in impls:
         r = res[(imp, title)]
         rps = float(r["rps"])
         vs_axum = "%.2f" % (rps / base) if base else "n/a"
-        vs_tower = "—"
+        vs_tower = cpu_vs = "—"
         if imp.startswith("tidysession-"):
             other = res[("tower-sessions-" + imp.split("-", 1)[1], title)]
             vs_tower = "%.2f" % (rps / float(other["rps"]))
-        w("| %s | %s | %s | %s | %s | %.2f |" % (imp, "{:,.0f}".format(rps), "%.2f" % float(r["p99_ms"]), vs_axum, vs_tower, r["spread"]))
+            cpu_vs = "%.2f" % (r["cpu_us"] / other["cpu_us"])
+        w("| %s | %s | %s | %s | %s | %.2f | %.1f | %s |" % (imp, "{:,.0f}".format(rps), "%.2f" % float(r["p99_ms"]), vs_axum, vs_tower, r["spread"], r["cpu_us"], cpu_vs))
         if int(r["non2xx"]) or int(r["socket_errors"]):
             problems.append("%s: %s non-2xx responses, %s socket errors (of %s requests in all rounds)" % (
                 imp, r["non2xx"], r["socket_errors"], r["requests"]))
