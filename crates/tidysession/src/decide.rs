@@ -11,7 +11,8 @@
 //! | read, unknown or expired cookie | removal cookie, nothing created |
 //! | write, no record yet | create, new cookie |
 //! | write, record found | update with the changed keys; new expiry and refreshed cookie only when the touch window is due |
-//! | write that empties the data, or flush | delete, removal cookie |
+//! | write that empties the data | update with the removals; the store deletes the record if nothing is left, and the cookie is removed |
+//! | flush | delete, removal cookie |
 //! | `cycle_id` on a found record | one atomic rename, new cookie |
 //! | response 5xx | nothing saved, no cookie (unless configured otherwise) |
 
@@ -160,7 +161,8 @@ impl Plan {
         Self {
             store,
             cookie,
-            // New records and new ids start a fresh lifetime; touches exist to move it.
+            // New records and new ids get a fresh idle period (within the absolute timeout,
+            // which still counts from creation); touches exist to move it.
             moves_expiry: matches!(
                 store,
                 StoreOp::Create | StoreOp::DeleteThenCreate | StoreOp::Rename | StoreOp::Touch
@@ -172,8 +174,9 @@ impl Plan {
 
 /// Decides the store call and cookies for a request's session. See the [module docs](self).
 ///
-/// When a store call in the plan fails with [`StoreError::Gone`](crate::StoreError::Gone),
-/// the layer sends a removal cookie instead of the planned one and re-creates nothing.
+/// When a store call in the plan fails with [`StoreError::Gone`](crate::StoreError::Gone), or
+/// an update reports [`Updated::Deleted`](crate::Updated::Deleted), the layer sends a removal
+/// cookie instead of the planned one and re-creates nothing.
 pub fn decide(facts: &Facts, config: &SessionConfig) -> Plan {
     if facts.server_error && !config.save_on_server_error {
         return Plan {
@@ -197,18 +200,15 @@ fn session_plan(facts: &Facts, config: &SessionConfig) -> Plan {
     // Data that would start a record where there is none.
     let new_data = has_data && facts.keys_changed;
     // Whether the cookie may name a live record (it was not found missing).
-    let maybe_record = facts.incoming == Incoming::Valid
-        && matches!(facts.loaded, Loaded::NotLoaded | Loaded::Found { .. });
+    let maybe_record = facts.incoming == Incoming::Valid && facts.loaded != Loaded::Missing;
     let removal_if_cookie = if facts.incoming == Incoming::Absent {
         Keep
     } else {
         Remove
     };
 
-    if facts.loaded == Loaded::Failed {
-        // The handler saw the store error; guessing would risk overwriting data.
-        return Plan::NOTHING;
-    }
+    // A flush (logout) deletes without needing the data, so it goes ahead even when loading
+    // failed earlier in the request.
     if facts.flushed {
         return match (maybe_record, new_data) {
             (true, true) => Plan::with(StoreOp::DeleteThenCreate, Set),
@@ -218,11 +218,19 @@ fn session_plan(facts: &Facts, config: &SessionConfig) -> Plan {
         };
     }
     match facts.loaded {
+        // The handler saw the store error; guessing would risk overwriting data.
+        Loaded::Failed => Plan::NOTHING,
         Loaded::Found { touch_due } => {
             // Expiry moves at most once per touch window (I3), unless asked otherwise.
             let refresh = touch_due || config.save_every_request || facts.expiry_set;
-            if !has_data {
+            if !has_data && !facts.keys_changed {
+                // Found holding nothing (only tidysession's own keys): nothing to lose.
                 Plan::with(StoreOp::Delete, Remove)
+            } else if !has_data {
+                // The handler removed the last keys. Send the removals, not a delete: another
+                // request may have set a key meanwhile, and the store deletes the record only
+                // if nothing is left (then the layer removes the cookie).
+                Plan::with(StoreOp::Update, Keep)
             } else if facts.cycled {
                 Plan::with(StoreOp::Rename, Set)
             } else if facts.keys_changed {
@@ -238,7 +246,7 @@ fn session_plan(facts: &Facts, config: &SessionConfig) -> Plan {
         }
         // Never loaded: the handler did not need stored data (I1). Only a malformed cookie
         // earns a response cookie, and that costs no I/O.
-        Loaded::NotLoaded | Loaded::Failed => {
+        Loaded::NotLoaded => {
             let cookie = match facts.incoming {
                 Incoming::Malformed => Remove,
                 _ => Keep,

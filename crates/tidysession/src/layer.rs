@@ -15,8 +15,9 @@ use tower_service::Service;
 use crate::config::SessionConfig;
 use crate::decide::{decide, CookieOp, StoreOp};
 use crate::id::SessionId;
+use crate::record::ExpiryChange;
 use crate::session::{Outcome, Session};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{SessionStore, StoreError, Updated};
 
 /// How many fresh ids to try when a create or rename hits an existing id. With 192-bit ids a
 /// second attempt is already astronomically unlikely; the bound keeps a broken store from
@@ -134,10 +135,11 @@ where
     }
 }
 
-/// The session cookie's value (the first one, if the browser sent several) and whether the
-/// test cookie came back.
+/// The session cookie's value and whether the test cookie came back. When the browser sends
+/// several cookies of that name (one set for a parent domain or another path, say), the first
+/// well-formed id wins, so a stray cookie cannot shadow the real session.
 fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<String>, bool) {
-    let mut session = None;
+    let mut session: Option<String> = None;
     let mut test = false;
     let pairs = headers
         .get_all(COOKIE)
@@ -146,8 +148,12 @@ fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<String>,
         .flat_map(|h| h.split(';'))
         .filter_map(|pair| pair.trim().split_once('='));
     for (name, value) in pairs {
-        if session.is_none() && name == config.cookie_name {
-            session = Some(value.trim_matches('"').to_owned());
+        if name == config.cookie_name {
+            let value = value.trim_matches('"');
+            let have_valid = session.as_deref().and_then(SessionId::parse).is_some();
+            if !have_valid && (session.is_none() || SessionId::parse(value).is_some()) {
+                session = Some(value.to_owned());
+            }
         } else if name
             .strip_prefix(config.cookie_name.as_str())
             .is_some_and(|rest| rest == "_test")
@@ -172,20 +178,27 @@ async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
     let mut outcome = session.finish(now, server_error);
     let plan = decide(&outcome.facts, config);
     if plan.moves_expiry {
-        outcome.change.expires_at = Some(outcome.record.expires_at);
+        let at = outcome.record.expires_at;
+        outcome.change.expiry = Some(if outcome.facts.expiry_set {
+            ExpiryChange::Set(at)
+        } else {
+            ExpiryChange::Extend(at)
+        });
     }
     let headers = response.headers_mut();
     if plan.vary {
         headers.append(VARY, HeaderValue::from_static("Cookie"));
     }
     let cookie = match execute(session.store(), plan.store, &outcome, now).await {
-        Ok(Some(new_id)) => session_cookie(config, new_id.as_str(), &outcome),
-        Ok(None) if plan.cookie == CookieOp::Set => outcome
+        Ok(Done::NewId(new_id)) => session_cookie(config, new_id.as_str(), &outcome),
+        // The update left nothing, and the store deleted the record (I2).
+        Ok(Done::Deleted) => removal(config, &config.cookie_name),
+        Ok(Done::Kept) if plan.cookie == CookieOp::Set => outcome
             .old_id
             .as_ref()
             .and_then(|id| session_cookie(config, id.as_str(), &outcome)),
-        Ok(None) if plan.cookie == CookieOp::Remove => removal(config, &config.cookie_name),
-        Ok(None) => None,
+        Ok(Done::Kept) if plan.cookie == CookieOp::Remove => removal(config, &config.cookie_name),
+        Ok(Done::Kept) => None,
         Err(StoreError::Gone) => {
             // Deleted meanwhile (logout in another tab, revoked): nothing is re-created (I5).
             tracing::debug!("session gone before save; removing the cookie");
@@ -208,28 +221,41 @@ async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
     headers.extend(test.map(|c| (SET_COOKIE, c)));
 }
 
-/// Carries out the store half of a plan; returns the new id when the session got one.
+/// What carrying out the store half of a plan did to the session's record.
+enum Done {
+    /// The record (if any) is still under the incoming id.
+    Kept,
+    /// The record now lives under this new id.
+    NewId(SessionId),
+    /// An update emptied the record and the store deleted it.
+    Deleted,
+}
+
+/// Carries out the store half of a plan.
 async fn execute(
     store: &Arc<dyn SessionStore>,
     op: StoreOp,
     outcome: &Outcome,
     now: OffsetDateTime,
-) -> Result<Option<SessionId>, StoreError> {
+) -> Result<Done, StoreError> {
     let old_key = || outcome.old_id.as_ref().map(SessionId::storage_key);
     match op {
-        StoreOp::None => Ok(None),
-        StoreOp::Create => create(store, outcome).await.map(Some),
+        StoreOp::None => Ok(Done::Kept),
+        StoreOp::Create => create(store, outcome).await.map(Done::NewId),
         StoreOp::Update => {
             let key = old_key().ok_or(StoreError::Gone)?;
-            store
-                .update(&key, &outcome.change, now)
-                .await
-                .map(|()| None)
+            match store.update(&key, &outcome.change, now).await? {
+                Updated::Kept => Ok(Done::Kept),
+                Updated::Deleted => Ok(Done::Deleted),
+            }
         }
         StoreOp::Touch => {
             let key = old_key().ok_or(StoreError::Gone)?;
             let expires_at = outcome.record.expires_at;
-            store.touch(&key, expires_at, now).await.map(|()| None)
+            store
+                .touch(&key, expires_at, now)
+                .await
+                .map(|()| Done::Kept)
         }
         StoreOp::Rename => {
             let from = old_key().ok_or(StoreError::Gone)?;
@@ -240,7 +266,7 @@ async fn execute(
                     .await
                 {
                     Err(StoreError::DuplicateId) => continue,
-                    other => return other.map(|()| Some(id)),
+                    other => return other.map(|()| Done::NewId(id)),
                 }
             }
             Err(StoreError::DuplicateId)
@@ -249,13 +275,13 @@ async fn execute(
             if let Some(key) = old_key() {
                 store.delete(&key).await?;
             }
-            Ok(None)
+            Ok(Done::Kept)
         }
         StoreOp::DeleteThenCreate => {
             if let Some(key) = old_key() {
                 store.delete(&key).await?;
             }
-            create(store, outcome).await.map(Some)
+            create(store, outcome).await.map(Done::NewId)
         }
     }
 }

@@ -35,8 +35,8 @@
 //!
 //! # How a request is handled
 //!
-//! See [`decide`](mod@decide) for the full table; the design invariants are in the
-//! repository's `DESIGN.md`.
+//! See [`decide`](mod@decide) for the full table, and the repository's `docs/design.md` for
+//! the reasons behind the main choices.
 
 mod config;
 pub mod decide;
@@ -54,9 +54,9 @@ pub use cookie::SameSite;
 pub use extract::MissingSessionLayer;
 pub use id::{IdError, SessionId, StorageKey};
 pub use layer::{SessionLayer, SessionService};
-pub use record::{Change, Record};
-pub use session::{Expiry, Session, SessionError, RESERVED_PREFIX};
-pub use store::{SessionStore, StoreError};
+pub use record::{Change, Record, RESERVED_PREFIX};
+pub use session::{Expiry, Session, SessionError};
+pub use store::{SessionStore, StoreError, Updated};
 
 /// The README's code must compile.
 #[cfg(doctest)]

@@ -8,6 +8,16 @@ use time::OffsetDateTime;
 /// Session data: a JSON object, one entry per key.
 pub type Data = Map<String, Value>;
 
+/// Keys starting with this prefix belong to tidysession itself (e.g. a per-session expiry).
+/// They do not count as data: a session holding only them is empty, and is not stored.
+pub const RESERVED_PREFIX: &str = "_tidysession.";
+
+/// Whether `data` holds no session data: no keys, or only [`RESERVED_PREFIX`] keys. The one
+/// rule the layer and every store use for "empty" (I2).
+pub fn is_empty(data: &Data) -> bool {
+    data.keys().all(|k| k.starts_with(RESERVED_PREFIX))
+}
+
 /// One stored session.
 ///
 /// # Internal invariant
@@ -28,7 +38,7 @@ impl Record {
     /// Whether the record is still valid at `now`: not past its expiry, and not older than
     /// `absolute` since creation (I9, checked on every load whatever cleanup has done).
     pub fn is_live(&self, now: OffsetDateTime, absolute: time::Duration) -> bool {
-        now < self.expires_at && now < self.created_at + absolute
+        now < self.expires_at && now < plus(self.created_at, absolute)
     }
 }
 
@@ -42,7 +52,35 @@ pub struct Change {
     /// Keys removed.
     pub removed: BTreeSet<String>,
     /// The new expiry, when it changes.
-    pub expires_at: Option<OffsetDateTime>,
+    pub expiry: Option<ExpiryChange>,
+}
+
+/// How a [`Change`] moves a record's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryChange {
+    /// Refresh: move it to this time if that is later, never earlier (I9). A slow request
+    /// that finishes after a faster one cannot shorten the session.
+    Extend(OffsetDateTime),
+    /// Set exactly this time, earlier or later: the handler asked for it
+    /// ([`Session::set_expiry`](crate::Session::set_expiry)).
+    Set(OffsetDateTime),
+}
+
+impl ExpiryChange {
+    /// The record's expiry after the change, given its current one.
+    pub fn apply_to(self, current: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            ExpiryChange::Extend(t) => t.max(current),
+            ExpiryChange::Set(t) => t,
+        }
+    }
+}
+
+/// `t + d`, saturating at the largest representable time instead of overflowing (a configured
+/// timeout of `Duration::MAX` means "never").
+pub fn plus(t: OffsetDateTime, d: time::Duration) -> OffsetDateTime {
+    t.checked_add(d)
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_offset(t.offset()))
 }
 
 impl Change {
@@ -51,7 +89,15 @@ impl Change {
         self.set.is_empty() && self.removed.is_empty()
     }
 
-    /// Applies the key changes to `data`, as every store must: removals, then sets.
+    /// Applies the change to `record`, as every store must: removals, then sets, then expiry.
+    pub fn apply(&self, record: &mut Record) {
+        self.apply_to(&mut record.data);
+        if let Some(expiry) = self.expiry {
+            record.expires_at = expiry.apply_to(record.expires_at);
+        }
+    }
+
+    /// Applies the key changes to `data`: removals, then sets.
     pub fn apply_to(&self, data: &mut Data) {
         for k in &self.removed {
             data.remove(k);

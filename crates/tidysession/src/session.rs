@@ -11,13 +11,12 @@ use tokio::sync::OnceCell;
 use crate::config::SessionConfig;
 use crate::decide::{Facts, Incoming, Loaded, TestCookie};
 use crate::id::SessionId;
-use crate::record::{Change, Data, Edits, Record};
+use crate::record::{plus, Change, Data, Edits, Record, RESERVED_PREFIX};
 use crate::store::{SessionStore, StoreError};
 
-/// Keys starting with this prefix belong to tidysession itself (e.g. a per-session expiry).
-/// They do not count as data: a session holding only them is empty, and is not stored.
-pub const RESERVED_PREFIX: &str = "_tidysession.";
 const EXPIRY_KEY: &str = "_tidysession.expiry";
+/// The least a touch must add to a session's expiry to be worth a write.
+const MIN_EXTENSION: Duration = Duration::seconds(1);
 
 /// The session of the current request.
 ///
@@ -415,7 +414,10 @@ impl Session {
     /// Loads the session for the layer (save-every-request).
     pub(crate) async fn load_for_layer(&self) {
         // Errors were logged and leave the state `Failed`, which decides to do nothing.
+        let accessed = self.state().accessed;
         drop(self.loaded().await);
+        // Loading for the layer is not the handler using the session: no `Vary` for it.
+        self.state().accessed = accessed;
     }
 
     /// What the request did, for [`decide`](crate::decide), plus what carrying out the plan
@@ -427,31 +429,39 @@ impl Session {
         let expiry = expiry_of(state.edits.get(original, EXPIRY_KEY));
         let change = state.edits.change(original);
         let keys_changed = !change.has_no_keys();
-        let (created_at, loaded) = match state.loaded {
-            LoadState::Found {
-                created_at,
-                expires_at,
-            } if !state.flushed => {
-                let due = match expiry {
-                    Some(Expiry::AtDateTime(_)) => false,
-                    Some(Expiry::OnInactivity(idle)) => {
-                        expires_at - now < config.touch_window().min(idle / 2)
-                    }
-                    _ => expires_at - now < config.touch_window(),
-                };
-                (created_at, Loaded::Found { touch_due: due })
-            }
-            LoadState::Found { .. } => (now, Loaded::Found { touch_due: false }),
-            LoadState::NotLoaded => (now, Loaded::NotLoaded),
-            LoadState::Failed => (now, Loaded::Failed),
-            LoadState::Missing => (now, Loaded::Missing),
+        let created_at = match state.loaded {
+            LoadState::Found { created_at, .. } if !state.flushed => created_at,
+            _ => now,
         };
+        // The expiry a refresh would give: a fresh idle period, never past the absolute
+        // timeout.
         let expires_at = match expiry {
             Some(Expiry::AtDateTime(t)) => t,
-            Some(Expiry::OnInactivity(idle)) => now + idle,
-            _ => now + config.idle_timeout,
+            Some(Expiry::OnInactivity(idle)) => plus(now, idle),
+            _ => plus(now, config.idle_timeout),
         }
-        .min(created_at + config.absolute_timeout);
+        .min(plus(created_at, config.absolute_timeout));
+        let loaded = match state.loaded {
+            LoadState::Found {
+                expires_at: current,
+                ..
+            } if !state.flushed => {
+                let window = match expiry {
+                    Some(Expiry::OnInactivity(idle)) => config.touch_window().min(idle / 2),
+                    _ => config.touch_window(),
+                };
+                // Due when little time is left and a refresh would actually add some (near
+                // the absolute timeout it cannot, and touching would be a write for nothing).
+                let due = !matches!(expiry, Some(Expiry::AtDateTime(_)))
+                    && current - now < window
+                    && expires_at - current >= MIN_EXTENSION;
+                Loaded::Found { touch_due: due }
+            }
+            LoadState::Found { .. } => Loaded::Found { touch_due: false },
+            LoadState::NotLoaded => Loaded::NotLoaded,
+            LoadState::Failed => Loaded::Failed,
+            LoadState::Missing => Loaded::Missing,
+        };
         let facts = Facts {
             incoming: self.0.incoming,
             loaded,

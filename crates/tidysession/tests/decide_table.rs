@@ -152,10 +152,27 @@ fn write_to_found_record_updates_and_refreshes_expiry_only_when_due() {
 }
 
 #[test]
-fn write_that_empties_the_data_deletes() {
+fn write_that_empties_the_data_sends_the_removals() {
+    // The store deletes the record if nothing else was set meanwhile (then the layer removes
+    // the cookie); a plain delete could wipe another request's key (I5).
     let f = Facts {
         empty: true,
         ..write(Incoming::Valid, found(false))
+    };
+    expect(f, StoreOp::Update, CookieOp::Keep, true);
+    // A found record that never held data of its own (only reserved keys) is just deleted.
+    let f = Facts {
+        empty: true,
+        ..read(Incoming::Valid, found(false))
+    };
+    expect(f, StoreOp::Delete, CookieOp::Remove, true);
+}
+
+#[test]
+fn flush_deletes_even_after_a_failed_load() {
+    let f = Facts {
+        flushed: true,
+        ..read(Incoming::Valid, Loaded::Failed)
     };
     expect(f, StoreOp::Delete, CookieOp::Remove, true);
 }
@@ -330,15 +347,20 @@ fn check(f: &Facts, p: &Plan, save_every_request: bool) {
         assert_eq!(p.store, StoreOp::None, "{ctx}");
         assert_eq!(p.cookie, CookieOp::Keep, "{ctx}");
     }
-    // I2: nothing empty is ever written.
+    // I2: nothing empty is ever created or moved; emptying a found record sends the removals,
+    // and the store deletes what is left empty (the conformance suite checks that part).
     if f.empty {
         assert!(
             !matches!(
                 p.store,
-                StoreOp::Create | StoreOp::Update | StoreOp::Rename | StoreOp::DeleteThenCreate
+                StoreOp::Create | StoreOp::Rename | StoreOp::DeleteThenCreate
             ),
             "{ctx}"
         );
+        if p.store == StoreOp::Update {
+            assert!(f.keys_changed && !f.flushed, "{ctx}");
+            assert!(matches!(f.loaded, Loaded::Found { .. }), "{ctx}");
+        }
     }
     // I4: without a found record, only new data creates anything.
     if !matches!(f.loaded, Loaded::Found { .. }) {
@@ -350,8 +372,8 @@ fn check(f: &Facts, p: &Plan, save_every_request: bool) {
             assert!(f.keys_changed && !f.empty, "{ctx}");
         }
     }
-    // A store error while loading: never guess.
-    if f.loaded == Loaded::Failed {
+    // A store error while loading: never guess, except that a flush (logout) still deletes.
+    if f.loaded == Loaded::Failed && !f.flushed {
         assert_eq!(p.store, StoreOp::None, "{ctx}");
     }
     // I1 / I3: Vary exactly when the session was used.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{RecordCounts, SessionStore, StoreError};
+use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
 use crate::record::{Change, Record};
 
@@ -118,7 +118,7 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         key: &StorageKey,
         change: &Change,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Updated, StoreError> {
         bump(&self.updates);
         self.inner.update(key, change, now).await
     }

@@ -6,9 +6,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{RecordCounts, SessionStore, StoreError};
+use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
-use crate::record::{Change, Record};
+use crate::record::{is_empty, Change, Record};
 
 /// Sessions in process memory: for tests, demos and single-process apps that accept losing
 /// sessions on restart.
@@ -22,10 +22,19 @@ use crate::record::{Change, Record};
 /// let store = MemoryStore::with_capacity(10_000);
 /// assert_eq!(store.capacity(), 10_000);
 /// ```
-#[derive(Debug)]
 pub struct MemoryStore {
     records: Mutex<HashMap<StorageKey, Record>>,
     capacity: usize,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    /// Counts only: the records hold other people's session data.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("records", &self.records().len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
 }
 
 impl Default for MemoryStore {
@@ -106,17 +115,15 @@ impl SessionStore for MemoryStore {
         key: &StorageKey,
         change: &Change,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Updated, StoreError> {
         let mut records = self.records();
         let record = live_mut(&mut records, key, now)?;
-        change.apply_to(&mut record.data);
-        if let Some(at) = change.expires_at {
-            record.expires_at = at;
-        }
-        if record.data.is_empty() {
+        change.apply(record);
+        if is_empty(&record.data) {
             records.remove(key);
+            return Ok(Updated::Deleted);
         }
-        Ok(())
+        Ok(Updated::Kept)
     }
 
     async fn touch(
@@ -146,13 +153,12 @@ impl SessionStore for MemoryStore {
         let Some(mut record) = records.remove(from) else {
             return Err(StoreError::Gone);
         };
-        change.apply_to(&mut record.data);
-        if let Some(at) = change.expires_at {
-            record.expires_at = at;
+        change.apply(&mut record);
+        if is_empty(&record.data) {
+            // Emptied by changes made meanwhile: nothing left to move (I2).
+            return Err(StoreError::Gone);
         }
-        if !record.data.is_empty() {
-            records.insert(*to, record);
-        }
+        records.insert(*to, record);
         Ok(())
     }
 

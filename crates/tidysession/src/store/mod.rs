@@ -9,9 +9,9 @@
 //! |---|---|---|
 //! | [`load`](SessionStore::load) | the record | `None` |
 //! | [`create`](SessionStore::create) | [`StoreError::DuplicateId`] | stores the record |
-//! | [`update`](SessionStore::update) | applies the [`Change`] to the record as it is now; deletes it if that leaves it empty | [`StoreError::Gone`] (never re-creates) |
+//! | [`update`](SessionStore::update) | applies the [`Change`] to the record as it is now; deletes it if that leaves it [empty](crate::record::is_empty) and says so | [`StoreError::Gone`] (never re-creates) |
 //! | [`touch`](SessionStore::touch) | moves expiry later, never earlier | [`StoreError::Gone`] |
-//! | [`rename`](SessionStore::rename) | moves the record to the new key and applies the change, in one step | [`StoreError::Gone`] |
+//! | [`rename`](SessionStore::rename) | moves the record to the new key and applies the change, in one step; if that leaves it empty, deletes it and reports [`StoreError::Gone`] | [`StoreError::Gone`] |
 //! | [`delete`](SessionStore::delete) | removes it, `true` | `false` |
 //!
 //! [`delete_expired`](SessionStore::delete_expired) removes at most `limit` expired records per
@@ -59,15 +59,15 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError>;
 
     /// Applies `change` to the live record under `key`: removed keys, set keys and the new
-    /// expiry, atomically, against the record as it is now. When the result holds no data the
-    /// record is deleted (I2). A missing or expired record is [`StoreError::Gone`] and is never
-    /// re-created (I5).
+    /// expiry, atomically, against the record as it is now (see [`Change::apply`]). When the
+    /// result holds no data the record is deleted (I2) and the result is [`Updated::Deleted`].
+    /// A missing or expired record is [`StoreError::Gone`] and is never re-created (I5).
     async fn update(
         &self,
         key: &StorageKey,
         change: &Change,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Updated, StoreError>;
 
     /// Moves the live record's expiry to `expires_at` if that is later than its current
     /// expiry; never moves it earlier. Touches nothing else. Missing or expired: [`StoreError::Gone`].
@@ -104,6 +104,15 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     async fn migrate(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// What [`SessionStore::update`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Updated {
+    /// The record was changed and still holds data.
+    Kept,
+    /// The change left the record without data, so it was deleted.
+    Deleted,
 }
 
 /// How many records a store holds.
@@ -168,7 +177,7 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
         key: &StorageKey,
         change: &Change,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Updated, StoreError> {
         (**self).update(key, change, now).await
     }
     async fn touch(

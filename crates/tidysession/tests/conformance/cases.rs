@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tidysession::record::Change;
-use tidysession::store::SessionStore;
-use tidysession::StoreError;
+use tidysession::record::{Change, ExpiryChange};
+use tidysession::store::{SessionStore, Updated};
+use tidysession::{StoreError, RESERVED_PREFIX};
 use time::Duration;
 
 use super::{data, fresh, is_gone, key, load, now, record, removed, set};
@@ -73,16 +73,89 @@ pub async fn update_applies_only_the_changed_keys<S: SessionStore>(store: Arc<S>
     );
 }
 
-pub async fn update_moves_expiry_as_asked<S: SessionStore>(store: Arc<S>) {
+pub async fn update_extends_expiry_but_never_shortens_it<S: SessionStore>(store: Arc<S>) {
     let k = key();
-    store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
-    let later = now() + Duration::hours(5);
+    let r = fresh(json!({"a": 1}));
+    store.create(&k, &r).await.unwrap();
+    let later = r.expires_at + Duration::hours(5);
+    let extend = |t| Change {
+        expiry: Some(ExpiryChange::Extend(t)),
+        ..Change::default()
+    };
+    store.update(&k, &extend(later), now()).await.unwrap();
+    assert_eq!(load(&store, &k).await.unwrap().expires_at, later);
+    // A slow request's refresh, computed before the one above, lands after it: no effect.
+    store
+        .update(&k, &extend(r.expires_at), now())
+        .await
+        .unwrap();
+    assert_eq!(load(&store, &k).await.unwrap().expires_at, later, "I9");
+}
+
+pub async fn update_sets_expiry_exactly_when_told<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    let r = fresh(json!({"a": 1}));
+    store.create(&k, &r).await.unwrap();
+    let sooner = r.expires_at - Duration::minutes(30);
     let change = Change {
-        expires_at: Some(later),
+        expiry: Some(ExpiryChange::Set(sooner)),
         ..Change::default()
     };
     store.update(&k, &change, now()).await.unwrap();
-    assert_eq!(load(&store, &k).await.unwrap().expires_at, later);
+    assert_eq!(load(&store, &k).await.unwrap().expires_at, sooner);
+}
+
+pub async fn update_that_empties_the_data_reports_the_deletion<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    store
+        .create(&k, &fresh(json!({"a": 1, "b": 2})))
+        .await
+        .unwrap();
+    let done = store.update(&k, &removed(&["a"]), now()).await.unwrap();
+    assert_eq!(done, Updated::Kept);
+    let done = store.update(&k, &removed(&["b"]), now()).await.unwrap();
+    assert_eq!(done, Updated::Deleted);
+    assert_eq!(load(&store, &k).await, None);
+}
+
+pub async fn reserved_keys_alone_do_not_keep_a_record<S: SessionStore>(store: Arc<S>) {
+    let k = key();
+    let expiry = format!("{RESERVED_PREFIX}expiry");
+    store
+        .create(&k, &fresh(json!({"a": 1, expiry.clone(): {"idle_s": 60}})))
+        .await
+        .unwrap();
+    let done = store.update(&k, &removed(&["a"]), now()).await.unwrap();
+    assert_eq!(
+        done,
+        Updated::Deleted,
+        "only tidysession's own keys left (I2)"
+    );
+    assert_eq!(load(&store, &k).await, None);
+}
+
+pub async fn removal_of_a_key_another_request_did_not_touch_keeps_its_keys<S: SessionStore>(
+    store: Arc<S>,
+) {
+    let k = key();
+    store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
+    // Request B sets a key; request A, which loaded {"a": 1}, then removes its last key.
+    store
+        .update(&k, &set(&[("b", json!(2))]), now())
+        .await
+        .unwrap();
+    let done = store.update(&k, &removed(&["a"]), now()).await.unwrap();
+    assert_eq!(done, Updated::Kept, "B's key keeps the record (I5)");
+    assert_eq!(load(&store, &k).await.unwrap().data, data(json!({"b": 2})));
+}
+
+pub async fn rename_of_a_record_emptied_meanwhile_is_gone<S: SessionStore>(store: Arc<S>) {
+    let (from, to) = (key(), key());
+    store.create(&from, &fresh(json!({"a": 1}))).await.unwrap();
+    let r = store.rename(&from, &to, &removed(&["a"]), now()).await;
+    assert!(is_gone(r), "nothing left to move");
+    assert_eq!(load(&store, &from).await, None);
+    assert_eq!(load(&store, &to).await, None);
 }
 
 pub async fn update_that_empties_the_data_deletes_the_record<S: SessionStore>(store: Arc<S>) {
@@ -383,6 +456,14 @@ pub async fn update_handles_keys_of_any_shape<S: SessionStore>(store: Arc<S>) {
             Some(&json!({"v": name})),
             "key {name:?}: {got:?}"
         );
+    }
+    // Each odd key on its own, so the keys a JSON path can name take the fast path where a
+    // store has one.
+    for name in odd {
+        let change = set(&[(name, json!([name]))]);
+        store.update(&k, &change, now()).await.unwrap();
+        let got = load(&store, &k).await.unwrap().data;
+        assert_eq!(got.get(name), Some(&json!([name])), "key {name:?}: {got:?}");
     }
     // Remove each odd key separately, taking the fast path where a store has one.
     for name in odd {

@@ -30,7 +30,12 @@ macro_rules! conformance_suite {
                 create_replaces_an_expired_record,
                 load_ignores_expired_records,
                 update_applies_only_the_changed_keys,
-                update_moves_expiry_as_asked,
+                update_extends_expiry_but_never_shortens_it,
+                update_sets_expiry_exactly_when_told,
+                update_that_empties_the_data_reports_the_deletion,
+                reserved_keys_alone_do_not_keep_a_record,
+                removal_of_a_key_another_request_did_not_touch_keeps_its_keys,
+                rename_of_a_record_emptied_meanwhile_is_gone,
                 update_that_empties_the_data_deletes_the_record,
                 update_that_empties_by_removal_alone_deletes_the_record,
                 update_handles_keys_of_any_shape,
@@ -115,6 +120,6 @@ pub async fn load<S: SessionStore>(store: &Arc<S>, key: &StorageKey) -> Option<R
     store.load(key, now()).await.expect("load")
 }
 
-pub fn is_gone(r: Result<(), StoreError>) -> bool {
+pub fn is_gone<T>(r: Result<T, StoreError>) -> bool {
     matches!(r, Err(StoreError::Gone))
 }

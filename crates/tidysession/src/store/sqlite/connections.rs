@@ -19,15 +19,19 @@ pub(super) struct Connections {
     options: SqliteConnectOptions,
     idle: Mutex<Vec<SqliteConnection>>,
     permits: Semaphore,
+    /// Keep connections even after errors (a private in-memory database lives only as long
+    /// as its one connection).
+    keep_on_error: bool,
 }
 
 impl Connections {
     /// At most `size` connections, opened on demand with `options`.
-    pub(super) fn new(options: SqliteConnectOptions, size: usize) -> Self {
+    pub(super) fn new(options: SqliteConnectOptions, size: usize, keep_on_error: bool) -> Self {
         Self {
             options,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Semaphore::new(size),
+            keep_on_error,
         }
     }
 
@@ -73,8 +77,22 @@ impl Lease<'_> {
     /// Wraps an error from this connection, and drops the connection instead of reusing it:
     /// after an I/O error it may be in any state, and reconnecting is cheap.
     pub(super) fn fail(&mut self, err: sqlx::Error) -> StoreError {
-        self.conn = None;
+        self.discard();
         StoreError::backend(err)
+    }
+
+    /// Passes `result` on, dropping the connection first if it failed in the backend.
+    pub(super) fn checked<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Backend(_)) = &result {
+            self.discard();
+        }
+        result
+    }
+
+    fn discard(&mut self) {
+        if !self.connections.keep_on_error {
+            self.conn = None;
+        }
     }
 }
 

@@ -8,9 +8,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{Connection as _, Row};
 use time::OffsetDateTime;
 
-use super::{RecordCounts, SessionStore, StoreError};
+use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
-use crate::record::{Change, Data, Record};
+use crate::record::{is_empty, Change, Data, ExpiryChange, Record, RESERVED_PREFIX};
 
 mod connections;
 use connections::Connections;
@@ -64,21 +64,28 @@ impl SqliteStore {
     /// [`StoreError::Backend`] when the file cannot be opened.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
         let in_memory = path == ":memory:";
-        let options = SqliteConnectOptions::from_str(&format!("sqlite:{path}"))
-            .map_err(StoreError::backend)?
-            .create_if_missing(true)
-            .journal_mode(if in_memory {
-                SqliteJournalMode::Memory
-            } else {
-                SqliteJournalMode::Wal
-            })
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        // A private in-memory database exists once per connection: keep exactly one.
-        let size = if in_memory { 1 } else { 8 };
-        let store = Self {
-            connections: Connections::new(options, size),
+        let options = if in_memory {
+            SqliteConnectOptions::from_str("sqlite::memory:").map_err(StoreError::backend)?
+        } else {
+            // A path, not a URL: `?` and `#` in file names stay part of the name.
+            SqliteConnectOptions::new().filename(path)
+        }
+        .create_if_missing(true)
+        .journal_mode(if in_memory {
+            SqliteJournalMode::Memory
+        } else {
+            SqliteJournalMode::Wal
+        })
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5));
+        // A private in-memory database exists once per connection: keep exactly one, and
+        // keep it even after an error, or the database goes with it.
+        let connections = if in_memory {
+            Connections::new(options, 1, true)
+        } else {
+            Connections::new(options, 8, false)
         };
+        let store = Self { connections };
         // Open one connection now, so that a bad path fails here rather than on first use.
         store.connections.get().await?;
         Ok(store)
@@ -91,7 +98,7 @@ impl SqliteStore {
         key: &StorageKey,
         change: &Change,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Updated, StoreError> {
         let mut expr = String::from("data");
         if !change.removed.is_empty() {
             let paths = vec!["?"; change.removed.len()].join(", ");
@@ -102,10 +109,10 @@ impl SqliteStore {
             expr = format!("json_set({expr}, {pairs})");
         }
         // Leaving expires_at out when it does not move spares an index write.
-        let expiry = if change.expires_at.is_some() {
-            ", expires_at = ?"
-        } else {
-            ""
+        let expiry = match change.expiry {
+            None => "",
+            Some(ExpiryChange::Extend(_)) => ", expires_at = MAX(expires_at, ?)",
+            Some(ExpiryChange::Set(_)) => ", expires_at = ?",
         };
         let sql = format!(
             "UPDATE tidysession_sessions SET data = {expr}{expiry}, version = version + 1
@@ -118,7 +125,7 @@ impl SqliteStore {
         for (k, v) in &change.set {
             query = query.bind(json_path(k)).bind(v.to_string());
         }
-        if let Some(at) = change.expires_at {
+        if let Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) = change.expiry {
             query = query.bind(millis(at));
         }
         let mut lease = self.connections.get().await?;
@@ -131,28 +138,113 @@ impl SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::Gone);
         }
-        if !change.removed.is_empty() {
-            // Removals may have emptied it (I2). Conditional, so a concurrent set survives.
-            sqlx::query("DELETE FROM tidysession_sessions WHERE id = ? AND data = '{}'")
-                .bind(key.as_bytes().as_slice())
-                .execute(lease.conn()?)
-                .await
-                .map_err(|e| lease.fail(e))?;
+        if change.removed.is_empty() {
+            return Ok(Updated::Kept);
         }
-        Ok(())
+        // Removals may have emptied it (I2): delete it if no key outside tidysession's own
+        // is left. Conditional, so a key set meanwhile by another request survives.
+        let deleted = sqlx::query(
+            "DELETE FROM tidysession_sessions WHERE id = ? AND NOT EXISTS (
+                SELECT 1 FROM json_each(data) WHERE substr(key, 1, ?) != ?)",
+        )
+        .bind(key.as_bytes().as_slice())
+        .bind(RESERVED_PREFIX.len() as i64)
+        .bind(RESERVED_PREFIX)
+        .execute(lease.conn()?)
+        .await
+        .map_err(|e| lease.fail(e))?;
+        Ok(match deleted.rows_affected() {
+            0 => Updated::Kept,
+            _ => Updated::Deleted,
+        })
+    }
+
+    /// Applies a change by reading, changing and writing back the record, in a transaction
+    /// that holds the write lock before it reads (for keys SQLite's JSON paths cannot name).
+    async fn update_read_write(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let mut lease = self.connections.get().await?;
+        let result = async {
+            let mut tx = begin_writing(lease.conn()?, key, now).await?;
+            let mut record = read_locked(&mut tx, key).await?;
+            change.apply(&mut record);
+            let outcome = if is_empty(&record.data) {
+                sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+                    .bind(key.as_bytes().as_slice())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+                Updated::Deleted
+            } else {
+                sqlx::query(
+                    "UPDATE tidysession_sessions SET data = ?, expires_at = ? WHERE id = ?",
+                )
+                .bind(to_json(&record.data))
+                .bind(millis(record.expires_at))
+                .bind(key.as_bytes().as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+                Updated::Kept
+            };
+            tx.commit().await.map_err(StoreError::backend)?;
+            Ok(outcome)
+        }
+        .await;
+        lease.checked(result)
     }
 }
 
-/// Starts a write transaction that takes the write lock up front. A deferred `BEGIN` that
-/// reads and then writes can fail to upgrade when another writer committed in between;
-/// `BEGIN IMMEDIATE` waits for the lock (busy timeout) instead. Dropped without commit (an
-/// error, a cancelled request), the transaction is rolled back.
-async fn begin_immediate(
-    conn: &mut SqliteConnection,
-) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, StoreError> {
-    conn.begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(StoreError::backend)
+/// Starts a transaction whose first statement writes: it bumps the live record's version,
+/// which takes SQLite's write lock before anything is read, so a read-then-write cannot be
+/// overtaken by another writer (a deferred transaction that reads first could not upgrade).
+/// sqlx's own `BEGIN` is used because sqlx rolls it back cleanly if the request is cancelled.
+/// A missing or expired record is [`StoreError::Gone`].
+async fn begin_writing<'c>(
+    conn: &'c mut SqliteConnection,
+    key: &StorageKey,
+    now: OffsetDateTime,
+) -> Result<sqlx::Transaction<'c, sqlx::Sqlite>, StoreError> {
+    let mut tx = conn.begin().await.map_err(StoreError::backend)?;
+    let locked = sqlx::query(
+        "UPDATE tidysession_sessions SET version = version + 1 WHERE id = ? AND expires_at > ?",
+    )
+    .bind(key.as_bytes().as_slice())
+    .bind(millis(now))
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::backend)?;
+    match locked.rows_affected() {
+        0 => Err(StoreError::Gone),
+        _ => Ok(tx),
+    }
+}
+
+/// Reads a record inside a transaction that holds the write lock.
+async fn read_locked(tx: &mut SqliteConnection, key: &StorageKey) -> Result<Record, StoreError> {
+    let row =
+        sqlx::query("SELECT data, created_at, expires_at FROM tidysession_sessions WHERE id = ?")
+            .bind(key.as_bytes().as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+    record_from(key, &row.ok_or(StoreError::Gone)?)
+}
+
+fn record_from(key: &StorageKey, row: &sqlx::sqlite::SqliteRow) -> Result<Record, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt {
+        key: *key,
+        reason: e.to_string(),
+    };
+    Ok(Record {
+        data: parse_data(key, row.try_get::<&str, _>(0).map_err(corrupt)?)?,
+        created_at: from_millis(key, row.try_get(1).map_err(corrupt)?)?,
+        expires_at: from_millis(key, row.try_get(2).map_err(corrupt)?)?,
+    })
 }
 
 fn millis(t: OffsetDateTime) -> i64 {
@@ -191,22 +283,6 @@ fn to_json(data: &Data) -> String {
     serde_json::Value::Object(data.clone()).to_string()
 }
 
-/// Reads the live record's data inside a write transaction.
-async fn live_data(
-    tx: &mut sqlx::SqliteConnection,
-    key: &StorageKey,
-    now: OffsetDateTime,
-) -> Result<Data, StoreError> {
-    let text: Option<String> =
-        sqlx::query_scalar("SELECT data FROM tidysession_sessions WHERE id = ? AND expires_at > ?")
-            .bind(key.as_bytes().as_slice())
-            .bind(millis(now))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::backend)?;
-    parse_data(key, &text.ok_or(StoreError::Gone)?)
-}
-
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn load(
@@ -224,12 +300,7 @@ impl SessionStore for SqliteStore {
         .fetch_optional(lease.conn()?)
         .await
         .map_err(|e| lease.fail(e))?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(Record {
-            data: parse_data(key, row.get::<&str, _>(0))?,
-            created_at: from_millis(key, row.get(1))?,
-            expires_at: from_millis(key, row.get(2))?,
-        }))
+        row.map(|row| record_from(key, &row)).transpose()
     }
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
@@ -262,34 +333,17 @@ impl SessionStore for SqliteStore {
         key: &StorageKey,
         change: &Change,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Updated, StoreError> {
         if change
             .set
             .keys()
             .chain(&change.removed)
             .all(|k| path_safe(k))
         {
-            return self.update_in_place(key, change, now).await;
-        }
-        let mut lease = self.connections.get().await?;
-        let mut tx = begin_immediate(lease.conn()?).await?;
-        let mut data = live_data(&mut tx, key, now).await?;
-        change.apply_to(&mut data);
-        let query = if data.is_empty() {
-            sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?1")
-                .bind(key.as_bytes().as_slice())
+            self.update_in_place(key, change, now).await
         } else {
-            sqlx::query(
-                "UPDATE tidysession_sessions
-                 SET data = ?2, expires_at = COALESCE(?3, expires_at), version = version + 1
-                 WHERE id = ?1",
-            )
-            .bind(key.as_bytes().as_slice())
-            .bind(to_json(&data))
-            .bind(change.expires_at.map(millis))
-        };
-        query.execute(&mut *tx).await.map_err(StoreError::backend)?;
-        tx.commit().await.map_err(StoreError::backend)
+            self.update_read_write(key, change, now).await
+        }
     }
 
     async fn touch(
@@ -323,43 +377,52 @@ impl SessionStore for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut lease = self.connections.get().await?;
-        let mut tx = begin_immediate(lease.conn()?).await?;
-        let mut data = live_data(&mut tx, from, now).await?;
-        let taken: Option<i64> =
-            sqlx::query_scalar("SELECT expires_at FROM tidysession_sessions WHERE id = ?")
-                .bind(to.as_bytes().as_slice())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
-        match taken {
-            Some(exp) if exp > millis(now) => return Err(StoreError::DuplicateId),
-            Some(_) => {
-                sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+        let result = async {
+            let mut tx = begin_writing(lease.conn()?, from, now).await?;
+            let taken: Option<i64> =
+                sqlx::query_scalar("SELECT expires_at FROM tidysession_sessions WHERE id = ?")
                     .bind(to.as_bytes().as_slice())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+            match taken {
+                Some(exp) if exp > millis(now) => return Err(StoreError::DuplicateId),
+                Some(_) => {
+                    sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+                        .bind(to.as_bytes().as_slice())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::backend)?;
+                }
+                None => {}
+            }
+            let mut record = read_locked(&mut tx, from).await?;
+            change.apply(&mut record);
+            if is_empty(&record.data) {
+                // Emptied by changes made meanwhile: nothing left to move (I2).
+                sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+                    .bind(from.as_bytes().as_slice())
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::backend)?;
+                tx.commit().await.map_err(StoreError::backend)?;
+                return Err(StoreError::Gone);
             }
-            None => {}
-        }
-        change.apply_to(&mut data);
-        let query = if data.is_empty() {
-            sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?1")
-                .bind(from.as_bytes().as_slice())
-        } else {
+            // One statement moves the record: no moment where both ids or neither is valid.
             sqlx::query(
-                "UPDATE tidysession_sessions
-                 SET id = ?2, data = ?3, expires_at = COALESCE(?4, expires_at),
-                     version = version + 1
-                 WHERE id = ?1",
+                "UPDATE tidysession_sessions SET id = ?, data = ?, expires_at = ? WHERE id = ?",
             )
-            .bind(from.as_bytes().as_slice())
             .bind(to.as_bytes().as_slice())
-            .bind(to_json(&data))
-            .bind(change.expires_at.map(millis))
-        };
-        query.execute(&mut *tx).await.map_err(StoreError::backend)?;
-        tx.commit().await.map_err(StoreError::backend)
+            .bind(to_json(&record.data))
+            .bind(millis(record.expires_at))
+            .bind(from.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+            tx.commit().await.map_err(StoreError::backend)
+        }
+        .await;
+        lease.checked(result)
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
@@ -405,41 +468,45 @@ impl SessionStore for SqliteStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut lease = self.connections.get().await?;
-        let mut tx = begin_immediate(lease.conn()?).await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS tidysession_schema (version INTEGER NOT NULL)")
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::backend)?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM tidysession_schema")
-                .fetch_one(&mut *tx)
+        let result = async {
+            let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
+            sqlx::query("CREATE TABLE IF NOT EXISTS tidysession_schema (version INTEGER NOT NULL)")
+                .execute(&mut *tx)
                 .await
                 .map_err(StoreError::backend)?;
-        let current = current.unwrap_or(0);
-        if current > MIGRATIONS.len() as i64 {
-            return Err(StoreError::backend(SchemaTooNew {
-                found: current,
-                known: MIGRATIONS.len(),
-            }));
-        }
-        for (i, step) in MIGRATIONS.iter().enumerate() {
-            let version = i as i64 + 1;
-            if version <= current {
-                continue;
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(version) FROM tidysession_schema")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+            let current = current.unwrap_or(0);
+            if current > MIGRATIONS.len() as i64 {
+                return Err(StoreError::backend(SchemaTooNew {
+                    found: current,
+                    known: MIGRATIONS.len(),
+                }));
             }
-            for statement in *step {
-                sqlx::query(statement)
+            for (i, step) in MIGRATIONS.iter().enumerate() {
+                let version = i as i64 + 1;
+                if version <= current {
+                    continue;
+                }
+                for statement in *step {
+                    sqlx::query(statement)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::backend)?;
+                }
+                sqlx::query("INSERT INTO tidysession_schema (version) VALUES (?)")
+                    .bind(version)
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::backend)?;
             }
-            sqlx::query("INSERT INTO tidysession_schema (version) VALUES (?)")
-                .bind(version)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
+            tx.commit().await.map_err(StoreError::backend)
         }
-        tx.commit().await.map_err(StoreError::backend)
+        .await;
+        lease.checked(result)
     }
 }
 
