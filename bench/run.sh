@@ -4,10 +4,10 @@
 #   bash bench/run.sh                                 # 3 rounds of 10 s per scenario
 #   BENCH_SECONDS=30 BENCH_ROUNDS=5 bash bench/run.sh
 #
-# Builds bench-server (bench/target, release), starts every implementation on 127.0.0.1, then
-# runs each scenario against every implementation back to back, in rounds (the order rotates
-# each round), and reports the median of the rounds: drift in the machine's speed then hits
-# all implementations alike. Raw wrk output goes to bench/results/ (git-ignored);
+# Builds bench-server (bench/target, release), then runs each scenario against every
+# implementation back to back, each on a freshly started server on 127.0.0.1, in rounds (the
+# order rotates each round), and reports the median of the rounds: drift in the machine's
+# speed then hits all implementations alike. Raw wrk output goes to bench/results/ (git-ignored);
 # the tables go to docs/benchmarks.md. All traffic stays on 127.0.0.1 and every step is
 # bounded in time.
 set -euo pipefail
@@ -60,7 +60,7 @@ WORK="$(mktemp -d)"
 remove_server_db() {
     local log="$RESULTS/$1.server.log" db
     [[ -f "$log" ]] || return 0
-    db="$(sed -n 's/^bench-server: database //p' "$log")"
+    db="$(sed -n 's/^bench-server: database //p' "$log" | tail -n 1)"
     if [[ -n "$db" ]]; then
         rm -f -- "$db" "$db-wal" "$db-shm"
     fi
@@ -100,7 +100,7 @@ start_server() {
         port=$((port + 1))
     done
     log="$RESULTS/$imp.server.log"
-    "$SERVER" --impl "$imp" --addr "127.0.0.1:$port" >"$log" 2>&1 &
+    "$SERVER" --impl "$imp" --addr "127.0.0.1:$port" >>"$log" 2>&1 &
     PID[$imp]=$!
     URL[$imp]="http://127.0.0.1:$port"
     for _ in $(seq 100); do # at most ~10 s
@@ -190,41 +190,42 @@ record() {
     log "round $round, $title, $imp: $(echo "$parsed" | awk -F'\t' '{printf "%s req/s, p99 %s ms, %s non-2xx, %s socket errors", $1, $2, $4, $5}')"
 }
 
-declare -A COOKIE
-i=0
-for imp in "${IMPLS[@]}"; do
-    start_server "$imp" "$((BASE_PORT + i))"
-    i=$((i + 1))
-    log "$imp on ${URL[$imp]} (pid ${PID[$imp]})"
-    # One session, padded to ~2 KB, shared by the read and write runs.
-    jar="$WORK/$imp.jar"
-    curl -sf -m 5 -c "$jar" -o /dev/null "${URL[$imp]}/pad"
-    COOKIE[$imp]="$(awk '$6 == "id" { print $7 }' "$jar")"
-    if [[ "$imp" != axum && -z "${COOKIE[$imp]}" ]]; then
-        echo "$imp: /pad set no 'id' cookie" >&2
-        exit 1
+# Every measurement gets a fresh server: what one scenario leaves behind (a million sessions
+# from the no-cookie writes, a grown SQLite file) must not slow the next one down.
+# measure <round> <impl> <slug> <title> <path> <with-cookie: yes|no>
+measure() {
+    local round="$1" imp="$2" slug="$3" title="$4" path="$5" with_cookie="$6" cookie=""
+    start_server "$imp" "$BASE_PORT"
+    if [[ "$with_cookie" == yes ]]; then
+        # One session, padded to ~2 KB, shared by all connections of the run.
+        local jar="$WORK/$imp.jar"
+        curl -sf -m 5 -c "$jar" -o /dev/null "${URL[$imp]}/pad"
+        cookie="$(awk '$6 == "id" { print $7 }' "$jar")"
+        if [[ "$imp" != axum && -z "$cookie" ]]; then
+            echo "$imp: /pad set no 'id' cookie" >&2
+            exit 1
+        fi
     fi
-done
+    record "$round" "$imp" "$slug" "$title" "${URL[$imp]}$path" "$cookie"
+    if [[ "$slug" == write-with-cookie && "$imp" != axum ]]; then
+        local n
+        n="$(curl -sf -m 5 -H "Cookie: id=$cookie" "${URL[$imp]}/read")"
+        if ! [[ "$n" =~ ^[1-9][0-9]*$ ]]; then
+            echo "$imp: the write run did not reach the session (n=$n)" >&2
+            exit 1
+        fi
+    fi
+    stop_servers
+}
 
 for round in $(seq "$BENCH_ROUNDS"); do
     # Rotate the order so that no implementation always runs first or last.
     order=("${IMPLS[@]:$(( (round - 1) % ${#IMPLS[@]} ))}" "${IMPLS[@]:0:$(( (round - 1) % ${#IMPLS[@]} ))}")
-    for imp in "${order[@]}"; do record "$round" "$imp" untouched "untouched" "${URL[$imp]}/untouched"; done
-    for imp in "${order[@]}"; do record "$round" "$imp" read-with-cookie "read with cookie" "${URL[$imp]}/read" "${COOKIE[$imp]}"; done
-    for imp in "${order[@]}"; do record "$round" "$imp" write-with-cookie "write with cookie" "${URL[$imp]}/write" "${COOKIE[$imp]}"; done
-    for imp in "${order[@]}"; do record "$round" "$imp" write-without-cookie "write without cookie" "${URL[$imp]}/write"; done
+    for imp in "${order[@]}"; do measure "$round" "$imp" untouched "untouched" /untouched no; done
+    for imp in "${order[@]}"; do measure "$round" "$imp" read-with-cookie "read with cookie" /read yes; done
+    for imp in "${order[@]}"; do measure "$round" "$imp" write-with-cookie "write with cookie" /write yes; done
+    for imp in "${order[@]}"; do measure "$round" "$imp" write-without-cookie "write without cookie" /write no; done
 done
-
-for imp in "${IMPLS[@]}"; do
-    [[ "$imp" == axum ]] && continue
-    n="$(curl -sf -m 5 -H "Cookie: id=${COOKIE[$imp]}" "${URL[$imp]}/read")"
-    log "$imp: session counter after the write runs: n=$n"
-    if ! [[ "$n" =~ ^[1-9][0-9]*$ ]]; then
-        echo "$imp: the write runs did not reach the session (n=$n)" >&2
-        exit 1
-    fi
-done
-stop_servers
 
 # --- report ------------------------------------------------------------------------------
 TIDY_COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -284,7 +285,7 @@ w("")
 w("- Date: " + E["BENCH_DATE"])
 w("- Machine: %s cores (%s), %s memory" % (E["BENCH_CORES"], E["BENCH_CPU"] or "unknown CPU", E["BENCH_MEM"] or "?"))
 w("- Load: `wrk -t%s -c%s -d%ss --latency` (wrk %s), after a discarded %s-second" % (E["THREADS"], E["CONNECTIONS"], E["BENCH_SECONDS"], E["BENCH_WRK"], E["WARMUP_SECONDS"]) + " warm-up run, against 127.0.0.1")
-w("- Rounds: %s; each scenario runs against every implementation back to back, the order rotating each round; figures are the median of the rounds" % E["BENCH_ROUNDS"])
+w("- Rounds: %s; each scenario runs against every implementation back to back, each measurement on a freshly started server, the order rotating each round; figures are the median of the rounds" % E["BENCH_ROUNDS"])
 w("- Server: `bench-server` (bench/src/main.rs), release build, " + E["BENCH_RUSTC"] + ", tokio multi-thread runtime with 1 worker thread")
 w("- Versions: tidysession at " + E["BENCH_COMMIT"] + "; tower-sessions %s (memory store: tower-sessions-memory-store %s); tower-sessions-sqlx-store %s; sqlx %s; axum %s" % (
     locked("tower-sessions"), locked("tower-sessions-memory-store"),
