@@ -68,12 +68,14 @@ async fn writes_racing_a_logout_never_bring_the_session_back() {
         .map(|i| {
             let (h, c) = (h.clone(), cookie.clone());
             tokio::spawn(async move {
-                h.get(&format!("/write?k=w{i}&v=1&sleep_ms={}", i * 15), Some(&c))
+                h.get(&format!("/write?k=w{i}&v=1&sleep_ms={}", i * 60), Some(&c))
                     .await
             })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    // Every writer has loaded long before this (margins for a loaded CI machine); about half
+    // of them save before the logout and half after.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(h.get("/flush", Some(&cookie)).await.removes_session());
     for w in writers {
         w.await.unwrap();
