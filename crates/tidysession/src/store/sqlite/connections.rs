@@ -74,6 +74,15 @@ impl Lease<'_> {
             .ok_or_else(|| StoreError::Backend("connection dropped after an error".into()))
     }
 
+    /// Runs one statement on this connection.
+    pub(super) async fn execute<'q>(
+        &mut self,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<sqlx::sqlite::SqliteQueryResult, StoreError> {
+        let result = query.execute(self.conn()?).await;
+        result.map_err(|e| self.fail(e))
+    }
+
     /// Wraps an error from this connection, and drops the connection instead of reusing it:
     /// after an I/O error it may be in any state, and reconnecting is cheap.
     pub(super) fn fail(&mut self, err: sqlx::Error) -> StoreError {

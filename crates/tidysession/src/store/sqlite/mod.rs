@@ -129,12 +129,8 @@ impl SqliteStore {
             query = query.bind(millis(at));
         }
         let mut lease = self.connections.get().await?;
-        let done = query
-            .bind(key.as_bytes().as_slice())
-            .bind(millis(now))
-            .execute(lease.conn()?)
-            .await
-            .map_err(|e| lease.fail(e))?;
+        let query = query.bind(key.as_bytes().as_slice()).bind(millis(now));
+        let done = lease.execute(query).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Gone);
         }
@@ -143,16 +139,14 @@ impl SqliteStore {
         }
         // Removals may have emptied it (I2): delete it if no key outside tidysession's own
         // is left. Conditional, so a key set meanwhile by another request survives.
-        let deleted = sqlx::query(
+        let query = sqlx::query(
             "DELETE FROM tidysession_sessions WHERE id = ? AND NOT EXISTS (
                 SELECT 1 FROM json_each(data) WHERE substr(key, 1, ?) != ?)",
         )
         .bind(key.as_bytes().as_slice())
         .bind(RESERVED_PREFIX.len() as i64)
-        .bind(RESERVED_PREFIX)
-        .execute(lease.conn()?)
-        .await
-        .map_err(|e| lease.fail(e))?;
+        .bind(RESERVED_PREFIX);
+        let deleted = lease.execute(query).await?;
         Ok(match deleted.rows_affected() {
             0 => Updated::Kept,
             _ => Updated::Deleted,
@@ -306,7 +300,7 @@ impl SessionStore for SqliteStore {
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
         let mut lease = self.connections.get().await?;
         // An expired record under the same key may be replaced; a live one never.
-        let done = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO tidysession_sessions (id, data, created_at, expires_at)
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (id) DO UPDATE SET
@@ -318,10 +312,8 @@ impl SessionStore for SqliteStore {
         .bind(to_json(&record.data))
         .bind(millis(record.created_at))
         .bind(millis(record.expires_at))
-        .bind(millis(OffsetDateTime::now_utc()))
-        .execute(lease.conn()?)
-        .await
-        .map_err(|e| lease.fail(e))?;
+        .bind(millis(OffsetDateTime::now_utc()));
+        let done = lease.execute(query).await?;
         match done.rows_affected() {
             0 => Err(StoreError::DuplicateId),
             _ => Ok(()),
@@ -353,16 +345,14 @@ impl SessionStore for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut lease = self.connections.get().await?;
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE tidysession_sessions SET expires_at = MAX(expires_at, ?1)
              WHERE id = ?2 AND expires_at > ?3",
         )
         .bind(millis(expires_at))
         .bind(key.as_bytes().as_slice())
-        .bind(millis(now))
-        .execute(lease.conn()?)
-        .await
-        .map_err(|e| lease.fail(e))?;
+        .bind(millis(now));
+        let done = lease.execute(query).await?;
         match done.rows_affected() {
             0 => Err(StoreError::Gone),
             _ => Ok(()),
@@ -427,27 +417,23 @@ impl SessionStore for SqliteStore {
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
         let mut lease = self.connections.get().await?;
-        let done = sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
-            .bind(key.as_bytes().as_slice())
-            .execute(lease.conn()?)
-            .await
-            .map_err(|e| lease.fail(e))?;
+        let query = sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+            .bind(key.as_bytes().as_slice());
+        let done = lease.execute(query).await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
         let mut lease = self.connections.get().await?;
         // Walks the expires_at index; one short statement per batch.
-        let done = sqlx::query(
+        let query = sqlx::query(
             "DELETE FROM tidysession_sessions WHERE id IN (
                 SELECT id FROM tidysession_sessions WHERE expires_at <= ?
                 ORDER BY expires_at LIMIT ?)",
         )
         .bind(millis(now))
-        .bind(i64::from(limit))
-        .execute(lease.conn()?)
-        .await
-        .map_err(|e| lease.fail(e))?;
+        .bind(i64::from(limit));
+        let done = lease.execute(query).await?;
         Ok(done.rows_affected())
     }
 
