@@ -120,7 +120,7 @@ where
         let session = Session::new(
             self.layer.store.clone(),
             config.clone(),
-            cookie.as_deref(),
+            cookie,
             test_cookie,
         );
         req.extensions_mut().insert(session.clone());
@@ -135,11 +135,12 @@ where
     }
 }
 
-/// The session cookie's value and whether the test cookie came back. When the browser sends
-/// several cookies of that name (one set for a parent domain or another path, say), the first
-/// well-formed id wins, so a stray cookie cannot shadow the real session.
-fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<String>, bool) {
-    let mut session: Option<String> = None;
+/// The session cookie, if any (`Some(None)`: present but not a well-formed id), and whether the
+/// test cookie came back. When the browser sends several cookies of that name (one set for a
+/// parent domain or another path, say), the first well-formed id wins, so a stray cookie cannot
+/// shadow the real session.
+fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<Option<SessionId>>, bool) {
+    let mut session: Option<Option<SessionId>> = None;
     let mut test = false;
     let pairs = headers
         .get_all(COOKIE)
@@ -149,10 +150,8 @@ fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<String>,
         .filter_map(|pair| pair.trim().split_once('='));
     for (name, value) in pairs {
         if name == config.cookie_name {
-            let value = value.trim_matches('"');
-            let have_valid = session.as_deref().and_then(SessionId::parse).is_some();
-            if !have_valid && (session.is_none() || SessionId::parse(value).is_some()) {
-                session = Some(value.to_owned());
+            if !matches!(session, Some(Some(_))) {
+                session = Some(SessionId::parse(value.trim_matches('"')));
             }
         } else if name
             .strip_prefix(config.cookie_name.as_str())

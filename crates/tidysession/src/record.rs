@@ -15,7 +15,12 @@ pub const RESERVED_PREFIX: &str = "_tidysession.";
 /// Whether `data` holds no session data: no keys, or only [`RESERVED_PREFIX`] keys. The one
 /// rule the layer and every store use for "empty" (I2).
 pub fn is_empty(data: &Data) -> bool {
-    data.keys().all(|k| k.starts_with(RESERVED_PREFIX))
+    only_reserved(data.keys())
+}
+
+/// The emptiness rule over a set of keys: none but [`RESERVED_PREFIX`] keys.
+pub(crate) fn only_reserved<'a>(mut keys: impl Iterator<Item = &'a String>) -> bool {
+    keys.all(|k| k.starts_with(RESERVED_PREFIX))
 }
 
 /// One stored session.
@@ -98,7 +103,7 @@ impl Change {
     }
 
     /// Applies the key changes to `data`: removals, then sets.
-    pub fn apply_to(&self, data: &mut Data) {
+    fn apply_to(&self, data: &mut Data) {
         for k in &self.removed {
             data.remove(k);
         }

@@ -11,7 +11,7 @@ use tokio::sync::OnceCell;
 use crate::config::SessionConfig;
 use crate::decide::{Facts, Incoming, Loaded, TestCookie};
 use crate::id::SessionId;
-use crate::record::{plus, Change, Data, Edits, Record, RESERVED_PREFIX};
+use crate::record::{only_reserved, plus, Change, Data, Edits, Record, RESERVED_PREFIX};
 use crate::store::{SessionStore, StoreError};
 
 const EXPIRY_KEY: &str = "_tidysession.expiry";
@@ -123,19 +123,20 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// A handle for one request. `cookie` is the session cookie's value, if the request had one.
+    /// A handle for one request. `cookie` is the session cookie the request carried, if any:
+    /// `Some(None)` when it was not a well-formed id.
     pub(crate) fn new(
         store: Arc<dyn SessionStore>,
         config: Arc<SessionConfig>,
-        cookie: Option<&str>,
+        cookie: Option<Option<SessionId>>,
         test_cookie_present: bool,
     ) -> Self {
-        let id = cookie.and_then(SessionId::parse);
-        let incoming = match (cookie, &id) {
-            (None, _) => Incoming::Absent,
-            (Some(_), None) => Incoming::Malformed,
-            (Some(_), Some(_)) => Incoming::Valid,
+        let incoming = match &cookie {
+            None => Incoming::Absent,
+            Some(None) => Incoming::Malformed,
+            Some(Some(_)) => Incoming::Valid,
         };
+        let id = cookie.flatten();
         let loaded = if id.is_some() {
             LoadState::NotLoaded
         } else {
@@ -174,7 +175,14 @@ impl Session {
             state.accessed = true;
             // After a flush the data is a new, empty session: nothing to load.
             if state.loaded != LoadState::NotLoaded || state.flushed {
-                return check(state);
+                return match (state.loaded, self.0.load.get()) {
+                    // The error the first load of this request met; after a flush the old
+                    // data no longer matters, so writes to the new session go ahead.
+                    (LoadState::Failed, Some(Err(e))) if !state.flushed => {
+                        Err(SessionError::Store(e.clone()))
+                    }
+                    _ => Ok(state),
+                };
             }
         }
         let inner = &*self.0;
@@ -299,7 +307,7 @@ impl Session {
     /// [`SessionError::Store`] if loading failed.
     pub async fn is_empty(&self) -> Result<bool, SessionError> {
         let state = self.loaded().await?;
-        Ok(is_empty(state.edits.keys(self.original(&state))))
+        Ok(only_reserved(state.edits.keys(self.original(&state))))
     }
 
     /// The keys the session holds.
@@ -468,7 +476,7 @@ impl Session {
             accessed: state.accessed,
             keys_changed,
             expiry_set: change.set.contains_key(EXPIRY_KEY) || change.removed.contains(EXPIRY_KEY),
-            empty: is_empty(state.edits.keys(original)),
+            empty: only_reserved(state.edits.keys(original)),
             flushed: state.flushed,
             cycled: state.cycled,
             test_cookie: state.test_cookie,
@@ -511,24 +519,6 @@ pub(crate) struct Outcome {
     pub(crate) record: Record,
     /// The cookie's `Max-Age`; `None` for a browser-session cookie.
     pub(crate) max_age: Option<Duration>,
-}
-
-/// The state, unless an earlier load in this request failed.
-fn check(state: MutexGuard<'_, State>) -> Result<MutexGuard<'_, State>, SessionError> {
-    {
-        if state.loaded == LoadState::Failed {
-            // The error itself was returned to the call that loaded.
-            Err(SessionError::Store(Arc::new(StoreError::Backend(
-                "the session store failed earlier in this request".into(),
-            ))))
-        } else {
-            Ok(state)
-        }
-    }
-}
-
-fn is_empty<'a>(mut keys: impl Iterator<Item = &'a String>) -> bool {
-    keys.all(|k| k.starts_with(RESERVED_PREFIX))
 }
 
 fn expiry_of(v: Option<&Value>) -> Option<Expiry> {

@@ -602,3 +602,29 @@ pub async fn a_stray_cookie_of_the_same_name_does_not_shadow_the_session<S: Sess
     assert_eq!(r.body, "\"v\"");
     assert!(r.sets_nothing(), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_logout_after_a_failed_read_still_deletes_and_starts_afresh() {
+    use tidysession::Record;
+    let store = crate::util::FailingLoads(MemoryStore::default());
+    let id = SessionId::generate().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let record = Record {
+        data: serde_json::json!({"k": "v"}).as_object().unwrap().clone(),
+        created_at: now,
+        expires_at: now + Duration::hours(1),
+    };
+    store.create(&id.storage_key(), &record).await.unwrap();
+    let h = Harness::new(store, config());
+    let r = h
+        .get(
+            "/flush-after-failed-read",
+            Some(&format!("id={}", id.as_str())),
+        )
+        .await;
+    assert_eq!(r.body, "read failed");
+    // The old record is deleted (logout must not depend on reading it), the new one created.
+    assert_io(&h, OpCounts::default(), ops(1, 1, 0, 0, 0, 1)).await;
+    assert_ne!(r.session_id().as_deref(), Some(id.as_str()));
+    assert_eq!(rows(&h).await, 1);
+}

@@ -11,8 +11,11 @@ use axum::http::{header, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
-use tidysession::store::{CountingStore, OpCounts, SessionStore};
+use tidysession::record::Change;
+use tidysession::store::{CountingStore, OpCounts, RecordCounts, SessionStore, Updated};
 use tidysession::{Expiry, Session, SessionConfig, SessionError, SessionLayer};
+use tidysession::{Record, StorageKey, StoreError};
+use time::OffsetDateTime;
 use tower::ServiceExt;
 
 type Q = Query<HashMap<String, String>>;
@@ -34,6 +37,14 @@ async fn read_all(session: Session) -> Result<String, SessionError> {
     let empty = session.is_empty().await?;
     let expiry = session.expiry().await?;
     Ok(format!("{a:?} {b:?} {keys:?} {empty} {expiry:?}"))
+}
+
+/// A read whose error the handler ignores, then a logout and a fresh session.
+async fn flush_after_failed_read(session: Session) -> Result<&'static str, SessionError> {
+    let failed = session.get::<Value>("k").await.is_err();
+    session.flush();
+    session.insert("fresh", true).await?;
+    Ok(if failed { "read failed" } else { "read worked" })
 }
 
 async fn write(session: Session, q: Q) -> Result<&'static str, SessionError> {
@@ -114,6 +125,7 @@ pub fn routes() -> Router {
         .route("/untouched", get(|| async { "ok" }))
         .route("/read", get(read))
         .route("/read-all", get(read_all))
+        .route("/flush-after-failed-read", get(flush_after_failed_read))
         .route("/write", get(write))
         .route("/remove", get(remove))
         .route("/clear", get(clear))
@@ -229,5 +241,54 @@ impl Reply {
 
     pub fn sets_nothing(&self) -> bool {
         self.set_cookies.is_empty()
+    }
+}
+
+/// A store whose loads fail, as when the database is briefly unreachable; every other
+/// operation goes through.
+#[derive(Debug, Default)]
+pub struct FailingLoads<S>(pub S);
+
+#[async_trait::async_trait]
+impl<S: SessionStore> SessionStore for FailingLoads<S> {
+    async fn load(&self, _: &StorageKey, _: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        Err(StoreError::Backend("loads fail in this test".into()))
+    }
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        self.0.create(key, record).await
+    }
+    async fn update(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        self.0.update(key, change, now).await
+    }
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.0.touch(key, at, now).await
+    }
+    async fn rename(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.0.rename(from, to, change, now).await
+    }
+    async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
+        self.0.delete(key).await
+    }
+    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        self.0.delete_expired(now, limit).await
+    }
+    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+        self.0.count(now).await
     }
 }
