@@ -15,7 +15,9 @@
 //! | [`delete`](SessionStore::delete) | removes it, `true` | `false` |
 //!
 //! [`delete_expired`](SessionStore::delete_expired) removes at most `limit` expired records per
-//! call, so cleanup runs as many short steps rather than one giant `DELETE`.
+//! call, so cleanup runs as many short steps rather than one giant `DELETE`. Stores whose
+//! records expire by themselves (Redis) say so through
+//! [`removes_expired_itself`](SessionStore::removes_expired_itself).
 //!
 //! The conformance suite in this crate's `tests/` runs every store against this table.
 
@@ -103,6 +105,13 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Creates or upgrades the store's schema. Idempotent; stores without a schema do nothing.
     async fn migrate(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Whether the store deletes expired records by itself (Redis does, through key expiry).
+    /// Such a store never holds an expired record: [`count`](Self::count) reports none and
+    /// [`delete_expired`](Self::delete_expired) has nothing to do.
+    fn removes_expired_itself(&self) -> bool {
+        false
     }
 }
 
@@ -208,5 +217,8 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     async fn migrate(&self) -> Result<(), StoreError> {
         (**self).migrate().await
+    }
+    fn removes_expired_itself(&self) -> bool {
+        (**self).removes_expired_itself()
     }
 }
