@@ -194,7 +194,8 @@ impl SessionConfig {
         self
     }
 
-    /// The status sent when the store fails while saving.
+    /// The status sent when the store fails: while saving, and (with axum) when a handler
+    /// returns the [`SessionError`](crate::SessionError) of a failed load.
     ///
     /// # Default
     ///

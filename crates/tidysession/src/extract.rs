@@ -66,6 +66,16 @@ impl IntoResponse for SessionError {
             StatusCode::SERVICE_UNAVAILABLE => "session store unavailable",
             _ => "session error",
         };
-        (self.status(), body).into_response()
+        let mut response = (self.status(), body).into_response();
+        if matches!(self, SessionError::Store(_)) {
+            // The layer gives it the status the app configured.
+            response.extensions_mut().insert(StoreUnavailable);
+        }
+        response
     }
 }
+
+/// Marks a response made from a store failure, so the layer can apply
+/// [`SessionConfig::with_store_error_status`](crate::SessionConfig::with_store_error_status).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreUnavailable;

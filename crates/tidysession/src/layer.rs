@@ -165,6 +165,14 @@ fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<Option<S
 
 async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
     let config = session.config();
+    #[cfg(feature = "axum")]
+    if response
+        .extensions_mut()
+        .remove::<crate::extract::StoreUnavailable>()
+        .is_some()
+    {
+        *response.status_mut() = config.store_error_status;
+    }
     let untouched = !session.accessed() && !config.save_every_request;
     if untouched && session.incoming() != crate::decide::Incoming::Malformed {
         return; // I1: the common case costs nothing.

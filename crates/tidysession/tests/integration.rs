@@ -4,7 +4,8 @@
 //! - `decide_table`: the pure decision function, row by row, no I/O.
 //! - `layer`: the decision table again through the real layer, counting store I/O.
 //! - `concurrency`: concurrent requests through the layer on SQLite (lost updates, resurrection).
-//! - `sqlite`: what the SQLite file holds at rest.
+//! - `failure`: server-backed stores that go away and come back.
+//! - `sqlite`, `postgres`: what each store holds at rest, and its own features.
 //! - `util`: the request harness.
 
 #![allow(unreachable_pub, missing_docs)]
@@ -14,6 +15,8 @@ mod util;
 
 mod concurrency;
 mod decide_table;
+mod failure;
 mod layer;
+mod postgres;
 mod sqlite;
 mod stores;

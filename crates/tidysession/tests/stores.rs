@@ -18,6 +18,8 @@ crate::conformance_suite!(sqlite_in_memory, async {
     (store, ())
 });
 
+crate::conformance_suite!(postgres, crate::util::servers::postgres());
+
 #[tokio::test]
 async fn memory_store_is_bounded_and_evicts_only_expired_records() {
     use crate::conformance::{fresh, key, now, record};
@@ -61,7 +63,7 @@ async fn store_urls_open_the_named_store_or_explain() {
             .contains("MemoryStore")
     );
     for bad in [
-        "postgres://localhost/x",
+        "mongodb://localhost/x",
         "sqlite://",
         "nonsense",
         "memory://x",

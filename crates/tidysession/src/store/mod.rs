@@ -33,6 +33,10 @@ use crate::record::{Change, Record};
 mod counting;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod url;
@@ -40,6 +44,8 @@ mod url;
 pub use counting::{CountingStore, OpCounts};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use url::{open, StoreUrlError, SUPPORTED_URLS};

@@ -18,6 +18,9 @@ use tidysession::{Record, StorageKey, StoreError};
 use time::OffsetDateTime;
 use tower::ServiceExt;
 
+pub mod proxy;
+pub mod servers;
+
 type Q = Query<HashMap<String, String>>;
 
 fn arg<'a>(q: &'a Q, name: &str) -> &'a str {

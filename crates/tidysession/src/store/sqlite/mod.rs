@@ -8,9 +8,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{Connection as _, Row};
 use time::OffsetDateTime;
 
+use super::sql::{from_millis, millis, parse_data, to_json, SchemaTooNew};
 use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
-use crate::record::{is_empty, Change, Data, ExpiryChange, Record, RESERVED_PREFIX};
+use crate::record::{is_empty, Change, ExpiryChange, Record, RESERVED_PREFIX};
 
 mod connections;
 use connections::Connections;
@@ -241,19 +242,6 @@ fn record_from(key: &StorageKey, row: &sqlx::sqlite::SqliteRow) -> Result<Record
     })
 }
 
-fn millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn from_millis(key: &StorageKey, ms: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(|e| {
-        StoreError::Corrupt {
-            key: *key,
-            reason: e.to_string(),
-        }
-    })
-}
-
 /// Whether SQLite's JSON path syntax names this key exactly: a quoted label ends at the next
 /// `"` and is compared with the key as JSON text, so keys holding a quote, a backslash or a
 /// control character (escaped in JSON) take the transactional path instead.
@@ -263,18 +251,6 @@ fn path_safe(key: &str) -> bool {
 
 fn json_path(key: &str) -> String {
     format!("$.\"{key}\"")
-}
-
-fn parse_data(key: &StorageKey, text: &str) -> Result<Data, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-        key: *key,
-        reason: format!("data is not a JSON object: {e}"),
-    })
-}
-
-fn to_json(data: &Data) -> String {
-    // Serializing a map of JSON values cannot fail.
-    serde_json::Value::Object(data.clone()).to_string()
 }
 
 #[async_trait]
@@ -494,14 +470,4 @@ impl SessionStore for SqliteStore {
         .await;
         lease.checked(result)
     }
-}
-
-/// The database was migrated by a newer tidysession than this one.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "session schema version {found} is newer than this build knows ({known}); upgrade tidysession"
-)]
-struct SchemaTooNew {
-    found: i64,
-    known: usize,
 }

@@ -1,0 +1,589 @@
+//! [`PostgresStore`]: sessions in PostgreSQL, shared by every app server that can reach it.
+//!
+//! # Layout
+//!
+//! One table, `tidysession_sessions`, in a schema of your choice (default `public`):
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `id` | `bytea` primary key | SHA-256 of the session id (I6) |
+//! | `data` | `jsonb` | the session's keys and values |
+//! | `created_at`, `expires_at` | `bigint` | Unix milliseconds; `expires_at` is indexed |
+//! | `user_id` | `text` | the logged-in user, indexed |
+//! | `version` | `bigint` | bumped by every change |
+//!
+//! # How a save stays small and atomic
+//!
+//! An update is one statement: `data = (data - removed_keys) || changed_pairs`. Only the changed
+//! keys travel, PostgreSQL applies them to the row as it is at that moment, and two requests
+//! writing different keys both survive (I5). A row that the change would leave without data is
+//! deleted instead of written (I2), and an update that finds no live row changes nothing: the
+//! session is [`Gone`](StoreError::Gone) and never re-created. Renaming (I7) is one `UPDATE` of
+//! the primary key, so readers see the old id or the new one, never both or neither.
+//!
+//! Expired rows are deleted in bounded batches with `FOR UPDATE SKIP LOCKED`, so several
+//! processes can clean up at once without waiting on each other or on live traffic.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions as _, Row};
+use time::OffsetDateTime;
+
+use super::sql::{from_millis, millis, parse_data, to_json};
+use super::{RecordCounts, SessionStore, StoreError, Updated};
+use crate::id::StorageKey;
+use crate::record::{Change, ExpiryChange, Record, RESERVED_PREFIX};
+
+/// Schema versions, applied in order by [`SessionStore::migrate`]; `{t}` is the qualified
+/// table name. Never edit a released step; append a new one.
+const MIGRATIONS: &[&[&str]] = &[
+    // 1: sessions keyed by SHA-256 of the id; times are Unix milliseconds.
+    &[
+        "CREATE TABLE {t} (
+            id bytea PRIMARY KEY,
+            data jsonb NOT NULL,
+            created_at bigint NOT NULL,
+            expires_at bigint NOT NULL,
+            user_id text,
+            version bigint NOT NULL DEFAULT 0
+        )",
+        "CREATE INDEX tidysession_sessions_expires_at ON {t} (expires_at)",
+        "CREATE INDEX tidysession_sessions_user_id ON {t} (user_id) WHERE user_id IS NOT NULL",
+    ],
+];
+
+/// How many times a save retries when a concurrent request changed the row between its two
+/// statements (see [`PostgresStore::update`]); each retry means another request made progress.
+const RACE_RETRIES: usize = 8;
+
+/// Sessions in PostgreSQL.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tidysession::StoreError> {
+/// use tidysession::store::{PostgresStore, SessionStore};
+///
+/// let store = PostgresStore::connect("postgres://app@db.internal/app")
+///     .await?
+///     .schema("sessions")?;
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+pub struct PostgresStore {
+    pool: PgPool,
+    schema: String,
+    sql: Statements,
+}
+
+impl fmt::Debug for PostgresStore {
+    // The pool's options hold the password: show only where the store points.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options = self.pool.connect_options();
+        f.debug_struct("PostgresStore")
+            .field("host", &options.get_host())
+            .field("port", &options.get_port())
+            .field("database", &options.get_database())
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` URL names, with a pool of up to 16
+    /// connections, and checks that it answers. Tables live in the `public` schema until
+    /// [`schema`](Self::schema) says otherwise. Call [`SessionStore::migrate`] before first use.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] for a malformed URL or a server that cannot be reached within
+    /// five seconds.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse().map_err(StoreError::backend)?;
+        let options = options
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .application_name("tidysession");
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            // No ping before every query: a dead connection fails its query and is dropped.
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(Self::with_pool(pool))
+    }
+
+    /// Uses an existing pool, with tables in the `public` schema.
+    pub fn with_pool(pool: PgPool) -> Self {
+        Self {
+            pool,
+            schema: "public".to_owned(),
+            sql: Statements::new("public"),
+        }
+    }
+
+    /// Keeps the tables in `schema` (created by [`SessionStore::migrate`] if missing), so
+    /// several apps can share a database, or sessions can sit apart from the app's tables.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] unless the name is 1 to 63 ASCII letters, digits and
+    /// underscores, not starting with a digit.
+    pub fn schema(mut self, schema: &str) -> Result<Self, StoreError> {
+        let valid = (1..=63).contains(&schema.len())
+            && !schema.starts_with(|c: char| c.is_ascii_digit())
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(StoreError::backend(BadSchemaName(schema.to_owned())));
+        }
+        self.schema = schema.to_owned();
+        self.sql = Statements::new(schema);
+        Ok(self)
+    }
+
+    /// The connection pool, for sharing with the rest of the app.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Deletes the live row under `key` if the change would leave it without data; the
+    /// condition is re-checked against the row as it is when the delete runs.
+    async fn delete_if_emptied(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.sql.delete_if_emptied)
+            .bind(key.as_bytes().as_slice())
+            .bind(millis(now))
+            .bind(removed_keys(change))
+            .bind(set_pairs(change))
+            .bind(RESERVED_PREFIX)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn live_row_exists(
+        &self,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i32> = sqlx::query_scalar(&self.sql.exists)
+            .bind(key.as_bytes().as_slice())
+            .bind(millis(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(found.is_some())
+    }
+}
+
+/// The statements, with the table name filled in once.
+#[derive(Debug)]
+struct Statements {
+    schema_table: String,
+    table: String,
+    load: String,
+    create: String,
+    touch: String,
+    delete: String,
+    delete_expired: String,
+    count: String,
+    exists: String,
+    delete_if_emptied: String,
+    delete_expired_under: String,
+}
+
+/// `data` after the change: `$3` removed keys (`text[]`), `$4` set pairs (a `jsonb` object).
+const CHANGED_DATA: &str = "(data - $3::text[]) || $4::jsonb";
+
+/// True when the `jsonb` object `d` holds a key outside tidysession's reserved prefix, bound
+/// as `prefix`.
+fn holds_data(d: &str, prefix: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM jsonb_object_keys({d}) AS k WHERE left(k, length({prefix})) <> {prefix})"
+    )
+}
+
+/// `, expires_at = …` for an expiry change bound as `param`; nothing when expiry stays.
+fn set_expiry(expiry: Option<ExpiryChange>, param: &str) -> String {
+    match expiry {
+        None => String::new(),
+        Some(ExpiryChange::Extend(_)) => format!(", expires_at = GREATEST(expires_at, {param})"),
+        Some(ExpiryChange::Set(_)) => format!(", expires_at = {param}"),
+    }
+}
+
+impl Statements {
+    fn new(schema: &str) -> Self {
+        let t = format!("\"{schema}\".tidysession_sessions");
+        Self {
+            schema_table: format!("\"{schema}\".tidysession_schema"),
+            load: format!(
+                "SELECT data::text, created_at, expires_at FROM {t} WHERE id = $1 AND expires_at > $2"
+            ),
+            // An expired row under the same key may be replaced; a live one never.
+            create: format!(
+                "INSERT INTO {t} AS s (id, data, created_at, expires_at)
+                 VALUES ($1, $2::jsonb, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET
+                    data = excluded.data, created_at = excluded.created_at,
+                    expires_at = excluded.expires_at, user_id = NULL, version = 0
+                 WHERE s.expires_at <= $5"
+            ),
+            touch: format!(
+                "UPDATE {t} SET expires_at = GREATEST(expires_at, $3)
+                 WHERE id = $1 AND expires_at > $2"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            // SKIP LOCKED: concurrent cleaners take disjoint batches instead of queueing.
+            delete_expired: format!(
+                "DELETE FROM {t} WHERE id IN (
+                    SELECT id FROM {t} WHERE expires_at <= $1
+                    ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            ),
+            delete_expired_under: format!("DELETE FROM {t} WHERE id = $1 AND expires_at <= $2"),
+            count: format!(
+                "SELECT count(*), count(*) FILTER (WHERE expires_at <= $1) FROM {t}"
+            ),
+            exists: format!("SELECT 1 FROM {t} WHERE id = $1 AND expires_at > $2"),
+            delete_if_emptied: format!(
+                "DELETE FROM {t} WHERE id = $1 AND expires_at > $2 AND NOT {}",
+                holds_data(CHANGED_DATA, "$5")
+            ),
+            table: t,
+        }
+    }
+
+    /// `UPDATE` applying a change: `$1` key, `$2` now, `$3`/`$4` the change, then the
+    /// reserved prefix when `guard` (refuse to write a row the change leaves without data),
+    /// then the expiry when it moves. Only parameters the statement uses may be bound.
+    fn update(&self, expiry: Option<ExpiryChange>, guard: bool) -> String {
+        let (guard, next) = match guard {
+            true => (format!(" AND {}", holds_data(CHANGED_DATA, "$5")), 6),
+            false => (String::new(), 5),
+        };
+        format!(
+            "UPDATE {t} SET data = {CHANGED_DATA}{expiry}, version = version + 1
+             WHERE id = $1 AND expires_at > $2{guard}",
+            t = self.table,
+            expiry = set_expiry(expiry, &format!("${next}")),
+        )
+    }
+
+    /// Like a guarded [`update`](Self::update) that also moves the row to key `$6`; the
+    /// expiry, when it moves, is `$7`.
+    fn rename(&self, expiry: Option<ExpiryChange>) -> String {
+        format!(
+            "UPDATE {t} SET id = $6, data = {CHANGED_DATA}{expiry}, version = version + 1
+             WHERE id = $1 AND expires_at > $2 AND {guard}",
+            t = self.table,
+            expiry = set_expiry(expiry, "$7"),
+            guard = holds_data(CHANGED_DATA, "$5"),
+        )
+    }
+}
+
+fn removed_keys(change: &Change) -> Vec<&str> {
+    change.removed.iter().map(String::as_str).collect()
+}
+
+fn set_pairs(change: &Change) -> String {
+    to_json(
+        &change
+            .set
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
+/// Whether a change could leave the record without data: it removes keys, or sets only
+/// reserved ones (a set non-reserved key always keeps it alive).
+fn may_empty(change: &Change) -> bool {
+    !change.removed.is_empty() || !change.set.keys().any(|k| !k.starts_with(RESERVED_PREFIX))
+}
+
+fn expiry_millis(change: &Change) -> Option<i64> {
+    match change.expiry {
+        Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) => Some(millis(at)),
+        None => None,
+    }
+}
+
+fn record_from(key: &StorageKey, row: &PgRow) -> Result<Record, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt {
+        key: *key,
+        reason: e.to_string(),
+    };
+    Ok(Record {
+        data: parse_data(key, row.try_get::<&str, _>(0).map_err(corrupt)?)?,
+        created_at: from_millis(key, row.try_get(1).map_err(corrupt)?)?,
+        expires_at: from_millis(key, row.try_get(2).map_err(corrupt)?)?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn load(
+        &self,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(&self.sql.load)
+            .bind(key.as_bytes().as_slice())
+            .bind(millis(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        row.map(|row| record_from(key, &row)).transpose()
+    }
+
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        let done = sqlx::query(&self.sql.create)
+            .bind(key.as_bytes().as_slice())
+            .bind(to_json(&record.data))
+            .bind(millis(record.created_at))
+            .bind(millis(record.expires_at))
+            .bind(millis(OffsetDateTime::now_utc()))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        match done.rows_affected() {
+            0 => Err(StoreError::DuplicateId),
+            _ => Ok(()),
+        }
+    }
+
+    /// One `UPDATE` in the common case. A change that may empty the record carries a guard
+    /// that refuses to write an empty row; when the guard refuses, a conditional `DELETE`
+    /// removes the row instead. A request that changes the row between the two makes both
+    /// find nothing, and the pair runs again against the new row.
+    async fn update(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let guard = may_empty(change);
+        let sql = self.sql.update(change.expiry, guard);
+        for _ in 0..RACE_RETRIES {
+            let mut query = sqlx::query(&sql)
+                .bind(key.as_bytes().as_slice())
+                .bind(millis(now))
+                .bind(removed_keys(change))
+                .bind(set_pairs(change));
+            if guard {
+                query = query.bind(RESERVED_PREFIX);
+            }
+            if let Some(at) = expiry_millis(change) {
+                query = query.bind(at);
+            }
+            let done = query
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::backend)?;
+            if done.rows_affected() > 0 {
+                return Ok(Updated::Kept);
+            }
+            if !guard {
+                return Err(StoreError::Gone);
+            }
+            if self.delete_if_emptied(key, change, now).await? {
+                return Ok(Updated::Deleted);
+            }
+            if !self.live_row_exists(key, now).await? {
+                return Err(StoreError::Gone);
+            }
+        }
+        Err(StoreError::backend(TooContended))
+    }
+
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(&self.sql.touch)
+            .bind(key.as_bytes().as_slice())
+            .bind(millis(now))
+            .bind(millis(expires_at))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        match done.rows_affected() {
+            0 => Err(StoreError::Gone),
+            _ => Ok(()),
+        }
+    }
+
+    /// One `UPDATE` of the primary key moves the row and applies the change. A row left
+    /// without data is deleted instead, and the rename is [`StoreError::Gone`].
+    async fn rename(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql.rename(change.expiry);
+        for _ in 0..RACE_RETRIES {
+            let mut query = sqlx::query(&sql)
+                .bind(from.as_bytes().as_slice())
+                .bind(millis(now))
+                .bind(removed_keys(change))
+                .bind(set_pairs(change))
+                .bind(RESERVED_PREFIX)
+                .bind(to.as_bytes().as_slice());
+            if let Some(at) = expiry_millis(change) {
+                query = query.bind(at);
+            }
+            let done = query.execute(&self.pool).await;
+            match done {
+                Ok(done) if done.rows_affected() > 0 => return Ok(()),
+                Ok(_) => {
+                    if self.delete_if_emptied(from, change, now).await?
+                        || !self.live_row_exists(from, now).await?
+                    {
+                        return Err(StoreError::Gone);
+                    }
+                }
+                Err(e) if is_unique_violation(&e) => {
+                    // The new key is taken: by an expired row, which may go, or a live one.
+                    let freed = sqlx::query(&self.sql.delete_expired_under)
+                        .bind(to.as_bytes().as_slice())
+                        .bind(millis(now))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    if freed.rows_affected() == 0 {
+                        return Err(StoreError::DuplicateId);
+                    }
+                }
+                Err(e) => return Err(StoreError::backend(e)),
+            }
+        }
+        Err(StoreError::backend(TooContended))
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.sql.delete)
+            .bind(key.as_bytes().as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(&self.sql.delete_expired)
+            .bind(millis(now))
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+        let (total, expired): (i64, i64) = sqlx::query_as(&self.sql.count)
+            .bind(millis(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(RecordCounts {
+            live: (total - expired) as u64,
+            expired: expired as u64,
+        })
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
+        match self.migrate_in(&mut tx).await {
+            Ok(()) => tx.commit().await.map_err(StoreError::backend),
+            Err(e) => {
+                // Now, not when the connection is next used: the lock must not linger.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl PostgresStore {
+    async fn migrate_in(&self, tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        // Processes starting together migrate one at a time; the others then find it done.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tidysession_migrate.' || $1))")
+            .bind(&self.schema)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        let setup = [
+            format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (version integer NOT NULL)",
+                self.sql.schema_table
+            ),
+        ];
+        for statement in &setup {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        let current: Option<i32> = sqlx::query_scalar(&format!(
+            "SELECT max(version) FROM {}",
+            self.sql.schema_table
+        ))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(StoreError::backend)?;
+        let current = current.unwrap_or(0) as usize;
+        if current > MIGRATIONS.len() {
+            return Err(StoreError::backend(super::sql::SchemaTooNew {
+                found: current as i64,
+                known: MIGRATIONS.len(),
+            }));
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
+            for statement in *step {
+                let statement = statement.replace("{t}", &self.sql.table);
+                sqlx::query(&statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+            }
+            sqlx::query(&format!(
+                "INSERT INTO {} (version) VALUES ($1)",
+                self.sql.schema_table
+            ))
+            .bind(i as i32 + 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        }
+        Ok(())
+    }
+}
+
+/// A schema name that cannot be used safely in SQL.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid schema name {0:?}: use 1 to 63 ASCII letters, digits and underscores")]
+struct BadSchemaName(String);
+
+/// A save kept losing races with other requests on the same session.
+#[derive(Debug, thiserror::Error)]
+#[error("the session changed under {RACE_RETRIES} attempts in a row; giving up")]
+struct TooContended;

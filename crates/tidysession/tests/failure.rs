@@ -1,0 +1,117 @@
+//! Stores that go away: every server-backed store behind a loopback proxy that cuts its
+//! connections and refuses new ones, then lets them through again.
+//!
+//! While the store is away, requests that never touch the session work with zero errors,
+//! requests that do get the configured status (503 by default), nothing panics; when it is
+//! back, sessions work again without restarting anything.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tidysession::store::SessionStore;
+use tidysession::SessionConfig;
+
+use crate::util::proxy::Proxy;
+use crate::util::{servers, Harness};
+
+/// `scheme://[user@]host[:port]/rest` with the host and port replaced by `addr`.
+fn via(url: &str, addr: SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
+    format!("{scheme}://{}{addr}/{path}", user.unwrap_or_default())
+}
+
+/// The server a URL such as `postgres://root@127.0.0.1:5432/test` points at.
+fn server_of(url: &str, default_port: u16) -> SocketAddr {
+    let rest = url.split_once("://").unwrap().1;
+    let authority = rest.split('/').next().unwrap();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.contains(':') {
+        true => host.to_owned(),
+        false => format!("{host}:{default_port}"),
+    };
+    host.to_socket_addrs().unwrap().next().unwrap()
+}
+
+/// The whole story, on a store reached through `proxy`.
+async fn store_goes_away_and_comes_back<S: SessionStore>(store: S, proxy: &Proxy) {
+    let config = SessionConfig::default().with_store_error_status(StatusCode::BAD_GATEWAY);
+    let h = Harness::new(store, config);
+    let cookie = h.get("/write?k=cart&v=1", None).await.cookie();
+    assert_eq!(h.get("/read?k=cart", Some(&cookie)).await.body, "1");
+
+    proxy.cut();
+    for _ in 0..3 {
+        let r = h.get("/untouched", None).await;
+        assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "ok"));
+        let r = h.get("/untouched", Some(&cookie)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "a cookie alone costs no store I/O"
+        );
+        // A handler whose load fails, and a save that fails: the configured status, and
+        // the cookie left alone (the session may still be there when the store is back).
+        let r = h.get("/read?k=cart", Some(&cookie)).await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+        assert!(r.sets_nothing(), "{:?}", r.set_cookies);
+        let r = h.get("/write?k=x&v=1", None).await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+        assert!(
+            r.sets_nothing(),
+            "no cookie for a session that was not saved"
+        );
+    }
+
+    proxy.restore();
+    // Connections the cut killed may fail once each as they are found dead; then it works.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut failed = 0;
+    loop {
+        let r = h.get("/read?k=cart", Some(&cookie)).await;
+        if r.status == StatusCode::OK {
+            assert_eq!(r.body, "1", "the session survived the outage");
+            break;
+        }
+        failed += 1;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "store never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        failed <= 1,
+        "{failed} requests failed after the store came back"
+    );
+    for i in 0..5 {
+        let r = h.get(&format!("/write?k=n&v={i}"), Some(&cookie)).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    assert_eq!(h.get("/read?k=n", Some(&cookie)).await.body, "4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_goes_away_and_comes_back() {
+    let url = servers::postgres_url();
+    let proxy = Proxy::start(server_of(&url, 5432)).await;
+    let (store, _guard) = servers::postgres_at(&via(&url, proxy.addr)).await;
+    store_goes_away_and_comes_back(store, &proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_that_never_answered_fails_clearly() {
+    // Nothing listens on a port the proxy refuses from the start.
+    let proxy = Proxy::start(server_of(&servers::postgres_url(), 5432)).await;
+    proxy.cut();
+    let started = std::time::Instant::now();
+    let url = via(&servers::postgres_url(), proxy.addr);
+    let err = tidysession::store::open(&url)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot open store"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
