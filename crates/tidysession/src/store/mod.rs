@@ -33,10 +33,14 @@ use crate::record::{Change, Record};
 mod counting;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod url;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use counting::{CountingStore, OpCounts};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;

@@ -27,11 +27,22 @@ pub enum StoreUrlError {
     },
 }
 
-/// The URL forms this build accepts, for error messages and help text.
-pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://";
+/// The URL forms [`open`] accepts, for error messages and help text. Each store needs its
+/// cargo feature.
+pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://, redis://HOST[:PORT][/DB], \
+     redis+cluster://HOST:PORT,HOST:PORT,...";
 
-/// Opens the store a URL names: `sqlite://PATH` (a file, created if missing; `sqlite://:memory:`
-/// for a private in-memory database) or `memory://`.
+/// Opens the store a URL names:
+///
+/// - `sqlite://PATH`: a file, created if missing; `sqlite://:memory:` for a private
+///   in-memory database.
+/// - `memory://`
+/// - `redis://[USER:PASSWORD@]HOST[:PORT][/DB]`: one Redis server.
+/// - `redis+cluster://[USER:PASSWORD@]HOST:PORT,HOST:PORT,...`: a Redis Cluster, through
+///   some of its nodes.
+///
+/// Redis URLs take an optional `prefix=` query parameter for the key prefix (percent-encoded),
+/// e.g. `redis://127.0.0.1/0?prefix=myapp:`.
 ///
 /// The store is not migrated; call [`SessionStore::migrate`] when the caller owns the schema.
 ///
@@ -47,7 +58,7 @@ pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://";
 /// store cannot be opened.
 pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
     let unsupported = || StoreUrlError::Unsupported {
-        url: url.to_owned(),
+        url: redacted(url),
         supported: SUPPORTED_URLS,
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(unsupported)?;
@@ -59,9 +70,60 @@ pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
             .await
             .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
             .map_err(|source| StoreUrlError::Open {
-                url: url.to_owned(),
+                url: redacted(url),
+                source,
+            }),
+        #[cfg(feature = "redis")]
+        "redis" | "redis+cluster" if !rest.is_empty() => super::RedisStore::connect(url)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
+            .map_err(|source| StoreUrlError::Open {
+                url: redacted(url),
                 source,
             }),
         _ => Err(unsupported()),
+    }
+}
+
+/// `url` with the password of its `user:password@` part replaced by `***` (a lone `secret@`
+/// is hidden whole), so errors can quote it.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{scheme}://{user}@{hosts}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn redacted_urls_hide_passwords_only() {
+        for (url, shown) in [
+            ("redis://u:pw@h:1/0", "redis://u:***@h:1/0"),
+            ("redis://:pw@h", "redis://:***@h"),
+            ("redis://pw@h?x=1", "redis://***@h?x=1"),
+            (
+                "redis+cluster://u:p@a:1,b:2",
+                "redis+cluster://u:***@a:1,b:2",
+            ),
+            ("redis://h:1/0", "redis://h:1/0"),
+            ("sqlite:///tmp/a@b.db", "sqlite:///tmp/a@b.db"),
+            ("nonsense", "nonsense"),
+        ] {
+            assert_eq!(redacted(url), shown);
+        }
     }
 }
