@@ -5,6 +5,8 @@
 //! - `layer`: the decision table again through the real layer, counting store I/O.
 //! - `concurrency`: concurrent requests through the layer on SQLite (lost updates, resurrection).
 //! - `sqlite`: what the SQLite file holds at rest.
+//! - `redis`: what Redis holds, the cluster rename protocol, Redis URLs (feature `redis`;
+//!   needs the servers `scripts/services.sh` starts).
 //! - `util`: the request harness.
 
 #![allow(unreachable_pub, missing_docs)]
@@ -15,5 +17,7 @@ mod util;
 mod concurrency;
 mod decide_table;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis;
 mod sqlite;
 mod stores;
