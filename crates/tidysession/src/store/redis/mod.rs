@@ -26,23 +26,26 @@
 //!
 //! On a single server, rename is one script over both keys. On a cluster the two keys live
 //! in different hash slots, usually on different nodes, and no script can touch both. The
-//! store then moves a record in three steps that still never show both ids valid, or neither:
+//! store then moves a record in steps that still never show both ids valid, or neither:
 //!
-//! 1. Read the old record (with its `m:version`), apply the change, and create the new
-//!    record with `m:pending` naming the old Redis key. A live record there is
-//!    [`StoreError::DuplicateId`].
+//! 0. Hold the old record and read it (with its `m:version`). While held (`m:moving`, for
+//!    [a short time](HOLD_MS) on the server's clock), updates and touches of it wait instead
+//!    of changing it, so a busy session cannot starve its rename; the hold lapses by itself
+//!    if the renaming process dies.
+//! 1. Apply the change and create the new record with `m:pending` naming the old Redis key.
+//!    A live record there is [`StoreError::DuplicateId`].
 //! 2. Delete the old record only if its version is the one read. This deletion is the moment
-//!    the rename happens. If the old record changed meanwhile (a concurrent update), the new
-//!    copy is deleted and the rename starts over from reading, so that update is not lost; if
-//!    the old record is gone (a concurrent logout), the copy is deleted and the result is
-//!    [`StoreError::Gone`].
+//!    the rename happens. If the old record changed anyway (the hold lapsed), the new copy is
+//!    deleted and the rename starts over, so that update is not lost; if the old record is
+//!    gone (a concurrent logout), the copy is deleted and the result is [`StoreError::Gone`].
 //! 3. Clear `m:pending` on the new record.
 //!
 //! A record with `m:pending` is valid only once the old key no longer exists: a load checks
 //! that (and clears the mark), updates and touches report [`StoreError::Gone`] while the old
-//! key exists. So readers see the old id valid until step 2 and the new one from step 2 on. A
-//! rename that dies between steps 1 and 2 leaves an invisible copy that expires with the
-//! session.
+//! key exists. So readers see the old id valid until step 2 and the new one from step 2 on,
+//! and a write waiting on the hold finds the old id gone afterwards, as it would after a
+//! single-server rename. A rename that dies between steps 1 and 2 leaves an invisible copy
+//! that expires with the session.
 
 use std::fmt;
 use std::time::Duration;
@@ -88,10 +91,18 @@ const SCAN_BATCH: usize = 500;
 
 /// Sessions in Redis (a single server) or Redis Cluster.
 ///
-/// Each session is one hash, updated field by field by small Lua scripts, and expired by
-/// Redis itself (`PEXPIREAT`); see the [module docs](self) for the layout and how a rename
-/// stays atomic on a cluster. Both connection kinds reconnect by themselves when the server
-/// comes back. Only the SHA-256 of each session id appears in Redis (I6).
+/// Each session is one hash under `<prefix><hex SHA-256 of the id>` (only the hash of the
+/// id reaches Redis, I6): a `d:<key>` field per data key holding its JSON value, and `m:*`
+/// metadata fields (creation, expiry, a version). Small Lua scripts change a hash field by
+/// field, so concurrent requests writing different keys both survive (I5), and Redis drops
+/// the hash itself through `PEXPIREAT` shortly after the session expires
+/// ([`EXPIRY_GRACE_MS`](Self::EXPIRY_GRACE_MS)).
+///
+/// On a single server a rename is one script. On a cluster the old and new keys lie in
+/// different slots, so a rename holds the old record against writes, writes the new one
+/// marked pending, and deletes the old one; a pending record counts only once its old record
+/// is gone, so no reader ever sees both ids valid, or neither (I7). Both connection kinds
+/// reconnect by themselves when the server comes back.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
@@ -357,7 +368,7 @@ impl RedisStore {
         }
     }
 
-    /// Rename on a cluster: the protocol of the [module docs](self).
+    /// Rename on a cluster: the protocol of the module docs.
     async fn rename_cluster(
         &self,
         from: &StorageKey,
