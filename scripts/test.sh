@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# PostgreSQL, MariaDB, Redis and the Redis Cluster the store tests talk to.
+bash scripts/services.sh
+
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi

@@ -5,7 +5,8 @@
 //! - `layer`: the decision table again through the real layer, counting store I/O.
 //! - `concurrency`: concurrent requests through the layer on SQLite (lost updates, resurrection).
 //! - `failure`: server-backed stores that go away and come back.
-//! - `sqlite`, `postgres`: what each store holds at rest, and its own features.
+//! - `sqlite`, `postgres`, `redis`: what each store holds at rest, and its own features
+//!   (the server-backed ones need the servers `scripts/services.sh` starts).
 //! - `util`: the request harness.
 
 #![allow(unreachable_pub, missing_docs)]
@@ -15,8 +16,12 @@ mod util;
 
 mod concurrency;
 mod decide_table;
+#[cfg(feature = "postgres")]
 mod failure;
 mod layer;
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 mod sqlite;
 mod stores;

@@ -18,7 +18,15 @@ crate::conformance_suite!(sqlite_in_memory, async {
     (store, ())
 });
 
+#[cfg(feature = "postgres")]
 crate::conformance_suite!(postgres, crate::util::servers::postgres());
+
+// Each test files its keys under a prefix of its own, so counts see only its records.
+#[cfg(feature = "redis")]
+crate::conformance_suite!(redis, async { (crate::redis::single().await, ()) });
+
+#[cfg(feature = "redis")]
+crate::conformance_suite!(redis_cluster, async { (crate::redis::cluster().await, ()) });
 
 #[tokio::test]
 async fn memory_store_is_bounded_and_evicts_only_expired_records() {

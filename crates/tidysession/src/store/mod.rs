@@ -35,12 +35,16 @@ mod counting;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod url;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use counting::{CountingStore, OpCounts};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;

@@ -92,14 +92,18 @@ impl fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connects to the database a `postgres://` URL names, with a pool of up to 16
-    /// connections, and checks that it answers. Tables live in the `public` schema until
-    /// [`schema`](Self::schema) says otherwise. Call [`SessionStore::migrate`] before first use.
+    /// connections, and checks that it answers. Besides PostgreSQL's own URL parameters, a
+    /// `schema=NAME` parameter chooses the [schema](Self::schema) (default `public`). Call
+    /// [`SessionStore::migrate`] before first use.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Backend`] for a malformed URL or a server that cannot be reached within
-    /// five seconds.
+    /// [`StoreError::Backend`] for a malformed URL or schema name, or a server that cannot be
+    /// reached within five seconds.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let (url, schema) = super::url::take_param(url, "schema").ok_or_else(|| {
+            StoreError::backend(BadSchemaName("(not percent-encoded UTF-8)".to_owned()))
+        })?;
         let options: PgConnectOptions = url.parse().map_err(StoreError::backend)?;
         let options = options
             .log_statements(tracing::log::LevelFilter::Trace)
@@ -112,7 +116,11 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(StoreError::backend)?;
-        Ok(Self::with_pool(pool))
+        let store = Self::with_pool(pool);
+        match schema {
+            Some(schema) => store.schema(&schema),
+            None => Ok(store),
+        }
     }
 
     /// Uses an existing pool, with tables in the `public` schema.

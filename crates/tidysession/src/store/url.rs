@@ -27,16 +27,24 @@ pub enum StoreUrlError {
     },
 }
 
-/// The URL forms this build accepts, for error messages and help text.
-pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://, postgres://USER@HOST/DB[?schema=NAME]";
+/// The URL forms [`open`] accepts, for error messages and help text. Each store needs its
+/// cargo feature.
+pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://, postgres://USER@HOST/DB, \
+     redis://HOST[:PORT][/DB], redis+cluster://HOST:PORT,HOST:PORT,...";
 
 /// Opens the store a URL names:
 ///
-/// - `sqlite://PATH`: a file, created if missing; `sqlite://:memory:` for a private in-memory
-///   database.
+/// - `sqlite://PATH`: a file, created if missing; `sqlite://:memory:` for a private
+///   in-memory database.
 /// - `memory://`: in this process only.
 /// - `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (or `postgresql://`), with any of
 ///   PostgreSQL's own URL parameters, plus `schema=NAME` for where the tables live.
+/// - `redis://[USER:PASSWORD@]HOST[:PORT][/DB]`: one Redis server.
+/// - `redis+cluster://[USER:PASSWORD@]HOST:PORT,HOST:PORT,...`: a Redis Cluster, through
+///   some of its nodes.
+///
+/// Redis URLs take an optional `prefix=` query parameter for the key prefix (percent-encoded),
+/// e.g. `redis://127.0.0.1/0?prefix=myapp:`.
 ///
 /// The store is not migrated; call [`SessionStore::migrate`] when the caller owns the schema.
 ///
@@ -52,7 +60,7 @@ pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://, postgres://USER@HOST
 /// store cannot be opened.
 pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
     let unsupported = || StoreUrlError::Unsupported {
-        url: url.to_owned(),
+        url: redacted(url),
         supported: SUPPORTED_URLS,
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(unsupported)?;
@@ -64,69 +72,125 @@ pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
             .await
             .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
             .map_err(|source| StoreUrlError::Open {
-                url: url.to_owned(),
+                url: redacted(url),
+                source,
+            }),
+        #[cfg(feature = "redis")]
+        "redis" | "redis+cluster" if !rest.is_empty() => super::RedisStore::connect(url)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
+            .map_err(|source| StoreUrlError::Open {
+                url: redacted(url),
                 source,
             }),
         #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => {
-            let (url_rest, schema) = take_param(url, "schema");
-            let store = super::PostgresStore::connect(&url_rest).await;
-            let store = match schema {
-                Some(schema) => store.and_then(|s| s.schema(&schema)),
-                None => store,
-            };
-            store
-                .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
-                .map_err(|source| StoreUrlError::Open {
-                    url: url.to_owned(),
-                    source,
-                })
-        }
+        "postgres" | "postgresql" => super::PostgresStore::connect(url)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
+            .map_err(|source| StoreUrlError::Open {
+                url: redacted(url),
+                source,
+            }),
         _ => Err(unsupported()),
     }
 }
 
 /// Removes the query parameter `name` from `url`, returning the rest of the URL and the
-/// parameter's value: tidysession's own options travel in the URL but are not the driver's.
-fn take_param(url: &str, name: &str) -> (String, Option<String>) {
+/// parameter's percent-decoded value: tidysession's own options (`schema=`, `prefix=`) travel
+/// in the URL but are not the driver's. `None` for a value that is not valid
+/// percent-encoded UTF-8.
+pub(crate) fn take_param(url: &str, name: &str) -> Option<(String, Option<String>)> {
     let Some((base, query)) = url.split_once('?') else {
-        return (url.to_owned(), None);
+        return Some((url.to_owned(), None));
     };
     let mut value = None;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| match pair.split_once('=') {
-            Some((k, v)) if k == name => {
-                value = Some(v.to_owned());
-                false
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some((k, v)) if k == name => value = Some(percent_decode(v)?),
+            _ => kept.push(pair),
+        }
+    }
+    let url = match kept.is_empty() {
+        true => base.to_owned(),
+        false => format!("{base}?{}", kept.join("&")),
+    };
+    Some((url, value))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
             }
-            _ => true,
-        })
-        .collect();
-    match kept.is_empty() {
-        true => (base.to_owned(), value),
-        false => (format!("{base}?{}", kept.join("&")), value),
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `url` with the password of its `user:password@` part replaced by `***` (a lone `secret@`
+/// is hidden whole), so errors can quote it.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{scheme}://{user}@{hosts}{tail}")
+        }
+        None => url.to_owned(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::take_param;
+    use super::{redacted, take_param};
 
     #[test]
     fn own_parameters_are_taken_out_of_the_url() {
-        let t = |url| take_param(url, "schema");
+        let t = |url| take_param(url, "schema").unwrap();
         assert_eq!(t("postgres://h/db"), ("postgres://h/db".into(), None));
         assert_eq!(
             t("postgres://h/db?schema=s"),
             ("postgres://h/db".into(), Some("s".into()))
         );
         assert_eq!(
-            t("postgres://h/db?sslmode=disable&schema=s&x=1"),
+            t("postgres://h/db?sslmode=disable&schema=a%3Ab&x=1"),
             (
                 "postgres://h/db?sslmode=disable&x=1".into(),
-                Some("s".into())
+                Some("a:b".into())
             )
         );
+        assert_eq!(take_param("redis://h?prefix=%zz", "prefix"), None);
+    }
+
+    #[test]
+    fn redacted_urls_hide_passwords_only() {
+        for (url, shown) in [
+            ("redis://u:pw@h:1/0", "redis://u:***@h:1/0"),
+            ("redis://:pw@h", "redis://:***@h"),
+            ("redis://pw@h?x=1", "redis://***@h?x=1"),
+            (
+                "redis+cluster://u:p@a:1,b:2",
+                "redis+cluster://u:***@a:1,b:2",
+            ),
+            ("redis://h:1/0", "redis://h:1/0"),
+            ("sqlite:///tmp/a@b.db", "sqlite:///tmp/a@b.db"),
+            ("nonsense", "nonsense"),
+        ] {
+            assert_eq!(redacted(url), shown);
+        }
     }
 }

@@ -1,0 +1,1034 @@
+//! [`RedisStore`]: sessions in Redis or Redis Cluster, one hash per session.
+//!
+//! # Layout
+//!
+//! A session lives in one hash under `<prefix><hex of the storage key>` (the SHA-256 of the
+//! id, I6; the default prefix is `tidysession:`). Its fields:
+//!
+//! | field | holds |
+//! |---|---|
+//! | `d:<key>` | one session data key, its value as JSON text |
+//! | `m:created` | creation time, Unix milliseconds |
+//! | `m:expires` | expiry time, Unix milliseconds |
+//! | `m:version` | bumped by every change, so a cluster rename notices concurrent writes |
+//! | `m:pending` | only during a cluster rename: the Redis key of the record being moved here |
+//!
+//! Data fields all start with `d:` and metadata fields with `m:`, so any string is a valid
+//! data key. An update sends only the changed fields to a Lua script that applies them to the
+//! hash as it is (I5), so one request setting a key never overwrites another request's keys.
+//!
+//! The hash expires through `PEXPIREAT` a short grace ([`RedisStore::EXPIRY_GRACE_MS`]) after `m:expires`,
+//! so the application's and Redis' clocks need not agree to the millisecond: every load and
+//! write compares `m:expires` with the `now` it is given, and that decides. Expired records
+//! are therefore never counted or cleaned up by tidysession; Redis drops them.
+//!
+//! # Rename on Redis Cluster (I7)
+//!
+//! On a single server, rename is one script over both keys. On a cluster the two keys live
+//! in different hash slots, usually on different nodes, and no script can touch both. The
+//! store then moves a record in steps that still never show both ids valid, or neither:
+//!
+//! 0. Hold the old record and read it (with its `m:version`). While held (`m:moving`, for
+//!    [a short time](HOLD_MS) on the server's clock), updates and touches of it wait instead
+//!    of changing it, so a busy session cannot starve its rename; the hold lapses by itself
+//!    if the renaming process dies.
+//! 1. Apply the change and create the new record with `m:pending` naming the old Redis key.
+//!    A live record there is [`StoreError::DuplicateId`].
+//! 2. Delete the old record only if its version is the one read. This deletion is the moment
+//!    the rename happens. If the old record changed anyway (the hold lapsed), the new copy is
+//!    deleted and the rename starts over, so that update is not lost; if the old record is
+//!    gone (a concurrent logout), the copy is deleted and the result is [`StoreError::Gone`].
+//! 3. Clear `m:pending` on the new record.
+//!
+//! A record with `m:pending` is valid only once the old key no longer exists: a load checks
+//! that (and clears the mark), updates and touches report [`StoreError::Gone`] while the old
+//! key exists. So readers see the old id valid until step 2 and the new one from step 2 on,
+//! and a write waiting on the hold finds the old id gone afterwards, as it would after a
+//! single-server rename. A rename that dies between steps 1 and 2 leaves an invisible copy
+//! that expires with the session.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
+use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ScriptInvocation, Value};
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::{RecordCounts, SessionStore, StoreError, Updated};
+use crate::id::StorageKey;
+use crate::record::{Change, Data, ExpiryChange, Record, RESERVED_PREFIX};
+
+mod scripts;
+
+/// The default key prefix.
+const DEFAULT_PREFIX: &str = "tidysession:";
+
+/// How long connecting may take before it fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a cluster rename starts over after concurrent writes before it gives up.
+const RENAME_ATTEMPTS: usize = 32;
+
+/// How long a cluster rename holds the old record against writes, in milliseconds of the
+/// server's clock. A rename takes a few round trips; the hold only outlives it if the
+/// renaming process dies.
+const HOLD_MS: u64 = 2_000;
+
+/// How long a write waits for a rename's hold before giving up (longer than any hold).
+const WAIT_LIMIT: Duration = Duration::from_millis(2 * HOLD_MS);
+
+/// The pause between two looks at a held record.
+const WAIT_STEP: Duration = Duration::from_millis(2);
+
+/// Keys looked at per `SCAN` step when counting.
+const SCAN_BATCH: usize = 500;
+
+/// Sessions in Redis (a single server) or Redis Cluster.
+///
+/// Each session is one hash under `<prefix><hex SHA-256 of the id>` (only the hash of the
+/// id reaches Redis, I6): a `d:<key>` field per data key holding its JSON value, and `m:*`
+/// metadata fields (creation, expiry, a version). Small Lua scripts change a hash field by
+/// field, so concurrent requests writing different keys both survive (I5), and Redis drops
+/// the hash itself through `PEXPIREAT` shortly after the session expires
+/// ([`EXPIRY_GRACE_MS`](Self::EXPIRY_GRACE_MS)).
+///
+/// On a single server a rename is one script. On a cluster the old and new keys lie in
+/// different slots, so a rename holds the old record against writes, writes the new one
+/// marked pending, and deletes the old one; a pending record counts only once its old record
+/// is gone, so no reader ever sees both ids valid, or neither (I7). Both connection kinds
+/// reconnect by themselves when the server comes back.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tidysession::StoreError> {
+/// use tidysession::store::RedisStore;
+///
+/// let store = RedisStore::connect("redis://127.0.0.1:6379/0")
+///     .await?
+///     .key_prefix("myapp:session:");
+/// let cluster = RedisStore::connect_cluster(&["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct RedisStore {
+    conn: Conn,
+    prefix: String,
+    /// Where the store connects, without credentials, for `Debug`.
+    target: String,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("kind", &self.conn.kind())
+            .field("target", &self.target)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// The connection: one server through a reconnecting manager, or a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    fn kind(&self) -> &'static str {
+        match self {
+            Conn::Single(_) => "single",
+            Conn::Cluster(_) => "cluster",
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl RedisStore {
+    /// How long past its expiry a record's hash stays in Redis before Redis drops it, in
+    /// milliseconds. Loads and writes already treat it as missing from its expiry on; the
+    /// grace only absorbs clock skew between the application and Redis.
+    pub const EXPIRY_GRACE_MS: i64 = 60_000;
+
+    /// Connects to Redis as a URL says:
+    ///
+    /// - `redis://[USER:PASSWORD@]HOST[:PORT][/DB]`: one server;
+    /// - `redis+cluster://[USER:PASSWORD@]HOST:PORT,HOST:PORT,...`: a Redis Cluster,
+    ///   through some of its nodes (see [`connect_cluster`](Self::connect_cluster)).
+    ///
+    /// An optional `prefix=` query parameter (percent-encoded) sets the
+    /// [key prefix](Self::key_prefix); other query parameters go to the Redis client, e.g.
+    /// `redis://127.0.0.1/0?prefix=myapp:&protocol=resp3`. The connection is re-established
+    /// by itself after the server restarts.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the URL is invalid or Redis cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let (url, prefix) =
+            super::url::take_param(url, "prefix").ok_or_else(|| StoreError::backend(InvalidUrl))?;
+        let store = match url.strip_prefix("redis+cluster://") {
+            Some(rest) => {
+                let nodes = cluster_nodes(rest).ok_or_else(|| StoreError::backend(InvalidUrl))?;
+                Self::connect_cluster(&nodes).await?
+            }
+            None => Self::connect_single(&url).await?,
+        };
+        Ok(match prefix {
+            Some(prefix) => store.key_prefix(prefix),
+            None => store,
+        })
+    }
+
+    async fn connect_single(url: &str) -> Result<Self, StoreError> {
+        let client = ::redis::Client::open(url).map_err(StoreError::backend)?;
+        let info = client.get_connection_info();
+        let target = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_number_of_retries(3);
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(Self {
+            conn: Conn::Single(manager),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            target,
+        })
+    }
+
+    /// Connects to a Redis Cluster through some of its nodes, each a `redis://` URL
+    /// (credentials, if any, in each). The rest of the cluster is discovered, and the
+    /// connection follows topology changes and reconnects by itself.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when a URL is invalid or no node can be reached.
+    pub async fn connect_cluster<S: AsRef<str>>(nodes: &[S]) -> Result<Self, StoreError> {
+        let nodes: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
+        let mut target = Vec::with_capacity(nodes.len());
+        for node in &nodes {
+            let client = ::redis::Client::open(*node).map_err(StoreError::backend)?;
+            target.push(client.get_connection_info().addr().to_string());
+        }
+        let client = ClusterClientBuilder::new(nodes)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(StoreError::backend)?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(Self {
+            conn: Conn::Cluster(conn),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            target: target.join(","),
+        })
+    }
+
+    /// Files sessions under keys starting with `prefix` instead of `tidysession:`, e.g. to
+    /// share one Redis between applications. No I/O.
+    #[must_use]
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The Redis key a session's hash lives under: the prefix and the storage key in hex.
+    pub fn redis_key(&self, key: &StorageKey) -> String {
+        format!("{}{}", self.prefix, key.to_hex())
+    }
+
+    fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
+    }
+
+    /// Runs a script and reads its status reply.
+    async fn run(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        key: &StorageKey,
+    ) -> Result<Status, StoreError> {
+        let reply: Value = invocation
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| redis_error(key, e))?;
+        Status::from_reply(key, reply)
+    }
+
+    /// The record's hash, decoded; `None` when missing or expired at `now`. A pending copy is
+    /// returned as it is (see [`Stored::pending`]).
+    async fn read(
+        &self,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Stored>, StoreError> {
+        let reply: Value = ::redis::cmd("HGETALL")
+            .arg(self.redis_key(key))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| redis_error(key, e))?;
+        let stored = Stored::decode(key, reply)?;
+        Ok(stored.filter(|s| millis(now) < s.expires_ms))
+    }
+
+    /// Whether a pending copy is valid: the record it was copied from is gone. Clears the
+    /// mark when it is, so later reads skip the check.
+    async fn settle(&self, key: &StorageKey, old: &[u8]) -> Result<bool, StoreError> {
+        let exists: i64 = ::redis::cmd("EXISTS")
+            .arg(old)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| redis_error(key, e))?;
+        if exists != 0 {
+            return Ok(false);
+        }
+        let mut invocation = scripts::SETTLE.key(self.redis_key(key));
+        invocation.arg(old);
+        self.run(&invocation, key).await?;
+        Ok(true)
+    }
+
+    /// Runs an update or touch script; a pending copy whose old record is gone is settled
+    /// and the script runs again, one whose old record still exists is [`StoreError::Gone`].
+    /// While a cluster rename holds the record, it waits.
+    async fn run_settling(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        key: &StorageKey,
+    ) -> Result<Status, StoreError> {
+        let deadline = Instant::now() + WAIT_LIMIT;
+        loop {
+            match self.run(invocation, key).await? {
+                Status::Pending(old) => {
+                    if !self.settle(key, &old).await? {
+                        return Err(StoreError::Gone);
+                    }
+                }
+                // A cluster rename holds the record: it is about to move (then this write
+                // finds it gone) or the hold lapses.
+                Status::Busy => wait(deadline).await?,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Rename on a single server: one script over both keys.
+    async fn rename_single(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut invocation = scripts::RENAME.key(self.redis_key(from));
+        invocation.key(self.redis_key(to));
+        change_args(&mut invocation, change, now);
+        match self.run(&invocation, from).await? {
+            Status::Done => Ok(()),
+            Status::Gone => Err(StoreError::Gone),
+            Status::Duplicate => Err(StoreError::DuplicateId),
+            Status::CorruptSecond => Err(corrupt(to, "not a session hash")),
+            other => Err(other.unexpected(from)),
+        }
+    }
+
+    /// Rename on a cluster: the protocol of the module docs.
+    async fn rename_cluster(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let old_key = self.redis_key(from);
+        let new_key = self.redis_key(to);
+        let deadline = Instant::now() + WAIT_LIMIT;
+        for _ in 0..RENAME_ATTEMPTS {
+            // Step 0: hold the old record against writes and read it.
+            let mut invocation = scripts::HOLD.key(&old_key);
+            invocation.arg(millis(now)).arg(&new_key).arg(HOLD_MS);
+            let reply: Value = invocation
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(|e| redis_error(from, e))?;
+            let stored = match held_record(from, reply)? {
+                Held::Record(stored) => stored,
+                Held::Status(Status::Gone) => return Err(StoreError::Gone),
+                Held::Status(Status::Pending(old)) => {
+                    if self.settle(from, &old).await? {
+                        continue;
+                    }
+                    return Err(StoreError::Gone);
+                }
+                Held::Status(Status::Busy) => {
+                    // Another rename of the same session: wait for it to finish or lapse.
+                    wait(deadline).await?;
+                    continue;
+                }
+                Held::Status(other) => return Err(other.unexpected(from)),
+            };
+            match self
+                .move_held(stored, change, &old_key, &new_key, from, to)
+                .await
+            {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    // Let writers in again; if this fails, the hold lapses by itself.
+                    let mut invocation = scripts::RELEASE.key(&old_key);
+                    invocation.arg(&new_key);
+                    let _ = self.run(&invocation, from).await;
+                    return Err(e);
+                }
+            }
+        }
+        Err(StoreError::backend(RenameContended))
+    }
+
+    /// Steps 1 to 3 of a cluster rename, for a held record. `Ok(false)`: the old record
+    /// changed after all (the hold lapsed), start over.
+    async fn move_held(
+        &self,
+        stored: Stored,
+        change: &Change,
+        old_key: &str,
+        new_key: &str,
+        from: &StorageKey,
+        to: &StorageKey,
+    ) -> Result<bool, StoreError> {
+        let mut record = stored.record;
+        change.apply(&mut record);
+        if crate::record::is_empty(&record.data) {
+            // Emptied by the change: nothing to move (I2), the old record goes.
+            let mut invocation = scripts::DELETE_IF_VERSION.key(old_key);
+            invocation.arg(&stored.version);
+            return match self.run(&invocation, from).await? {
+                Status::Done | Status::Gone => Err(StoreError::Gone),
+                Status::Changed => Ok(false),
+                other => Err(other.unexpected(from)),
+            };
+        }
+        // Step 1: the pending copy.
+        let mut invocation = scripts::CREATE.key(new_key);
+        create_args(&mut invocation, &record, old_key.as_bytes());
+        match self.run(&invocation, to).await? {
+            Status::Done => {}
+            Status::Duplicate => return Err(StoreError::DuplicateId),
+            other => return Err(other.unexpected(to)),
+        }
+        // Step 2: the old record goes, if nobody changed it since it was read. On an error
+        // it is unknown whether it went: the copy stays, valid exactly if it did.
+        let mut invocation = scripts::DELETE_IF_VERSION.key(old_key);
+        invocation.arg(&stored.version);
+        let outcome = match self.run(&invocation, from).await? {
+            Status::Done => {
+                // Step 3. Readers settle the copy themselves should this fail.
+                let mut invocation = scripts::SETTLE.key(new_key);
+                invocation.arg(old_key);
+                self.run(&invocation, to).await?;
+                return Ok(true);
+            }
+            Status::Gone => Err(StoreError::Gone),
+            Status::Changed => Ok(false),
+            other => Err(other.unexpected(from)),
+        };
+        // The attempt lost: the copy must not outlive it.
+        let mut invocation = scripts::DROP_PENDING.key(new_key);
+        invocation.arg(old_key);
+        self.run(&invocation, to).await?;
+        outcome
+    }
+
+    /// Counts live records among `keys` (all on the node `route` names, if any).
+    async fn count_batch(
+        &self,
+        keys: &[Vec<u8>],
+        route: Option<&SingleNodeRoutingInfo>,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = ::redis::pipe();
+        // A key under the prefix that is not a hash is no session; it must not fail the count.
+        pipe.ignore_errors();
+        for k in keys {
+            pipe.cmd("HMGET").arg(k).arg("m:expires").arg("m:pending");
+        }
+        let replies = match (&self.conn, route) {
+            (Conn::Cluster(c), Some(route)) => c
+                .clone()
+                .route_pipeline(pipe, 0, keys.len(), route.clone())
+                .await
+                .map_err(StoreError::backend)?,
+            _ => pipe
+                .query_async::<Vec<Value>>(&mut self.conn())
+                .await
+                .map_err(StoreError::backend)?,
+        };
+        let now = millis(now);
+        let mut live = 0;
+        for reply in replies {
+            let fields = match reply {
+                Value::Array(fields) => fields,
+                // Not a hash (or gone between SCAN and HMGET): not a session.
+                _ => continue,
+            };
+            let expires = fields.first().and_then(bytes).and_then(parse_i64);
+            let pending = fields.get(1).and_then(bytes);
+            if expires.is_none_or(|e| e <= now) {
+                continue;
+            }
+            if let Some(old) = pending {
+                let exists: i64 = ::redis::cmd("EXISTS")
+                    .arg(old)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(StoreError::backend)?;
+                if exists != 0 {
+                    continue;
+                }
+            }
+            live += 1;
+        }
+        Ok(live)
+    }
+
+    /// Scans the keys under the prefix on one node (or the single server) and counts the
+    /// live ones.
+    async fn count_node(
+        &self,
+        route: Option<SingleNodeRoutingInfo>,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let mut cursor = 0u64;
+        let mut live = 0;
+        loop {
+            let mut scan = ::redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH);
+            let reply = match (&self.conn, &route) {
+                (Conn::Cluster(c), Some(route)) => c
+                    .clone()
+                    .route_command(scan, RoutingInfo::SingleNode(route.clone()))
+                    .await
+                    .map_err(StoreError::backend)?,
+                _ => scan
+                    .query_async::<Value>(&mut self.conn())
+                    .await
+                    .map_err(StoreError::backend)?,
+            };
+            let (next, keys) = scan_reply(reply)?;
+            live += self.count_batch(&keys, route.as_ref(), now).await?;
+            if next == 0 {
+                return Ok(live);
+            }
+            cursor = next;
+        }
+    }
+
+    /// The cluster's masters, as routes to each.
+    async fn masters(
+        &self,
+        conn: &ClusterConnection,
+    ) -> Result<Vec<SingleNodeRoutingInfo>, StoreError> {
+        // A command sent to every master without a response policy answers with a map from
+        // each node's address to its reply.
+        let reply = conn
+            .clone()
+            .route_command(
+                ::redis::cmd("PING"),
+                RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
+            )
+            .await
+            .map_err(StoreError::backend)?;
+        let Value::Map(nodes) = reply else {
+            return Err(StoreError::backend(BadReply("PING to every master")));
+        };
+        nodes
+            .into_iter()
+            .map(|(addr, _)| {
+                let addr = bytes(&addr).and_then(|b| std::str::from_utf8(b).ok());
+                let (host, port) = addr
+                    .and_then(|a| a.rsplit_once(':'))
+                    .and_then(|(h, p)| Some((h, p.parse().ok()?)))
+                    .ok_or_else(|| StoreError::backend(BadReply("cluster node address")))?;
+                Ok(SingleNodeRoutingInfo::ByAddress {
+                    host: host.to_owned(),
+                    port,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Appends the arguments of an update or rename script: now, the reserved prefix, the
+/// expiry change and the key changes.
+fn change_args(invocation: &mut ScriptInvocation<'_>, change: &Change, now: OffsetDateTime) {
+    invocation
+        .arg(millis(now))
+        .arg(format!("d:{RESERVED_PREFIX}"));
+    match change.expiry {
+        None => invocation.arg("").arg(0).arg(0),
+        Some(ExpiryChange::Extend(at)) => invocation.arg("extend").arg(millis(at)).arg(grace(at)),
+        Some(ExpiryChange::Set(at)) => invocation.arg("set").arg(millis(at)).arg(grace(at)),
+    };
+    invocation.arg(change.removed.len());
+    for k in &change.removed {
+        invocation.arg(field(k));
+    }
+    for (k, v) in &change.set {
+        invocation.arg(field(k)).arg(v.to_string());
+    }
+}
+
+/// Appends the arguments of the create script for `record`, pending on `pending` if not empty.
+fn create_args(invocation: &mut ScriptInvocation<'_>, record: &Record, pending: &[u8]) {
+    invocation
+        .arg(millis(OffsetDateTime::now_utc()))
+        .arg(grace(record.expires_at))
+        .arg(millis(record.created_at))
+        .arg(millis(record.expires_at))
+        .arg(pending);
+    for (k, v) in &record.data {
+        invocation.arg(field(k)).arg(v.to_string());
+    }
+}
+
+/// The node URLs of `redis+cluster://[USER:PASSWORD@]HOST:PORT,HOST:PORT,...[/][?QUERY]`
+/// (given without the scheme): `redis://[USER:PASSWORD@]HOST:PORT[?QUERY]` each.
+fn cluster_nodes(rest: &str) -> Option<Vec<String>> {
+    let (authority, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, format!("?{q}")),
+        None => (rest, String::new()),
+    };
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (format!("{u}@"), h),
+        None => (String::new(), authority),
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(|host| format!("redis://{userinfo}{host}{query}"))
+        .collect();
+    let valid = hosts.split(',').all(|h| !h.is_empty() && !h.contains('/'));
+    valid.then_some(nodes)
+}
+
+/// A Redis URL that cannot be parsed (not echoed: it may hold a password).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid Redis URL")]
+struct InvalidUrl;
+
+/// Waits a moment for a held record, or fails once `deadline` has passed.
+async fn wait(deadline: Instant) -> Result<(), StoreError> {
+    if Instant::now() >= deadline {
+        return Err(StoreError::backend(HeldTooLong));
+    }
+    tokio::time::sleep(WAIT_STEP).await;
+    Ok(())
+}
+
+/// What the hold script answered.
+enum Held {
+    Record(Stored),
+    Status(Status),
+}
+
+/// Decodes the hold script's reply: `{1, field, value, ...}` or a status.
+fn held_record(key: &StorageKey, reply: Value) -> Result<Held, StoreError> {
+    match reply {
+        Value::Array(mut items) if matches!(items.first(), Some(Value::Int(1))) => {
+            items.remove(0);
+            match Stored::decode(key, Value::Array(items))? {
+                Some(stored) => Ok(Held::Record(stored)),
+                None => Err(corrupt(key, "held record without fields")),
+            }
+        }
+        reply => Status::from_reply(key, reply).map(Held::Status),
+    }
+}
+
+/// What a script answered.
+#[derive(Debug)]
+enum Status {
+    /// 1: done (created, kept, moved, deleted).
+    Done,
+    /// 0: missing or expired.
+    Gone,
+    /// 2: the update left no data, so the record was deleted.
+    Emptied,
+    /// 3: a pending copy of the record under this Redis key.
+    Pending(Vec<u8>),
+    /// 4: a live record is already there.
+    Duplicate,
+    /// 5: the record changed since it was read.
+    Changed,
+    /// 6: a cluster rename holds the record.
+    Busy,
+    /// -2: the second key does not hold a session hash.
+    CorruptSecond,
+}
+
+impl Status {
+    fn from_reply(key: &StorageKey, reply: Value) -> Result<Self, StoreError> {
+        let bad = || StoreError::backend(BadReply("script status"));
+        let Value::Array(items) = reply else {
+            return Err(bad());
+        };
+        let code = match items.first() {
+            Some(Value::Int(code)) => *code,
+            _ => return Err(bad()),
+        };
+        Ok(match code {
+            1 => Status::Done,
+            0 => Status::Gone,
+            2 => Status::Emptied,
+            3 => Status::Pending(items.get(1).and_then(bytes).ok_or_else(bad)?.to_vec()),
+            4 => Status::Duplicate,
+            5 => Status::Changed,
+            6 => Status::Busy,
+            -1 => return Err(corrupt(key, "not a session hash")),
+            -2 => Status::CorruptSecond,
+            _ => return Err(bad()),
+        })
+    }
+
+    /// The error for a status the operation cannot produce.
+    fn unexpected(self, key: &StorageKey) -> StoreError {
+        match self {
+            Status::CorruptSecond => corrupt(key, "not a session hash"),
+            _ => StoreError::backend(BadReply("unexpected script status")),
+        }
+    }
+}
+
+/// A record's hash, decoded.
+struct Stored {
+    record: Record,
+    expires_ms: i64,
+    /// `m:version`, compared as the server stores it.
+    version: Vec<u8>,
+    /// `m:pending`: this is a copy made by an unfinished cluster rename from that Redis key.
+    pending: Option<Vec<u8>>,
+}
+
+impl Stored {
+    /// Decodes an `HGETALL` reply; `None` for a missing key.
+    fn decode(key: &StorageKey, reply: Value) -> Result<Option<Self>, StoreError> {
+        let pairs: Vec<(Value, Value)> = match reply {
+            Value::Map(pairs) => pairs,
+            Value::Array(items) => {
+                if items.len() % 2 != 0 {
+                    return Err(corrupt(key, "odd HGETALL reply"));
+                }
+                let mut pairs = Vec::with_capacity(items.len() / 2);
+                let mut it = items.into_iter();
+                while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                    pairs.push((f, v));
+                }
+                pairs
+            }
+            Value::Nil => Vec::new(),
+            other => return Err(StoreError::backend(unexpected_value(other))),
+        };
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        let mut data = Data::new();
+        let (mut created, mut expires, mut version, mut pending) = (None, None, Vec::new(), None);
+        for (f, v) in &pairs {
+            let (Some(f), Some(v)) = (bytes(f), bytes(v)) else {
+                return Err(corrupt(key, "non-string hash field"));
+            };
+            if let Some(name) = f.strip_prefix(b"d:") {
+                let name =
+                    std::str::from_utf8(name).map_err(|_| corrupt(key, "data key is not UTF-8"))?;
+                let value = serde_json::from_slice(v)
+                    .map_err(|e| corrupt(key, &format!("value of {name:?} is not JSON: {e}")))?;
+                data.insert(name.to_owned(), value);
+                continue;
+            }
+            match f {
+                b"m:created" => created = parse_i64(v),
+                b"m:expires" => expires = parse_i64(v),
+                b"m:version" => version = v.to_vec(),
+                b"m:pending" => pending = Some(v.to_vec()),
+                // Metadata a later version may add is not an error.
+                f if f.starts_with(b"m:") => {}
+                _ => return Err(corrupt(key, "unknown hash field")),
+            }
+        }
+        let created = created.ok_or_else(|| corrupt(key, "no valid m:created"))?;
+        let expires_ms = expires.ok_or_else(|| corrupt(key, "no valid m:expires"))?;
+        Ok(Some(Stored {
+            record: Record {
+                data,
+                created_at: from_millis(key, created)?,
+                expires_at: from_millis(key, expires_ms)?,
+            },
+            expires_ms,
+            version,
+            pending,
+        }))
+    }
+}
+
+/// The hash field of a session data key.
+fn field(key: &str) -> String {
+    format!("d:{key}")
+}
+
+fn millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The time Redis drops the hash of a record expiring at `t`.
+fn grace(t: OffsetDateTime) -> i64 {
+    millis(t).saturating_add(RedisStore::EXPIRY_GRACE_MS)
+}
+
+fn from_millis(key: &StorageKey, ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| corrupt(key, &e.to_string()))
+}
+
+fn corrupt(key: &StorageKey, reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: *key,
+        reason: reason.to_owned(),
+    }
+}
+
+fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn parse_i64(b: &[u8]) -> Option<i64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// Escapes glob characters so `SCAN MATCH` takes the prefix literally.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Decodes a `SCAN` reply: the next cursor and the keys.
+fn scan_reply(reply: Value) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+    let bad = || StoreError::backend(BadReply("SCAN"));
+    let Value::Array(mut items) = reply else {
+        return Err(bad());
+    };
+    if items.len() != 2 {
+        return Err(bad());
+    }
+    let keys = match items.pop() {
+        Some(Value::Array(keys)) => keys
+            .iter()
+            .map(|k| bytes(k).map(<[u8]>::to_vec).ok_or_else(bad))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => return Err(bad()),
+    };
+    let cursor = items
+        .first()
+        .and_then(bytes)
+        .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((cursor, keys))
+}
+
+/// Maps a Redis error: a key holding something other than a hash is a corrupt record, the
+/// rest are backend failures.
+fn redis_error(key: &StorageKey, e: RedisError) -> StoreError {
+    let wrong_type = e.code() == Some("WRONGTYPE")
+        || e.detail().is_some_and(|d| d.contains("WRONGTYPE"))
+        || e.to_string().contains("WRONGTYPE");
+    if wrong_type {
+        return corrupt(key, "the key does not hold a hash");
+    }
+    StoreError::backend(e)
+}
+
+fn unexpected_value(v: Value) -> RedisError {
+    RedisError::from((
+        ErrorKind::Parse,
+        "unexpected reply",
+        format!("{v:?}").chars().take(100).collect::<String>(),
+    ))
+}
+
+/// Redis answered in a shape the store does not expect.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected Redis reply to {0}")]
+struct BadReply(&'static str);
+
+/// A write waited longer than any rename holds a record.
+#[derive(Debug, thiserror::Error)]
+#[error("the session stayed held by a rename for too long")]
+struct HeldTooLong;
+
+/// A cluster rename kept losing to concurrent writes of the same session.
+#[derive(Debug, thiserror::Error)]
+#[error("rename gave up after {RENAME_ATTEMPTS} attempts: the session kept changing")]
+struct RenameContended;
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(
+        &self,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        let Some(stored) = self.read(key, now).await? else {
+            return Ok(None);
+        };
+        if let Some(old) = &stored.pending {
+            if !self.settle(key, old).await? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(stored.record))
+    }
+
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        let mut invocation = scripts::CREATE.key(self.redis_key(key));
+        create_args(&mut invocation, record, b"");
+        match self.run(&invocation, key).await? {
+            Status::Done => Ok(()),
+            Status::Duplicate => Err(StoreError::DuplicateId),
+            other => Err(other.unexpected(key)),
+        }
+    }
+
+    async fn update(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let mut invocation = scripts::UPDATE.key(self.redis_key(key));
+        change_args(&mut invocation, change, now);
+        match self.run_settling(&invocation, key).await? {
+            Status::Done => Ok(Updated::Kept),
+            Status::Emptied => Ok(Updated::Deleted),
+            Status::Gone => Err(StoreError::Gone),
+            other => Err(other.unexpected(key)),
+        }
+    }
+
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut invocation = scripts::TOUCH.key(self.redis_key(key));
+        invocation
+            .arg(millis(now))
+            .arg(millis(expires_at))
+            .arg(grace(expires_at));
+        match self.run_settling(&invocation, key).await? {
+            Status::Done => Ok(()),
+            Status::Gone => Err(StoreError::Gone),
+            other => Err(other.unexpected(key)),
+        }
+    }
+
+    async fn rename(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if self.is_cluster() {
+            self.rename_cluster(from, to, change, now).await
+        } else {
+            self.rename_single(from, to, change, now).await
+        }
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
+        let deleted: i64 = ::redis::cmd("DEL")
+            .arg(self.redis_key(key))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(deleted > 0)
+    }
+
+    async fn delete_expired(&self, _now: OffsetDateTime, _limit: u32) -> Result<u64, StoreError> {
+        // Redis drops expired hashes itself (PEXPIREAT).
+        Ok(0)
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+        let live = match &self.conn {
+            Conn::Single(_) => self.count_node(None, now).await?,
+            Conn::Cluster(conn) => {
+                let mut live = 0;
+                for master in self.masters(conn).await? {
+                    live += self.count_node(Some(master), now).await?;
+                }
+                live
+            }
+        };
+        Ok(RecordCounts { live, expired: 0 })
+    }
+
+    fn removes_expired_itself(&self) -> bool {
+        true
+    }
+}

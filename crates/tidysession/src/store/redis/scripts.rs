@@ -1,0 +1,256 @@
+//! The Lua scripts behind [`RedisStore`](super::RedisStore). Each runs atomically on the
+//! server; all but [`RENAME`] touch exactly one key, so they work on Redis Cluster.
+//!
+//! Shared conventions: data fields are `d:<key>`, metadata fields `m:*` (see the module docs).
+//! Times are Unix milliseconds passed as decimal strings; the caller also passes "time plus
+//! the grace" for `PEXPIREAT`, so no script formats a number. Statuses are the first element
+//! of the reply array: see [`Status`](super::Status).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Reads a record's expiry and checks it is live. Sets `exp` (the stored expiry as a number)
+/// or returns early: `{0}` missing or expired, `{-1}` corrupt (no expiry field).
+/// `KEYS[1]` is the record, `ARGV[1]` is now.
+const PREAMBLE: &str = r#"
+local k = KEYS[1]
+local raw = redis.call('HGET', k, 'm:expires')
+if not raw then
+  if redis.call('EXISTS', k) == 1 then return {-1} end
+  return {0}
+end
+local exp = tonumber(raw)
+if not exp then return {-1} end
+if exp <= tonumber(ARGV[1]) then return {0} end
+"#;
+
+/// Answers `{6}` while a cluster rename holds the record (`m:moving_until`, on the server's
+/// clock, not yet past): writes wait for it rather than make it start over.
+const NOT_MOVING: &str = r#"
+local held = tonumber(redis.call('HGET', k, 'm:moving_until'))
+if held then
+  local t = redis.call('TIME')
+  if held > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return {6} end
+end
+"#;
+
+/// Whether the hash at `key` holds a data field outside the reserved prefix (`ARGV[2]`).
+const HAS_DATA: &str = r#"
+local function has_data(key)
+  local reserved = ARGV[2]
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(f, 1, 2) == 'd:' and string.sub(f, 1, #reserved) ~= reserved then
+      return true
+    end
+  end
+  return false
+end
+"#;
+
+/// Applies removals and sets to `key`, reading `ARGV[first]` = number of removed fields,
+/// then the removed fields, then field/value pairs to the end. Returns how many were removed.
+const APPLY: &str = r#"
+local function apply(key, first)
+  local n = tonumber(ARGV[first])
+  local i = first + 1
+  for _ = 1, n do
+    redis.call('HDEL', key, ARGV[i])
+    i = i + 1
+  end
+  while i < #ARGV do
+    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  return n
+end
+"#;
+
+/// Create-if-absent. `ARGV`: now, grace-adjusted expiry for `PEXPIREAT`, created, expires,
+/// pending (old key name, or "" for none), then field/value pairs.
+/// `{1}` created, `{4}` a live record is there, `{-1}` corrupt.
+/// A live record that is a pending copy of the same old key (a rename attempt that did not
+/// finish) is replaced.
+pub(super) static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local k = KEYS[1]
+local raw = redis.call('HGET', k, 'm:expires')
+if raw then
+  local exp = tonumber(raw)
+  if not exp then return {-1} end
+  if exp > tonumber(ARGV[1]) then
+    local pending = redis.call('HGET', k, 'm:pending')
+    if ARGV[5] == '' or pending ~= ARGV[5] then return {4} end
+  end
+elseif redis.call('EXISTS', k) == 1 then
+  return {-1}
+end
+redis.call('DEL', k)
+redis.call('HSET', k, 'm:created', ARGV[3], 'm:expires', ARGV[4], 'm:version', '0')
+if ARGV[5] ~= '' then redis.call('HSET', k, 'm:pending', ARGV[5]) end
+local i = 6
+while i < #ARGV do
+  redis.call('HSET', k, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('PEXPIREAT', k, ARGV[2])
+return {1}
+"#,
+    )
+});
+
+/// Update-if-exists. `ARGV`: now, reserved data prefix, expiry mode ("", "extend", "set"),
+/// expiry, expiry plus grace, then the change (see `APPLY`).
+/// `{1}` kept, `{2}` deleted because no data is left, `{0}` gone, `{3, old}` pending on `old`,
+/// `{6}` being moved, `{-1}` corrupt. Never re-creates: a missing key returns before anything
+/// is written.
+pub(super) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{PREAMBLE}{HAS_DATA}{APPLY}
+local pending = redis.call('HGET', k, 'm:pending')
+if pending then return {{3, pending}} end
+{NOT_MOVING}
+local removed = apply(k, 6)
+redis.call('HINCRBY', k, 'm:version', 1)
+if removed > 0 and not has_data(k) then
+  redis.call('DEL', k)
+  return {{2}}
+end
+-- Expiry last: an expiry already past on the server's clock deletes the key at once.
+local mode = ARGV[3]
+if mode == 'set' or (mode == 'extend' and tonumber(ARGV[4]) > exp) then
+  redis.call('HSET', k, 'm:expires', ARGV[4])
+  redis.call('PEXPIREAT', k, ARGV[5])
+end
+return {{1}}
+"#
+    ))
+});
+
+/// Touch: moves the expiry later, never earlier. `ARGV`: now, expiry, expiry plus grace.
+/// `{1}` done, `{0}` gone, `{3, old}` pending, `{6}` being moved, `{-1}` corrupt.
+pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{PREAMBLE}
+local pending = redis.call('HGET', k, 'm:pending')
+if pending then return {{3, pending}} end
+{NOT_MOVING}
+if tonumber(ARGV[2]) > exp then
+  redis.call('HSET', k, 'm:expires', ARGV[2])
+  redis.call('HINCRBY', k, 'm:version', 1)
+  redis.call('PEXPIREAT', k, ARGV[3])
+end
+return {{1}}
+"#
+    ))
+});
+
+/// Rename on a single server, both keys in one script. `KEYS`: from, to. `ARGV` as for
+/// [`UPDATE`]. `{1}` moved, `{0}` from is gone (or the change emptied it: then it is deleted),
+/// `{4}` a live record is under `to`, `{-1}`/`{-2}` from/to corrupt.
+pub(super) static RENAME: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{PREAMBLE}{HAS_DATA}{APPLY}
+local to = KEYS[2]
+local to_raw = redis.call('HGET', to, 'm:expires')
+if to_raw then
+  local to_exp = tonumber(to_raw)
+  if not to_exp then return {{-2}} end
+  if to_exp > tonumber(ARGV[1]) then return {{4}} end
+elseif redis.call('EXISTS', to) == 1 then
+  return {{-2}}
+end
+local removed = apply(k, 6)
+if removed > 0 and not has_data(k) then
+  redis.call('DEL', k)
+  return {{0}}
+end
+redis.call('HINCRBY', k, 'm:version', 1)
+local mode = ARGV[3]
+local moved = mode == 'set' or (mode == 'extend' and tonumber(ARGV[4]) > exp)
+if moved then redis.call('HSET', k, 'm:expires', ARGV[4]) end
+-- RENAME carries the TTL along and replaces an expired record under `to`.
+redis.call('RENAME', k, to)
+if moved then redis.call('PEXPIREAT', to, ARGV[5]) end
+return {{1}}
+"#
+    ))
+});
+
+/// Cluster rename, step 0: holds the record for a rename (`ARGV[2]`, the new Redis key) for
+/// `ARGV[3]` milliseconds of the server's clock and reads it. `ARGV[1]` is now.
+/// `{1, field, value, ...}` held (the hash follows), `{0}` gone, `{3, old}` pending,
+/// `{6}` held by another rename, `{-1}` corrupt.
+pub(super) static HOLD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{PREAMBLE}
+local pending = redis.call('HGET', k, 'm:pending')
+if pending then return {{3, pending}} end
+if redis.call('HGET', k, 'm:moving') ~= ARGV[2] then
+{NOT_MOVING}
+end
+local t = redis.call('TIME')
+local held = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+redis.call('HSET', k, 'm:moving', ARGV[2], 'm:moving_until', held)
+local reply = redis.call('HGETALL', k)
+table.insert(reply, 1, 1)
+return reply
+"#
+    ))
+});
+
+/// Releases a hold taken by [`HOLD`] for `ARGV[1]`, if it is still that rename's. `{1}`/`{0}`.
+pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HGET', KEYS[1], 'm:moving') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'm:moving', 'm:moving_until')
+  return {1}
+end
+return {0}
+"#,
+    )
+});
+
+/// Cluster rename, step 2: deletes the old record only if its version is still `ARGV[1]`.
+/// `{1}` deleted, `{0}` missing, `{5}` changed since it was read.
+pub(super) static DELETE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local k = KEYS[1]
+if redis.call('EXISTS', k) == 0 then return {0} end
+local v = redis.call('HGET', k, 'm:version') or ''
+if v ~= ARGV[1] then return {5} end
+redis.call('DEL', k)
+return {1}
+"#,
+    )
+});
+
+/// Clears the pending mark if it still names `ARGV[1]`: the old record is gone, so the copy
+/// is the record now. `{1}` cleared, `{0}` nothing to do.
+pub(super) static SETTLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HGET', KEYS[1], 'm:pending') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'm:pending')
+  return {1}
+end
+return {0}
+"#,
+    )
+});
+
+/// Deletes a pending copy of `ARGV[1]` (a rename attempt that lost). `{1}` deleted, `{0}` not.
+pub(super) static DROP_PENDING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HGET', KEYS[1], 'm:pending') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return {1}
+end
+return {0}
+"#,
+    )
+});

@@ -1,0 +1,503 @@
+//! What Redis holds, the cluster rename protocol, and Redis URLs.
+//!
+//! Needs a Redis server and a Redis Cluster (`scripts/services.sh` starts both); the tests
+//! fail, not skip, when they are down. Every test uses a key prefix of its own.
+
+use std::io::{BufRead, BufReader, Write};
+use std::sync::Arc;
+
+use redis::AsyncCommands;
+use serde_json::json;
+use tidysession::record::{Change, ExpiryChange};
+use tidysession::store::{RedisStore, SessionStore};
+use tidysession::{SessionId, StorageKey, StoreError};
+use time::{Duration, OffsetDateTime};
+
+use crate::conformance::{data, fresh, key, load, now, record, set};
+
+pub fn single_url() -> String {
+    std::env::var("TIDYSESSION_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn cluster_url() -> String {
+    std::env::var("TIDYSESSION_TEST_REDIS_CLUSTER_URL")
+        .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".into())
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!(
+        "tidysession-test:{}:",
+        SessionId::generate().unwrap().as_str()
+    )
+}
+
+/// A store on the single server, under a fresh prefix.
+pub async fn single() -> RedisStore {
+    RedisStore::connect(&single_url())
+        .await
+        .expect("Redis at TIDYSESSION_TEST_REDIS_URL (run scripts/services.sh)")
+        .key_prefix(unique_prefix())
+}
+
+/// A store on the cluster, under a fresh prefix.
+pub async fn cluster() -> RedisStore {
+    RedisStore::connect(&cluster_url())
+        .await
+        .expect("Redis Cluster at TIDYSESSION_TEST_REDIS_CLUSTER_URL (run scripts/services.sh)")
+        .key_prefix(unique_prefix())
+}
+
+/// The test's own connection to the single server.
+async fn side() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(single_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// The test's own connection to the cluster.
+async fn side_cluster() -> redis::cluster_async::ClusterConnection {
+    let url = cluster_url();
+    let hosts = url.strip_prefix("redis+cluster://").unwrap();
+    let nodes: Vec<String> = hosts.split(',').map(|h| format!("redis://{h}")).collect();
+    redis::cluster::ClusterClient::new(nodes)
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap()
+}
+
+fn millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[tokio::test]
+async fn keys_are_the_prefix_and_the_hex_hash_never_the_id() {
+    let store = single().await;
+    let mut side = side().await;
+    let id = SessionId::generate().unwrap();
+    let k = id.storage_key();
+    store
+        .create(&k, &fresh(json!({"cart": [1], "": "empty key"})))
+        .await
+        .unwrap();
+    let prefix = store
+        .redis_key(&k)
+        .strip_suffix(&k.to_hex())
+        .unwrap()
+        .to_owned();
+    let keys: Vec<String> = side.keys(format!("{prefix}*")).await.unwrap();
+    assert_eq!(keys, vec![format!("{prefix}{}", k.to_hex())]);
+    let hash: Vec<(String, String)> = side.hgetall(&keys[0]).await.unwrap();
+    let mut fields: Vec<&str> = hash.iter().map(|(f, _)| f.as_str()).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["d:", "d:cart", "m:created", "m:expires", "m:version"]
+    );
+    for (f, v) in &hash {
+        assert!(
+            !f.contains(id.as_str()) && !v.contains(id.as_str()),
+            "raw id at rest"
+        );
+    }
+    assert_eq!(
+        hash.iter().find(|(f, _)| f == "d:cart").unwrap().1,
+        "[1]",
+        "values are JSON"
+    );
+}
+
+#[tokio::test]
+async fn the_hash_expires_through_pexpireat_a_grace_after_the_record() {
+    let store = single().await;
+    let mut side = side().await;
+    let k = key();
+    let r = fresh(json!({"a": 1}));
+    store.create(&k, &r).await.unwrap();
+    let redis_key = store.redis_key(&k);
+    let expire_time = |side: &mut redis::aio::MultiplexedConnection| {
+        let key = redis_key.clone();
+        let mut side = side.clone();
+        async move {
+            redis::cmd("PEXPIRETIME")
+                .arg(key)
+                .query_async::<i64>(&mut side)
+                .await
+                .unwrap()
+        }
+    };
+    let grace = RedisStore::EXPIRY_GRACE_MS;
+    assert_eq!(expire_time(&mut side).await, millis(r.expires_at) + grace);
+    let later = r.expires_at + Duration::hours(2);
+    store.touch(&k, later, now()).await.unwrap();
+    assert_eq!(expire_time(&mut side).await, millis(later) + grace);
+    let sooner = r.expires_at - Duration::minutes(10);
+    let change = Change {
+        expiry: Some(ExpiryChange::Set(sooner)),
+        ..Change::default()
+    };
+    store.update(&k, &change, now()).await.unwrap();
+    assert_eq!(expire_time(&mut side).await, millis(sooner) + grace);
+    // A record already expired (past the grace) is dropped by Redis at once.
+    let gone = key();
+    let t = now();
+    store
+        .create(
+            &gone,
+            &record(
+                json!({"a": 1}),
+                t - Duration::hours(2),
+                t - Duration::hours(1),
+            ),
+        )
+        .await
+        .unwrap();
+    let exists: bool = side.exists(store.redis_key(&gone)).await.unwrap();
+    assert!(!exists);
+}
+
+/// Reads MONITOR lines until one contains `until`, returning those that mention `needle`.
+fn monitor_lines(
+    addr: String,
+    needle: String,
+    until: String,
+) -> std::thread::JoinHandle<Vec<String>> {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(b"MONITOR\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut ok = String::new();
+    reader.read_line(&mut ok).unwrap();
+    assert_eq!(ok.trim_end(), "+OK");
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 || line.contains(&until) {
+                return seen;
+            }
+            if line.contains(&needle) {
+                seen.push(line.clone());
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_one_key_update_sends_only_that_key() {
+    let store = single().await;
+    let mut side = side().await;
+    let k = key();
+    let big = format!("BIG{}", "x".repeat(2048));
+    store
+        .create(&k, &fresh(json!({"big": big, "small": 1})))
+        .await
+        .unwrap();
+    let addr = redis::Client::open(single_url())
+        .unwrap()
+        .get_connection_info()
+        .addr()
+        .to_string();
+    let end = format!("end-of-test-{}", k.to_hex());
+    let monitor = monitor_lines(addr, k.to_hex(), end.clone());
+    store
+        .update(&k, &set(&[("small", json!(2))]), now())
+        .await
+        .unwrap();
+    let _: String = redis::cmd("ECHO")
+        .arg(&end)
+        .query_async(&mut side)
+        .await
+        .unwrap();
+    let lines = tokio::task::spawn_blocking(move || monitor.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        lines.iter().all(|l| !l.contains("BIG")),
+        "the untouched 2 KB value was read or written: {lines:?}"
+    );
+    // What the client sent (MONITOR shows commands run by scripts as from "lua").
+    let sent: Vec<&String> = lines.iter().filter(|l| !l.contains(" lua]")).collect();
+    assert!(!sent.is_empty(), "the update was seen");
+    for line in sent {
+        assert!(
+            line.len() < 512,
+            "{} bytes for a one-key update: {line}",
+            line.len()
+        );
+    }
+    let got = load(&Arc::new(store), &k).await.unwrap();
+    assert_eq!(got.data, data(json!({"big": big, "small": 2})));
+}
+
+#[tokio::test]
+async fn hashes_that_are_not_sessions_are_corrupt_and_left_in_place() {
+    let store = single().await;
+    let mut side = side().await;
+    let future = millis(now() + Duration::hours(1)).to_string();
+    let created = millis(now()).to_string();
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "bad JSON",
+            vec![
+                ("m:created", &created),
+                ("m:expires", &future),
+                ("d:a", "{nope"),
+            ],
+        ),
+        (
+            "no creation time",
+            vec![("m:expires", &future), ("d:a", "1")],
+        ),
+        (
+            "bad expiry",
+            vec![("m:created", &created), ("m:expires", "soon"), ("d:a", "1")],
+        ),
+        (
+            "unknown field",
+            vec![("m:created", &created), ("m:expires", &future), ("x", "1")],
+        ),
+    ];
+    for (what, fields) in cases {
+        let k = key();
+        let redis_key = store.redis_key(&k);
+        let _: () = side.hset_multiple(&redis_key, &fields).await.unwrap();
+        let r = store.load(&k, now()).await;
+        assert!(
+            matches!(r, Err(StoreError::Corrupt { key, .. }) if key == k),
+            "{what}: {r:?}"
+        );
+        let exists: bool = side.exists(&redis_key).await.unwrap();
+        assert!(exists, "{what}: left in place");
+    }
+    // Not a hash at all.
+    let k = key();
+    let _: () = side.set(store.redis_key(&k), "a string").await.unwrap();
+    let is_corrupt = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Corrupt { .. }));
+    assert!(is_corrupt(store.load(&k, now()).await.map(drop)));
+    assert!(is_corrupt(
+        store
+            .update(&k, &set(&[("a", json!(1))]), now())
+            .await
+            .map(drop)
+    ));
+    assert!(is_corrupt(
+        store.touch(&k, now() + Duration::hours(1), now()).await
+    ));
+    assert!(is_corrupt(store.create(&k, &fresh(json!({"a": 1}))).await));
+    let hash_without_expiry = key();
+    let _: () = side
+        .hset(store.redis_key(&hash_without_expiry), "d:a", "1")
+        .await
+        .unwrap();
+    let r = store
+        .update(&hash_without_expiry, &set(&[("b", json!(1))]), now())
+        .await;
+    assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{r:?}");
+    // Counting walks past them without failing.
+    store.count(now()).await.unwrap();
+}
+
+/// Two keys whose Redis keys live in different hash slots.
+async fn keys_in_different_slots(
+    store: &RedisStore,
+    side: &mut redis::cluster_async::ClusterConnection,
+) -> (StorageKey, StorageKey) {
+    loop {
+        let (a, b) = (key(), key());
+        let slot = |k: String| redis::cmd("CLUSTER").arg("KEYSLOT").arg(k).clone();
+        let sa: i64 = slot(store.redis_key(&a)).query_async(side).await.unwrap();
+        let sb: i64 = slot(store.redis_key(&b)).query_async(side).await.unwrap();
+        if sa != sb {
+            return (a, b);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_rename_across_slots_loses_no_concurrent_write() {
+    let store = Arc::new(cluster().await);
+    let mut side = side_cluster().await;
+    for round in 0..10 {
+        let (from, to) = keys_in_different_slots(&store, &mut side).await;
+        store.create(&from, &fresh(json!({"a": 1}))).await.unwrap();
+        let readers: Vec<_> = (0..4)
+            .map(|r| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        if r % 2 == 0 {
+                            let new = load(&store, &to).await.is_some();
+                            let old = load(&store, &from).await.is_some();
+                            assert!(!(new && old), "both ids valid");
+                        } else {
+                            let old = load(&store, &from).await.is_some();
+                            let new = load(&store, &to).await.is_some();
+                            assert!(old || new, "neither id valid");
+                        }
+                    }
+                })
+            })
+            .collect();
+        // A writer on the old id until it is gone: its last successful write must arrive.
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut last = None;
+                for i in 0..1000 {
+                    match store.update(&from, &set(&[("w", json!(i))]), now()).await {
+                        Ok(_) => last = Some(i),
+                        Err(StoreError::Gone) => return last,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                last
+            })
+        };
+        tokio::task::yield_now().await;
+        store
+            .rename(&from, &to, &set(&[("user", json!("alice"))]), now())
+            .await
+            .unwrap();
+        let last = writer.await.unwrap();
+        for r in readers {
+            r.await.unwrap();
+        }
+        assert_eq!(load(&store, &from).await, None, "round {round}");
+        let got = load(&store, &to).await.unwrap().data;
+        assert_eq!(got.get("user"), Some(&json!("alice")), "round {round}");
+        assert_eq!(
+            got.get("w"),
+            last.map(|i| json!(i)).as_ref(),
+            "round {round}: lost update"
+        );
+        let pending: bool = side
+            .hexists(store.redis_key(&to), "m:pending")
+            .await
+            .unwrap();
+        assert!(!pending, "round {round}: the mark is cleared");
+    }
+}
+
+#[tokio::test]
+async fn a_pending_copy_is_valid_only_once_its_old_record_is_gone() {
+    let store = Arc::new(cluster().await);
+    let mut side = side_cluster().await;
+    let (from, to) = keys_in_different_slots(&store, &mut side).await;
+    let r = fresh(json!({"a": 1}));
+    store.create(&from, &r).await.unwrap();
+    // What a rename that stopped after its first step leaves behind.
+    let to_key = store.redis_key(&to);
+    let created = millis(r.created_at).to_string();
+    let expires = millis(r.expires_at).to_string();
+    let fields = [
+        ("m:created", created.as_str()),
+        ("m:expires", expires.as_str()),
+        ("m:version", "0"),
+        ("m:pending", &store.redis_key(&from)),
+        ("d:a", "2"),
+    ];
+    let _: () = side.hset_multiple(&to_key, &fields).await.unwrap();
+    assert_eq!(load(&store, &to).await, None, "the old record still stands");
+    assert!(load(&store, &from).await.is_some());
+    assert!(matches!(
+        store.update(&to, &set(&[("b", json!(1))]), now()).await,
+        Err(StoreError::Gone)
+    ));
+    assert!(matches!(
+        store.touch(&to, now() + Duration::hours(2), now()).await,
+        Err(StoreError::Gone)
+    ));
+    assert_eq!(store.count(now()).await.unwrap().live, 1);
+    // The old record goes (the rename's second step): the copy is the record now.
+    assert!(store.delete(&from).await.unwrap());
+    let got = load(&store, &to).await.unwrap();
+    assert_eq!(got.data, data(json!({"a": 2})));
+    let pending: bool = side.hexists(&to_key, "m:pending").await.unwrap();
+    assert!(!pending, "a load settles the copy");
+    store
+        .update(&to, &set(&[("b", json!(1))]), now())
+        .await
+        .unwrap();
+    assert_eq!(store.count(now()).await.unwrap().live, 1);
+}
+
+#[tokio::test]
+async fn cluster_count_sees_every_master() {
+    let store = Arc::new(cluster().await);
+    let mut side = side_cluster().await;
+    let mut slots = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let k = key();
+        store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(store.redis_key(&k))
+            .query_async(&mut side)
+            .await
+            .unwrap();
+        slots.insert(slot / 5462); // three masters split the slots about evenly
+    }
+    assert_eq!(slots.len(), 3, "keys spread over the masters");
+    assert_eq!(store.count(now()).await.unwrap().live, 40);
+}
+
+#[tokio::test]
+async fn store_urls_open_redis_and_explain_bad_ones() {
+    let mut side = side().await;
+    let prefix = unique_prefix();
+    let url = format!("{}?prefix={}", single_url(), prefix.replace(':', "%3A"));
+    let store = tidysession::store::open(&url).await.unwrap();
+    let shown = format!("{store:?}");
+    assert!(
+        shown.contains("RedisStore") && shown.contains("single"),
+        "{shown}"
+    );
+    let k = key();
+    store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
+    let exists: bool = side
+        .exists(format!("{prefix}{}", k.to_hex()))
+        .await
+        .unwrap();
+    assert!(exists, "the prefix parameter names the keys");
+
+    let store = tidysession::store::open(&format!("{}?prefix={prefix}", cluster_url()))
+        .await
+        .unwrap();
+    assert!(format!("{store:?}").contains("cluster"));
+    store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
+    assert_eq!(store.count(now()).await.unwrap().live, 1);
+
+    // Credentials never show, neither in Debug nor in errors.
+    let with_password = single_url().replacen("redis://", "redis://default:sekrit@", 1);
+    let store = RedisStore::connect(&with_password).await.unwrap();
+    assert!(!format!("{store:?}").contains("sekrit"), "{store:?}");
+    let err = tidysession::store::open("redis://someone:sekrit@127.0.0.1:1/0")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot open") && !err.contains("sekrit"),
+        "{err}"
+    );
+
+    for bad in ["redis://", "redis+cluster://", "rediss+cluster://a:1"] {
+        let err = tidysession::store::open(bad).await.unwrap_err().to_string();
+        assert!(err.contains("redis+cluster://HOST:PORT"), "{bad}: {err}");
+    }
+    for bad in [
+        "redis+cluster://127.0.0.1:7000,,127.0.0.1:7001",
+        "redis+cluster://127.0.0.1:7000/0",
+        "redis://127.0.0.1:6379?prefix=%zz",
+        "redis://127.0.0.1:notaport",
+    ] {
+        let err = tidysession::store::open(bad).await.unwrap_err().to_string();
+        assert!(err.contains("cannot open"), "{bad}: {err}");
+    }
+}
