@@ -4,6 +4,7 @@
 //! - `decide_table`: the pure decision function, row by row, no I/O.
 //! - `layer`: the decision table again through the real layer, counting store I/O.
 //! - `concurrency`: concurrent requests through the layer on SQLite (lost updates, resurrection).
+//! - `cached`: the in-process cache, and how stale it may be.
 //! - `failure`: server-backed stores that go away and come back.
 //! - `sqlite`, `postgres`, `redis`: what each store holds at rest, and its own features
 //!   (the server-backed ones need the servers `scripts/services.sh` starts).
@@ -14,6 +15,8 @@
 mod conformance;
 mod util;
 
+#[cfg(feature = "cached")]
+mod cached;
 mod concurrency;
 mod decide_table;
 #[cfg(feature = "postgres")]

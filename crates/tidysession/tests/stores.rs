@@ -18,6 +18,20 @@ crate::conformance_suite!(sqlite_in_memory, async {
     (store, ())
 });
 
+#[cfg(feature = "cached")]
+crate::conformance_suite!(cached_memory, async {
+    (
+        tidysession::store::CachedStore::new(MemoryStore::default()),
+        (),
+    )
+});
+
+#[cfg(all(feature = "cached", feature = "postgres"))]
+crate::conformance_suite!(cached_postgres, async {
+    let (store, guard) = crate::util::servers::postgres().await;
+    (tidysession::store::CachedStore::new(store), guard)
+});
+
 #[cfg(feature = "postgres")]
 crate::conformance_suite!(postgres, crate::util::servers::postgres());
 

@@ -30,6 +30,8 @@ use time::OffsetDateTime;
 use crate::id::StorageKey;
 use crate::record::{Change, Record};
 
+#[cfg(feature = "cached")]
+mod cached;
 mod counting;
 #[cfg(feature = "memory")]
 mod memory;
@@ -45,6 +47,8 @@ mod url;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+#[cfg(feature = "cached")]
+pub use cached::CachedStore;
 pub use counting::{CountingStore, OpCounts};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
