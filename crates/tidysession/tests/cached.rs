@@ -10,14 +10,10 @@ use tidysession::SessionConfig;
 use crate::conformance::{fresh, key, now, set};
 use crate::util::Harness;
 
+type Shared = Arc<CountingStore<MemoryStore>>;
+
 /// Two app processes sharing one store, each with its own cache.
-fn two_processes(
-    ttl: Duration,
-) -> (
-    Arc<CountingStore<MemoryStore>>,
-    CachedStore<Arc<CountingStore<MemoryStore>>>,
-    CachedStore<Arc<CountingStore<MemoryStore>>>,
-) {
+fn two_processes(ttl: Duration) -> (Shared, CachedStore<Shared>, CachedStore<Shared>) {
     let shared = Arc::new(CountingStore::new(MemoryStore::default()));
     let a = CachedStore::new(shared.clone()).with_ttl(ttl);
     let b = CachedStore::new(shared.clone()).with_ttl(ttl);
