@@ -33,6 +33,8 @@ use crate::record::{Change, Record};
 mod counting;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod url;
@@ -40,6 +42,8 @@ mod url;
 pub use counting::{CountingStore, OpCounts};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+#[cfg(feature = "mysql")]
+pub use mysql::MySqlStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use url::{open, StoreUrlError, SUPPORTED_URLS};
