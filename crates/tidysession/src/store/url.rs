@@ -28,10 +28,14 @@ pub enum StoreUrlError {
 }
 
 /// The URL forms this build accepts, for error messages and help text.
-pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://";
+pub const SUPPORTED_URLS: &str =
+    "sqlite://PATH, memory://, mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?table=NAME]";
 
 /// Opens the store a URL names: `sqlite://PATH` (a file, created if missing; `sqlite://:memory:`
-/// for a private in-memory database) or `memory://`.
+/// for a private in-memory database), `memory://`, or
+/// `mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?table=NAME]` (MySQL 8 or MariaDB, with the
+/// `mysql` feature; `table` chooses the sessions table, see
+/// [`MySqlStore::table`](super::MySqlStore::table)).
 ///
 /// The store is not migrated; call [`SessionStore::migrate`] when the caller owns the schema.
 ///
@@ -47,7 +51,7 @@ pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://";
 /// store cannot be opened.
 pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
     let unsupported = || StoreUrlError::Unsupported {
-        url: url.to_owned(),
+        url: without_password(url),
         supported: SUPPORTED_URLS,
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(unsupported)?;
@@ -62,6 +66,51 @@ pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
                 url: url.to_owned(),
                 source,
             }),
+        #[cfg(feature = "mysql")]
+        "mysql" if !rest.is_empty() => super::MySqlStore::connect(url)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
+            .map_err(|source| StoreUrlError::Open {
+                url: without_password(url),
+                source,
+            }),
         _ => Err(unsupported()),
+    }
+}
+
+/// `url` with the password of a `scheme://user:password@host` form replaced by `***`, so
+/// errors can repeat the URL. Only for network URLs: a file path may hold `:` and `@`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***{}", &rest[userinfo.len()..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn passwords_are_left_out_of_urls_in_errors() {
+        for (url, shown) in [
+            ("mysql://app:s3cret@db:3306/x", "mysql://app:***@db:3306/x"),
+            (
+                "mysql://app:p@ss@db/x?table=t",
+                "mysql://app:***@db/x?table=t",
+            ),
+            ("mysql://app@db/x", "mysql://app@db/x"),
+            ("mysql://db/x?user=a@b", "mysql://db/x?user=a@b"),
+            ("nonsense", "nonsense"),
+        ] {
+            assert_eq!(without_password(url), shown, "{url}");
+        }
     }
 }
