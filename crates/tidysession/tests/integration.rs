@@ -5,6 +5,7 @@
 //! - `layer`: the decision table again through the real layer, counting store I/O.
 //! - `concurrency`: concurrent requests through the layer on SQLite (lost updates, resurrection).
 //! - `sqlite`: what the SQLite file holds at rest.
+//! - `mysql`: the MySQL/MariaDB store against a real server (feature `mysql`).
 //! - `util`: the request harness.
 
 #![allow(unreachable_pub, missing_docs)]
@@ -15,5 +16,7 @@ mod util;
 mod concurrency;
 mod decide_table;
 mod layer;
+#[cfg(feature = "mysql")]
+mod mysql;
 mod sqlite;
 mod stores;
