@@ -291,7 +291,13 @@ async fn an_update_that_changes_nothing_is_not_gone() {
     // MySQL counts changed rows unless the client asks for matched rows: the same value
     // again must still find the record.
     for _ in 0..2 {
-        let done = store.update(&k, &set(&[("a", json!(1))]), now()).await;
+        let done = store
+            .update(
+                &k,
+                &set(&[("a", json!(1)), ("e", json!("😀 \u{0} é"))]),
+                now(),
+            )
+            .await;
         assert_eq!(done.unwrap(), Updated::Kept);
     }
     let r = fresh(json!({}));
@@ -302,7 +308,10 @@ async fn an_update_that_changes_nothing_is_not_gone() {
     let done = store.update(&k, &same_expiry, now()).await;
     assert_eq!(done.unwrap(), Updated::Kept, "an expiry that does not move");
     let store = std::sync::Arc::new(store);
-    assert_eq!(load(&store, &k).await.unwrap().data, data(json!({"a": 1})));
+    assert_eq!(
+        load(&store, &k).await.unwrap().data,
+        data(json!({"a": 1, "e": "😀 \u{0} é"}))
+    );
 }
 
 #[tokio::test]

@@ -870,10 +870,11 @@ impl SessionStore for MySqlStore {
             return Err(StoreError::backend(MigrationLockTimeout));
         }
         let result = self.migrate_locked(&mut conn).await;
-        let released = sqlx::query(&format!("DO RELEASE_LOCK({lock})"))
-            .bind(&self.table.name)
-            .execute(&mut conn)
-            .await;
+        let released: Result<Option<i64>, _> =
+            sqlx::query_scalar(&format!("SELECT RELEASE_LOCK({lock})"))
+                .bind(&self.table.name)
+                .fetch_one(&mut conn)
+                .await;
         // Closing the connection releases the lock too, should RELEASE_LOCK have failed.
         let closed = conn.close().await;
         result?;
