@@ -102,9 +102,27 @@ const ER_LOCK_DEADLOCK: u16 = 1213;
 
 /// Sessions in a MySQL 8 or MariaDB 10.11 database.
 ///
-/// Only the SHA-256 of each session id is stored (I6). Data is a JSON object changed key by
-/// key inside the server, one `UPDATE` per save, so concurrent requests writing different
-/// keys never lose each other's work (see the [module docs](self)).
+/// One InnoDB table (see [`table`](Self::table)):
+///
+/// | column | type | holds |
+/// |---|---|---|
+/// | `id` | `BINARY(32)` primary key | SHA-256 of the session id, never the id itself (I6) |
+/// | `data` | `JSON` | the session data, one object |
+/// | `created_at`, `expires_at` | `BIGINT` | Unix milliseconds; `expires_at` is indexed |
+/// | `user_id` | `VARCHAR(255) NULL` | indexed, for the user index |
+/// | `version` | `BIGINT` | bumped by every data change |
+///
+/// `JSON` is a binary type on MySQL 8 and `LONGTEXT` with a `JSON_VALID` check on MariaDB;
+/// the store uses only JSON functions both have. `<table>_schema` records which
+/// [migrations](SessionStore::migrate) ran; `migrate` holds a named lock (`GET_LOCK`) while
+/// it works, so processes starting together migrate one after the other.
+///
+/// A save is one `UPDATE` that edits the JSON inside the server (`JSON_REMOVE`, `JSON_SET`):
+/// only the changed keys travel, and concurrent requests writing different keys never lose
+/// each other's work (I5). Keys a JSON path cannot name exactly (empty, or holding `"`, `\`,
+/// `*` or control characters) are applied by a locked read-modify-write transaction instead.
+/// A removal that leaves only [reserved](crate::RESERVED_PREFIX) keys deletes the record,
+/// unless another request changed it meanwhile.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
