@@ -6,7 +6,7 @@
 //! - `concurrency`: concurrent requests through the layer on SQLite (lost updates, resurrection).
 //! - `cached`: the in-process cache, and how stale it may be.
 //! - `failure`: server-backed stores that go away and come back.
-//! - `sqlite`, `postgres`, `redis`: what each store holds at rest, and its own features
+//! - `sqlite`, `postgres`, `mysql`, `redis`: what each store holds at rest, and its own features
 //!   (the server-backed ones need the servers `scripts/services.sh` starts).
 //! - `util`: the request harness.
 
@@ -22,6 +22,8 @@ mod decide_table;
 #[cfg(feature = "postgres")]
 mod failure;
 mod layer;
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]

@@ -12,6 +12,10 @@ crate::conformance_suite!(sqlite, async {
     (store, dir)
 });
 
+// A fresh table per test, dropped when the test ends (see `mysql::fresh_store`).
+#[cfg(feature = "mysql")]
+crate::conformance_suite!(mysql, crate::mysql::fresh_store());
+
 crate::conformance_suite!(sqlite_in_memory, async {
     let store = SqliteStore::open(":memory:").await.unwrap();
     store.migrate().await.unwrap();

@@ -35,6 +35,8 @@ mod cached;
 mod counting;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
@@ -52,11 +54,13 @@ pub use cached::CachedStore;
 pub use counting::{CountingStore, OpCounts};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+#[cfg(feature = "mysql")]
+pub use mysql::MySqlStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub use url::{open, StoreUrlError, SUPPORTED_URLS};
+pub use url::{open, redact_url, StoreUrlError, SUPPORTED_URLS};
 
 /// A place sessions live. See the [module docs](self) for the contract.
 ///

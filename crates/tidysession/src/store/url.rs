@@ -30,7 +30,7 @@ pub enum StoreUrlError {
 /// The URL forms [`open`] accepts, for error messages and help text. Each store needs its
 /// cargo feature.
 pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://, postgres://USER@HOST/DB, \
-     redis://HOST[:PORT][/DB], redis+cluster://HOST:PORT,HOST:PORT,...";
+     mysql://USER@HOST/DB, redis://HOST[:PORT][/DB], redis+cluster://HOST:PORT,HOST:PORT,...";
 
 /// Opens the store a URL names:
 ///
@@ -38,7 +38,10 @@ pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://, postgres://USER@HOST
 ///   in-memory database.
 /// - `memory://`: in this process only.
 /// - `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (or `postgresql://`), with any of
-///   PostgreSQL's own URL parameters, plus `schema=NAME` for where the tables live.
+///   PostgreSQL's own URL parameters, plus `schema=NAME` for where the tables live (see
+///   [`PostgresStore::schema`](super::PostgresStore::schema)).
+/// - `mysql://USER[:PASSWORD]@HOST[:PORT]/DB`: MySQL 8 or MariaDB, plus `table=NAME` for the
+///   sessions table (see [`MySqlStore::table`](super::MySqlStore::table)).
 /// - `redis://[USER:PASSWORD@]HOST[:PORT][/DB]`: one Redis server.
 /// - `redis+cluster://[USER:PASSWORD@]HOST:PORT,HOST:PORT,...`: a Redis Cluster, through
 ///   some of its nodes.
@@ -60,7 +63,7 @@ pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://, postgres://USER@HOST
 /// store cannot be opened.
 pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
     let unsupported = || StoreUrlError::Unsupported {
-        url: redacted(url),
+        url: redact_url(url),
         supported: SUPPORTED_URLS,
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(unsupported)?;
@@ -72,7 +75,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
             .await
             .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
             .map_err(|source| StoreUrlError::Open {
-                url: redacted(url),
+                url: redact_url(url),
                 source,
             }),
         #[cfg(feature = "redis")]
@@ -80,7 +83,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
             .await
             .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
             .map_err(|source| StoreUrlError::Open {
-                url: redacted(url),
+                url: redact_url(url),
                 source,
             }),
         #[cfg(feature = "postgres")]
@@ -88,7 +91,15 @@ pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
             .await
             .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
             .map_err(|source| StoreUrlError::Open {
-                url: redacted(url),
+                url: redact_url(url),
+                source,
+            }),
+        #[cfg(feature = "mysql")]
+        "mysql" if !rest.is_empty() => super::MySqlStore::connect(url)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
+            .map_err(|source| StoreUrlError::Open {
+                url: redact_url(url),
                 source,
             }),
         _ => Err(unsupported()),
@@ -134,29 +145,35 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// `url` with the password of its `user:password@` part replaced by `***` (a lone `secret@`
-/// is hidden whole), so errors can quote it.
-fn redacted(url: &str) -> String {
+/// `url` with the password of a `scheme://user:password@host` form replaced by `***`, so
+/// errors and logs can repeat it. A lone `secret@` (Redis's password-only form) is hidden
+/// whole; other schemes' lone `user@` is a user name and stays. Paths are left alone: a file
+/// name may hold `:` and `@`.
+///
+/// ```
+/// use tidysession::store::redact_url;
+///
+/// assert_eq!(redact_url("postgres://app:s3cret@db/app"), "postgres://app:***@db/app");
+/// ```
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => {
-            let user = match userinfo.split_once(':') {
-                Some((user, _)) => format!("{user}:***"),
-                None => "***".to_owned(),
-            };
-            format!("{scheme}://{user}@{hosts}{tail}")
-        }
-        None => url.to_owned(),
-    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None if scheme.starts_with("redis") => "***".to_owned(),
+        None => return url.to_owned(),
+    };
+    format!("{scheme}://{user}{}", &rest[userinfo.len()..])
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{redacted, take_param};
+    use super::{redact_url, take_param};
 
     #[test]
     fn own_parameters_are_taken_out_of_the_url() {
@@ -189,8 +206,15 @@ mod tests {
             ("redis://h:1/0", "redis://h:1/0"),
             ("sqlite:///tmp/a@b.db", "sqlite:///tmp/a@b.db"),
             ("nonsense", "nonsense"),
+            ("mysql://app:s3cret@db:3306/x", "mysql://app:***@db:3306/x"),
+            (
+                "mysql://app:p@ss@db/x?table=t",
+                "mysql://app:***@db/x?table=t",
+            ),
+            ("mysql://app@db/x", "mysql://app@db/x"),
+            ("mysql://db/x?user=a@b", "mysql://db/x?user=a@b"),
         ] {
-            assert_eq!(redacted(url), shown);
+            assert_eq!(redact_url(url), shown, "{url}");
         }
     }
 }

@@ -1,0 +1,901 @@
+//! [`MySqlStore`]: sessions in MySQL 8 or MariaDB 10.11.
+//!
+//! # Layout
+//!
+//! One InnoDB table (default `tidysession_sessions`, see [`MySqlStore::table`]):
+//!
+//! | column | type | holds |
+//! |---|---|---|
+//! | `id` | `BINARY(32)` primary key | SHA-256 of the session id, never the id itself (I6) |
+//! | `data` | `JSON` | the session data, one object |
+//! | `created_at`, `expires_at` | `BIGINT` | Unix milliseconds; `expires_at` is indexed |
+//! | `user_id` | `VARCHAR(255) NULL` | indexed, for the user index |
+//! | `version` | `BIGINT` | bumped by every data change |
+//!
+//! `JSON` is a real binary type on MySQL 8 and an alias of `LONGTEXT` with a `JSON_VALID`
+//! check on MariaDB; the store only uses JSON functions both share. A second table,
+//! `<table>_schema`, records which [migrations](SessionStore::migrate) ran.
+//!
+//! # Per-key updates
+//!
+//! An [`update`](SessionStore::update) is one `UPDATE` that edits the JSON inside the server
+//! (`JSON_REMOVE`, then `JSON_SET`), so only the changed keys travel and two requests that
+//! change different keys never lose each other's work (I5). It matches only a live record,
+//! so a deleted session is never re-created. Keys that a JSON path cannot name exactly (empty,
+//! or holding `"`, `\`, `*` or control characters) are applied instead by reading the record
+//! with `SELECT … FOR UPDATE`, changing it and writing it back in one transaction.
+//!
+//! When an update removes keys it may leave only [reserved](crate::RESERVED_PREFIX) keys: the
+//! store then reads the remaining key names and deletes the record only if its `version` is
+//! still the one it read, so a key set meanwhile by another request survives.
+//!
+//! Statements that find a record by id force the primary key (`FORCE INDEX (PRIMARY)`): on a
+//! small table the optimizer would otherwise scan the `expires_at` index and lock ranges of
+//! it. InnoDB may still pick a statement or transaction as a deadlock victim (error 1213)
+//! under concurrent writes; the store runs those again a few times, since the victim was
+//! rolled back.
+//!
+//! # Migrations
+//!
+//! [`migrate`](SessionStore::migrate) takes a named lock (`GET_LOCK`) for the table, so
+//! processes starting together migrate one after the other, and applies the steps newer than
+//! the version recorded; a schema newer than this build is refused.
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions, MySqlRow};
+use sqlx::{ConnectOptions as _, Connection as _, MySqlPool, Row};
+use time::OffsetDateTime;
+
+use super::sql::{from_millis, millis, parse_data, to_json, SchemaTooNew};
+use super::{RecordCounts, SessionStore, StoreError, Updated};
+use crate::id::StorageKey;
+use crate::record::{is_empty, only_reserved, Change, ExpiryChange, Record};
+
+/// The sessions table when [`MySqlStore::table`] names no other.
+const DEFAULT_TABLE: &str = "tidysession_sessions";
+
+/// Longest accepted table name: MySQL's 64-character identifier limit, minus `_schema`.
+const MAX_TABLE_LEN: usize = 64 - "_schema".len();
+
+/// Schema versions, applied in order by [`SessionStore::migrate`]; `{t}` is the quoted
+/// sessions table. Never edit a released step; append a new one. Each step is idempotent
+/// (`IF NOT EXISTS`), because MySQL commits DDL at once: a step interrupted before its
+/// version is recorded runs again.
+const MIGRATIONS: &[&[&str]] = &[
+    // 1: sessions keyed by SHA-256 of the id; times are Unix milliseconds. utf8mb4_bin
+    // compares user ids byte for byte.
+    &["CREATE TABLE IF NOT EXISTS {t} (
+            id BINARY(32) NOT NULL,
+            data JSON NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            user_id VARCHAR(255) NULL,
+            version BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (id),
+            KEY expires_at (expires_at),
+            KEY user_id (user_id)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"],
+];
+
+/// "Expired at `?`", for a `DELETE` by id. Single-table `DELETE` takes no index hints on
+/// either server, and a plain `expires_at <= ?` may lead the optimizer to lock a range of
+/// the `expires_at` index (see `Table::by_id`); `+ 0` keeps that index out of the plan.
+const EXPIRED: &str = "expires_at + 0 <= ?";
+
+/// How long [`MySqlStore::connect`] and each operation wait for a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a statement or transaction chosen as a deadlock victim is tried again.
+const DEADLOCK_RETRIES: usize = 5;
+
+/// How often the empty-record check after a removal retries its compare-and-delete before
+/// it locks the row instead.
+const EMPTY_CHECK_ATTEMPTS: usize = 3;
+
+/// MySQL error numbers the store reacts to.
+const ER_DUP_ENTRY: u16 = 1062;
+const ER_LOCK_DEADLOCK: u16 = 1213;
+
+/// Sessions in a MySQL 8 or MariaDB 10.11 database.
+///
+/// One InnoDB table (see [`table`](Self::table)):
+///
+/// | column | type | holds |
+/// |---|---|---|
+/// | `id` | `BINARY(32)` primary key | SHA-256 of the session id, never the id itself (I6) |
+/// | `data` | `JSON` | the session data, one object |
+/// | `created_at`, `expires_at` | `BIGINT` | Unix milliseconds; `expires_at` is indexed |
+/// | `user_id` | `VARCHAR(255) NULL` | indexed, for the user index |
+/// | `version` | `BIGINT` | bumped by every data change |
+///
+/// `JSON` is a binary type on MySQL 8 and `LONGTEXT` with a `JSON_VALID` check on MariaDB;
+/// the store uses only JSON functions both have. `<table>_schema` records which
+/// [migrations](SessionStore::migrate) ran; `migrate` holds a named lock (`GET_LOCK`) while
+/// it works, so processes starting together migrate one after the other.
+///
+/// A save is one `UPDATE` that edits the JSON inside the server (`JSON_REMOVE`, `JSON_SET`):
+/// only the changed keys travel, and concurrent requests writing different keys never lose
+/// each other's work (I5). Keys a JSON path cannot name exactly (empty, or holding `"`, `\`,
+/// `*` or control characters) are applied by a locked read-modify-write transaction instead.
+/// A removal that leaves only [reserved](crate::RESERVED_PREFIX) keys deletes the record,
+/// unless another request changed it meanwhile.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tidysession::StoreError> {
+/// use tidysession::store::{MySqlStore, SessionStore};
+///
+/// let store = MySqlStore::connect("mysql://app:secret@127.0.0.1/app")
+///     .await?
+///     .table("web_sessions")?;
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+pub struct MySqlStore {
+    pool: MySqlPool,
+    table: Table,
+}
+
+/// A validated table name and the quoted names built from it.
+#[derive(Debug, Clone)]
+struct Table {
+    name: String,
+    /// `` `name` ``
+    sessions: String,
+    /// `` `name_schema` ``
+    schema: String,
+    /// `` `name` FORCE INDEX (PRIMARY) ``, for statements that find a row by id and also test
+    /// its expiry: on a small table the optimizer may otherwise scan the `expires_at` index
+    /// and lock a range of it, which made concurrent updates and deletes deadlock.
+    by_id: String,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_TABLE.to_owned(),
+            sessions: format!("`{DEFAULT_TABLE}`"),
+            schema: format!("`{DEFAULT_TABLE}_schema`"),
+            by_id: format!("`{DEFAULT_TABLE}` FORCE INDEX (PRIMARY)"),
+        }
+    }
+}
+
+impl Table {
+    fn new(name: &str) -> Result<Self, InvalidTableName> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_TABLE_LEN
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(InvalidTableName(name.to_owned()));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            sessions: format!("`{name}`"),
+            schema: format!("`{name}_schema`"),
+            by_id: format!("`{name}` FORCE INDEX (PRIMARY)"),
+        })
+    }
+}
+
+/// A table name that is not 1 to 57 ASCII letters, digits or underscores.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "invalid session table name {0:?}: use 1 to {MAX_TABLE_LEN} ASCII letters, digits or underscores"
+)]
+struct InvalidTableName(String);
+
+impl fmt::Debug for MySqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the password: only where the store points.
+        let options = self.pool.connect_options();
+        f.debug_struct("MySqlStore")
+            .field("host", &options.get_host())
+            .field("port", &options.get_port())
+            .field("database", &options.get_database())
+            .field("user", &options.get_username())
+            .field("table", &self.table.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MySqlStore {
+    /// Connects to the database a `mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` URL names
+    /// (any option sqlx accepts, e.g. `?ssl-mode=required`). An extra `table=NAME` query
+    /// parameter chooses the sessions table, like [`table`](Self::table). Call
+    /// [`SessionStore::migrate`] before first use.
+    ///
+    /// The pool holds up to 10 connections and gives up on an unreachable server after
+    /// 5 seconds.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] for a malformed URL, an invalid table name, or a server that
+    /// cannot be reached or refuses the login.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let (url, table) = super::url::take_param(url, "table").ok_or_else(|| {
+            StoreError::backend(InvalidTableName("(not percent-encoded UTF-8)".to_owned()))
+        })?;
+        let table = match table {
+            Some(name) => Table::new(&name).map_err(StoreError::backend)?,
+            None => Table::default(),
+        };
+        let options = MySqlConnectOptions::from_str(&url).map_err(StoreError::backend)?;
+        let unreachable = Unreachable {
+            host: options.get_host().to_owned(),
+            port: options.get_port(),
+        };
+        let pool = MySqlPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            // A ping before every operation would double the round trips. Idle connections
+            // are closed after a minute instead, long before a server's wait_timeout.
+            .test_before_acquire(false)
+            .idle_timeout(Duration::from_secs(60))
+            .connect_with(options)
+            .await
+            .map_err(|e| match e {
+                // sqlx retries a refused connection until the timeout, then says only that.
+                sqlx::Error::PoolTimedOut => StoreError::backend(unreachable),
+                e => StoreError::backend(e),
+            })?;
+        Ok(Self { pool, table })
+    }
+
+    /// A store over an existing pool, e.g. one the application shares with its own queries.
+    /// No I/O; call [`SessionStore::migrate`] before first use.
+    pub fn from_pool(pool: MySqlPool) -> Self {
+        Self {
+            pool,
+            table: Table::default(),
+        }
+    }
+
+    /// Keeps sessions in the table `name` (default `tidysession_sessions`) and records its
+    /// schema version in `name_schema`. No I/O.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] unless `name` is 1 to 57 ASCII letters, digits or
+    /// underscores; the name is never sent to the server otherwise.
+    pub fn table(mut self, name: &str) -> Result<Self, StoreError> {
+        self.table = Table::new(name).map_err(StoreError::backend)?;
+        Ok(self)
+    }
+
+    /// The sessions table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table.name
+    }
+
+    /// Applies a change with one `UPDATE` that edits the JSON inside the server: only the
+    /// changed keys travel, and no transaction is held across a read.
+    async fn update_in_place(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let mut expr = String::from("data");
+        if !change.removed.is_empty() {
+            let paths = vec!["?"; change.removed.len()].join(", ");
+            expr = format!("JSON_REMOVE({expr}, {paths})");
+        }
+        if !change.set.is_empty() {
+            // JSON_EXTRACT(?, '$') turns the JSON text into a JSON value on both servers
+            // (a bare string argument would be stored as a JSON string).
+            let pairs = vec!["?, JSON_EXTRACT(?, '$')"; change.set.len()].join(", ");
+            expr = format!("JSON_SET({expr}, {pairs})");
+        }
+        // Leaving expires_at out when it does not move spares an index write.
+        let expiry = match change.expiry {
+            None => "",
+            Some(ExpiryChange::Extend(_)) => ", expires_at = GREATEST(expires_at, ?)",
+            Some(ExpiryChange::Set(_)) => ", expires_at = ?",
+        };
+        // The version bump also means a matched row always counts as changed, so Gone is
+        // detected even on a server that reports changed rather than matched rows.
+        let sql = format!(
+            "UPDATE {} SET data = {expr}{expiry}, version = version + 1
+             WHERE id = ? AND expires_at > ?",
+            self.table.by_id
+        );
+        let done = retry_deadlocks(|| {
+            let mut query = sqlx::query(&sql);
+            for k in &change.removed {
+                query = query.bind(json_path(k));
+            }
+            for (k, v) in &change.set {
+                query = query.bind(json_path(k)).bind(v.to_string());
+            }
+            if let Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) = change.expiry {
+                query = query.bind(millis(at));
+            }
+            query
+                .bind(key.as_bytes().as_slice())
+                .bind(millis(now))
+                .execute(&self.pool)
+        })
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Gone);
+        }
+        if change.removed.is_empty() {
+            return Ok(Updated::Kept);
+        }
+        self.delete_if_empty(key).await
+    }
+
+    /// After removals: deletes the record if only reserved keys are left (I2). A
+    /// compare-and-delete on `version`, so a key set meanwhile by another request survives;
+    /// when the record keeps changing under it, it locks the row instead.
+    async fn delete_if_empty(&self, key: &StorageKey) -> Result<Updated, StoreError> {
+        let select = format!(
+            "SELECT version, CAST(JSON_KEYS(data) AS CHAR) FROM {} WHERE id = ?",
+            self.table.sessions
+        );
+        let delete = format!(
+            "DELETE FROM {} WHERE id = ? AND version = ?",
+            self.table.sessions
+        );
+        for _ in 0..EMPTY_CHECK_ATTEMPTS {
+            let row = retry_deadlocks(|| {
+                sqlx::query(&select)
+                    .bind(key.as_bytes().as_slice())
+                    .fetch_optional(&self.pool)
+            })
+            .await?;
+            // Deleted meanwhile by someone else: this update's work is done.
+            let Some(row) = row else {
+                return Ok(Updated::Kept);
+            };
+            let (version, keys) = keys_from(key, &row)?;
+            if !only_reserved(keys.iter()) {
+                return Ok(Updated::Kept);
+            }
+            let done = retry_deadlocks(|| {
+                sqlx::query(&delete)
+                    .bind(key.as_bytes().as_slice())
+                    .bind(version)
+                    .execute(&self.pool)
+            })
+            .await?;
+            if done.rows_affected() > 0 {
+                return Ok(Updated::Deleted);
+            }
+        }
+        retry_transaction(|| async {
+            let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
+            let row = sqlx::query(&format!("{select} FOR UPDATE"))
+                .bind(key.as_bytes().as_slice())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+            let Some(row) = row else {
+                return Ok(Updated::Kept);
+            };
+            let (_, keys) = keys_from(key, &row)?;
+            if !only_reserved(keys.iter()) {
+                return Ok(Updated::Kept);
+            }
+            self.delete_in(&mut tx, key).await?;
+            tx.commit().await.map_err(StoreError::backend)?;
+            Ok(Updated::Deleted)
+        })
+        .await
+    }
+
+    /// Applies a change by reading, changing and writing back the record, with the row locked
+    /// (for keys a JSON path cannot name).
+    async fn update_read_write(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        retry_transaction(|| async {
+            let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
+            let mut record = self
+                .read_locked(&mut tx, key, now)
+                .await?
+                .ok_or(StoreError::Gone)?;
+            change.apply(&mut record);
+            let outcome = if is_empty(&record.data) {
+                self.delete_in(&mut tx, key).await?;
+                Updated::Deleted
+            } else {
+                sqlx::query(&format!(
+                    "UPDATE {} SET data = ?, expires_at = ?, version = version + 1 WHERE id = ?",
+                    self.table.sessions
+                ))
+                .bind(to_json(&record.data))
+                .bind(millis(record.expires_at))
+                .bind(key.as_bytes().as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+                Updated::Kept
+            };
+            tx.commit().await.map_err(StoreError::backend)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    /// Reads the live record under `key` and locks its row until the transaction ends.
+    async fn read_locked(
+        &self,
+        tx: &mut sqlx::MySqlConnection,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT CAST(data AS CHAR), created_at, expires_at FROM {}
+             WHERE id = ? AND expires_at > ? FOR UPDATE",
+            self.table.by_id
+        ))
+        .bind(key.as_bytes().as_slice())
+        .bind(millis(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::backend)?;
+        row.map(|row| record_from(key, &row)).transpose()
+    }
+
+    async fn delete_in(
+        &self,
+        tx: &mut sqlx::MySqlConnection,
+        key: &StorageKey,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!("DELETE FROM {} WHERE id = ?", self.table.sessions))
+            .bind(key.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(done.rows_affected())
+    }
+
+    /// The migration steps newer than `current`, on a connection holding the migration lock.
+    async fn migrate_locked(&self, conn: &mut sqlx::MySqlConnection) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (version BIGINT NOT NULL PRIMARY KEY) ENGINE=InnoDB",
+            self.table.schema
+        ))
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::backend)?;
+        let current: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT MAX(version) FROM {}", self.table.schema))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(StoreError::backend)?;
+        let current = current.unwrap_or(0);
+        if current > MIGRATIONS.len() as i64 {
+            return Err(StoreError::backend(SchemaTooNew {
+                found: current,
+                known: MIGRATIONS.len(),
+            }));
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= current {
+                continue;
+            }
+            for statement in *step {
+                sqlx::query(&statement.replace("{t}", &self.table.sessions))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::backend)?;
+            }
+            sqlx::query(&format!(
+                "INSERT INTO {} (version) VALUES (?)",
+                self.table.schema
+            ))
+            .bind(version)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `op` again while the server picks it as a deadlock victim (InnoDB rolled it back,
+/// so running it again is safe), at most [`DEADLOCK_RETRIES`] more times.
+async fn retry_deadlocks<T, E, F, Fut>(mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: IntoStoreError,
+{
+    let mut retries = 0;
+    loop {
+        match op().await.map_err(IntoStoreError::into_store_error) {
+            Err(e) if retries < DEADLOCK_RETRIES && error_number(&e) == Some(ER_LOCK_DEADLOCK) => {
+                retries += 1;
+                tracing::debug!(retries, "session store deadlock, retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// [`retry_deadlocks`] for a transaction, whose steps report [`StoreError`]s.
+async fn retry_transaction<T, F, Fut>(op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    retry_deadlocks(op).await
+}
+
+/// The two error types the store's operations produce.
+trait IntoStoreError {
+    fn into_store_error(self) -> StoreError;
+}
+
+impl IntoStoreError for sqlx::Error {
+    fn into_store_error(self) -> StoreError {
+        StoreError::backend(self)
+    }
+}
+
+impl IntoStoreError for StoreError {
+    fn into_store_error(self) -> StoreError {
+        self
+    }
+}
+
+/// The MySQL error number behind a backend error, if the server sent one.
+fn error_number(e: &StoreError) -> Option<u16> {
+    let StoreError::Backend(source) = e else {
+        return None;
+    };
+    let sqlx::Error::Database(db) = source.downcast_ref::<sqlx::Error>()? else {
+        return None;
+    };
+    db.try_downcast_ref::<MySqlDatabaseError>()
+        .map(MySqlDatabaseError::number)
+}
+
+fn record_from(key: &StorageKey, row: &MySqlRow) -> Result<Record, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt {
+        key: *key,
+        reason: e.to_string(),
+    };
+    Ok(Record {
+        data: parse_data(key, row.try_get::<&str, _>(0).map_err(corrupt)?)?,
+        created_at: from_millis(key, row.try_get(1).map_err(corrupt)?)?,
+        expires_at: from_millis(key, row.try_get(2).map_err(corrupt)?)?,
+    })
+}
+
+/// The version and key names from `SELECT version, JSON_KEYS(data)`.
+fn keys_from(key: &StorageKey, row: &MySqlRow) -> Result<(i64, Vec<String>), StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { key: *key, reason };
+    let version: i64 = row.try_get(0).map_err(|e| corrupt(e.to_string()))?;
+    // JSON_KEYS is NULL when the data is not an object.
+    let keys: Option<&str> = row.try_get(1).map_err(|e| corrupt(e.to_string()))?;
+    let keys = keys.ok_or_else(|| corrupt("data is not a JSON object".into()))?;
+    let keys = serde_json::from_str(keys).map_err(|e| corrupt(e.to_string()))?;
+    Ok((version, keys))
+}
+
+/// Whether a `$."key"` path names this key exactly on MySQL and MariaDB: a quoted label ends
+/// at the next `"` and escapes are read differently by the two servers, so keys holding a
+/// quote, a backslash or a control character (escaped in JSON) take the transactional path,
+/// as do `*` (a wildcard in some path positions) and the empty key.
+fn path_safe(key: &str) -> bool {
+    !key.is_empty()
+        && !key
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c == '*' || c.is_control())
+}
+
+fn json_path(key: &str) -> String {
+    format!("$.\"{key}\"")
+}
+
+#[async_trait]
+impl SessionStore for MySqlStore {
+    async fn load(
+        &self,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        let sql = format!(
+            "SELECT CAST(data AS CHAR), created_at, expires_at FROM {}
+             WHERE id = ? AND expires_at > ?",
+            self.table.by_id
+        );
+        let row = sqlx::query(&sql)
+            .bind(key.as_bytes().as_slice())
+            .bind(millis(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::backend)?;
+        row.map(|row| record_from(key, &row)).transpose()
+    }
+
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        let insert = format!(
+            "INSERT INTO {} (id, data, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            self.table.sessions
+        );
+        let data = to_json(&record.data);
+        let try_insert = || async {
+            let done = retry_deadlocks(|| {
+                sqlx::query(&insert)
+                    .bind(key.as_bytes().as_slice())
+                    .bind(&data)
+                    .bind(millis(record.created_at))
+                    .bind(millis(record.expires_at))
+                    .execute(&self.pool)
+            })
+            .await;
+            match done {
+                Ok(_) => Ok(true),
+                Err(e) if error_number(&e) == Some(ER_DUP_ENTRY) => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        // The common case is one INSERT. On a duplicate, an expired record under the same
+        // key may be replaced; a live one never.
+        if try_insert().await? {
+            return Ok(());
+        }
+        let delete_expired = format!(
+            "DELETE FROM {} WHERE id = ? AND {EXPIRED}",
+            self.table.sessions
+        );
+        let expired = retry_deadlocks(|| {
+            sqlx::query(&delete_expired)
+                .bind(key.as_bytes().as_slice())
+                .bind(millis(OffsetDateTime::now_utc()))
+                .execute(&self.pool)
+        })
+        .await?;
+        if expired.rows_affected() > 0 && try_insert().await? {
+            return Ok(());
+        }
+        Err(StoreError::DuplicateId)
+    }
+
+    async fn update(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        if change
+            .set
+            .keys()
+            .chain(&change.removed)
+            .all(|k| path_safe(k))
+        {
+            self.update_in_place(key, change, now).await
+        } else {
+            self.update_read_write(key, change, now).await
+        }
+    }
+
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE {} SET expires_at = GREATEST(expires_at, ?) WHERE id = ? AND expires_at > ?",
+            self.table.by_id
+        );
+        // sqlx connects with CLIENT_FOUND_ROWS, so a touch that does not move the expiry
+        // still counts its matched row.
+        let done = retry_deadlocks(|| {
+            sqlx::query(&sql)
+                .bind(millis(expires_at))
+                .bind(key.as_bytes().as_slice())
+                .bind(millis(now))
+                .execute(&self.pool)
+        })
+        .await?;
+        match done.rows_affected() {
+            0 => Err(StoreError::Gone),
+            _ => Ok(()),
+        }
+    }
+
+    async fn rename(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let t = &self.table.sessions;
+        retry_transaction(|| async {
+            let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
+            let mut record = self
+                .read_locked(&mut tx, from, now)
+                .await?
+                .ok_or(StoreError::Gone)?;
+            // A plain read, not a locking one: locking a missing `to` would take a gap lock,
+            // and two renames into the same gap would deadlock on their inserts. A `to`
+            // created meanwhile makes the move below fail as a duplicate instead.
+            let taken: Option<i64> =
+                sqlx::query_scalar(&format!("SELECT expires_at FROM {t} WHERE id = ?"))
+                    .bind(to.as_bytes().as_slice())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+            match taken {
+                Some(exp) if exp > millis(now) => return Err(StoreError::DuplicateId),
+                Some(_) => {
+                    sqlx::query(&format!("DELETE FROM {t} WHERE id = ? AND {EXPIRED}"))
+                        .bind(to.as_bytes().as_slice())
+                        .bind(millis(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::backend)?;
+                }
+                None => {}
+            }
+            change.apply(&mut record);
+            if is_empty(&record.data) {
+                // Emptied by changes made meanwhile: nothing left to move (I2).
+                self.delete_in(&mut tx, from).await?;
+                tx.commit().await.map_err(StoreError::backend)?;
+                return Err(StoreError::Gone);
+            }
+            // One statement moves the record: no moment where both ids or neither is valid.
+            let moved = sqlx::query(&format!(
+                "UPDATE {t} SET id = ?, data = ?, expires_at = ?, version = version + 1
+                 WHERE id = ?"
+            ))
+            .bind(to.as_bytes().as_slice())
+            .bind(to_json(&record.data))
+            .bind(millis(record.expires_at))
+            .bind(from.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend);
+            match moved {
+                Err(e) if error_number(&e) == Some(ER_DUP_ENTRY) => {
+                    return Err(StoreError::DuplicateId)
+                }
+                other => other?,
+            };
+            tx.commit().await.map_err(StoreError::backend)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
+        let sql = format!("DELETE FROM {} WHERE id = ?", self.table.sessions);
+        let done = retry_deadlocks(|| {
+            sqlx::query(&sql)
+                .bind(key.as_bytes().as_slice())
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        // Walks the expires_at index (id breaks ties, so the batch is deterministic); one
+        // short statement per batch, safe to run from several processes at once.
+        let sql = format!(
+            "DELETE FROM {} WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?",
+            self.table.sessions
+        );
+        let done = retry_deadlocks(|| {
+            sqlx::query(&sql)
+                .bind(millis(now))
+                .bind(i64::from(limit))
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+        let t = &self.table.sessions;
+        let (live, expired): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT (SELECT COUNT(*) FROM {t} WHERE expires_at > ?),
+                    (SELECT COUNT(*) FROM {t} WHERE expires_at <= ?)"
+        ))
+        .bind(millis(now))
+        .bind(millis(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::backend)?;
+        Ok(RecordCounts {
+            live: live as u64,
+            expired: expired as u64,
+        })
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // A connection of its own, not a pooled one: if this future is dropped midway, the
+        // connection closes and the server releases the lock with it.
+        let mut conn = self
+            .pool
+            .connect_options()
+            .connect()
+            .await
+            .map_err(StoreError::backend)?;
+        // DDL commits at once in MySQL, so a transaction cannot make migrating atomic; a
+        // named lock per database and table keeps two processes from migrating together.
+        let lock =
+            "CONCAT('tidysession:', LEFT(SHA2(CONCAT(IFNULL(DATABASE(), ''), '.', ?), 256), 40))";
+        let locked: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({lock}, 60)"))
+            .bind(&self.table.name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(StoreError::backend)?;
+        if locked != Some(1) {
+            return Err(StoreError::backend(MigrationLockTimeout));
+        }
+        let result = self.migrate_locked(&mut conn).await;
+        let released: Result<Option<i64>, _> =
+            sqlx::query_scalar(&format!("SELECT RELEASE_LOCK({lock})"))
+                .bind(&self.table.name)
+                .fetch_one(&mut conn)
+                .await;
+        // Closing the connection releases the lock too, should RELEASE_LOCK have failed.
+        let closed = conn.close().await;
+        result?;
+        released.map_err(StoreError::backend)?;
+        closed.map_err(StoreError::backend)
+    }
+}
+
+/// No connection to the server within [`CONNECT_TIMEOUT`].
+#[derive(Debug, thiserror::Error)]
+#[error("no connection to the MySQL server at {host}:{port} within {}s (refused or unreachable)", CONNECT_TIMEOUT.as_secs())]
+struct Unreachable {
+    host: String,
+    port: u16,
+}
+
+/// Another process held the migration lock for a minute.
+#[derive(Debug, thiserror::Error)]
+#[error("timed out waiting for another process to finish migrating the session table")]
+struct MigrationLockTimeout;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_checked() {
+        for good in ["s", "tidysession_sessions", "App_2", &"x".repeat(57)] {
+            assert!(Table::new(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "a-b",
+            "a b",
+            "x`; DROP TABLE t; --",
+            "db.t",
+            "ünï",
+            &"x".repeat(58),
+        ] {
+            assert!(Table::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_plain_keys_take_the_json_path() {
+        for ok in ["a", "a.b", "with space", "[0]", "$", "ünï", "a'b"] {
+            assert!(path_safe(ok), "{ok:?}");
+        }
+        for odd in ["", "q\"x", "back\\slash", "tab\there", "a*b"] {
+            assert!(!path_safe(odd), "{odd:?}");
+        }
+    }
+}
