@@ -1,27 +1,77 @@
-//! Concurrent requests on one session, through the layer, on SQLite: no lost updates, no
-//! resurrection.
+//! Concurrent requests on one session, through the layer, on every store: no lost updates,
+//! no resurrection. (The conformance suite checks the same at the store's level.)
 
 use std::sync::Arc;
 
-use tidysession::store::SqliteStore;
+use tidysession::store::SessionStore;
 use tidysession::SessionConfig;
 
 use crate::util::Harness;
 
-async fn sqlite() -> (Arc<Harness<SqliteStore>>, String, tempfile::TempDir) {
+/// Expands to the concurrency tests for the store `$make` builds, as `(store, guard)`.
+macro_rules! concurrency_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::concurrency::concurrency_suite!(@cases $make;
+                two_overlapping_requests_writing_different_keys_both_survive,
+                thirty_two_concurrent_requests_keep_all_thirty_two_keys,
+                writes_racing_a_logout_never_bring_the_session_back
+            );
+        }
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let (store, _guard) = $make.await;
+                $crate::concurrency::$case(store).await;
+            }
+        )*
+    };
+}
+pub(crate) use concurrency_suite;
+
+concurrency_suite!(sqlite, async {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("c.db").to_str().unwrap())
+    let path = dir.path().join("c.db");
+    let store = tidysession::store::SqliteStore::open(path.to_str().unwrap())
         .await
         .unwrap();
-    tidysession::SessionStore::migrate(&store).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+});
+concurrency_suite!(memory, async {
+    (tidysession::store::MemoryStore::default(), ())
+});
+#[cfg(feature = "postgres")]
+concurrency_suite!(postgres, crate::util::servers::postgres());
+#[cfg(feature = "mysql")]
+concurrency_suite!(mysql, crate::util::servers::mysql());
+#[cfg(feature = "redis")]
+concurrency_suite!(redis, async { (crate::util::servers::redis().await, ()) });
+#[cfg(feature = "redis")]
+concurrency_suite!(redis_cluster, async {
+    (crate::util::servers::redis_cluster().await, ())
+});
+#[cfg(all(feature = "cached", feature = "postgres"))]
+concurrency_suite!(cached_postgres, async {
+    let (store, guard) = crate::util::servers::postgres().await;
+    (tidysession::store::CachedStore::new(store), guard)
+});
+
+/// The store behind the layer, and a session holding `seed = 0`.
+async fn seeded<S: SessionStore>(store: S) -> (Arc<Harness<S>>, String) {
     let h = Harness::new(store, SessionConfig::default());
     let cookie = h.get("/write?k=seed&v=0", None).await.cookie();
-    (Arc::new(h), cookie, dir)
+    (Arc::new(h), cookie)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_overlapping_requests_writing_different_keys_both_survive() {
-    let (h, cookie, _dir) = sqlite().await;
+pub async fn two_overlapping_requests_writing_different_keys_both_survive<S: SessionStore>(
+    store: S,
+) {
+    let (h, cookie) = seeded(store).await;
     // Both load before either saves: a whole-record save would lose one of them.
     let a = {
         let (h, c) = (h.clone(), cookie.clone());
@@ -38,9 +88,8 @@ async fn two_overlapping_requests_writing_different_keys_both_survive() {
     assert_eq!(h.get("/read?k=seed", Some(&cookie)).await.body, "0");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn thirty_two_concurrent_requests_keep_all_thirty_two_keys() {
-    let (h, cookie, _dir) = sqlite().await;
+pub async fn thirty_two_concurrent_requests_keep_all_thirty_two_keys<S: SessionStore>(store: S) {
+    let (h, cookie) = seeded(store).await;
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let (h, c) = (h.clone(), cookie.clone());
@@ -61,9 +110,8 @@ async fn thirty_two_concurrent_requests_keep_all_thirty_two_keys() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn writes_racing_a_logout_never_bring_the_session_back() {
-    let (h, cookie, _dir) = sqlite().await;
+pub async fn writes_racing_a_logout_never_bring_the_session_back<S: SessionStore>(store: S) {
+    let (h, cookie) = seeded(store).await;
     let writers: Vec<_> = (0..8)
         .map(|i| {
             let (h, c) = (h.clone(), cookie.clone());

@@ -93,25 +93,55 @@ async fn store_goes_away_and_comes_back<S: SessionStore>(store: S, proxy: &Proxy
     assert_eq!(h.get("/read?k=n", Some(&cookie)).await.body, "4");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_goes_away_and_comes_back() {
-    let url = servers::postgres_url();
-    let proxy = Proxy::start(server_of(&url, 5432)).await;
-    let (store, _guard) = servers::postgres_at(&via(&url, proxy.addr)).await;
-    store_goes_away_and_comes_back(store, &proxy).await;
+/// Expands to the outage tests for one store: `$url` is the server's URL, `$port` its default
+/// port, `$make` builds an isolated store from a URL, as `(store, guard)`.
+macro_rules! outage_suite {
+    ($name:ident, $url:expr, $port:expr, $make:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn goes_away_and_comes_back() {
+                let url = $url;
+                let proxy = Proxy::start(server_of(&url, $port)).await;
+                let (store, _guard) = ($make)(via(&url, proxy.addr)).await;
+                store_goes_away_and_comes_back(store, &proxy).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn that_never_answered_fails_clearly() {
+                let proxy = Proxy::start(server_of(&$url, $port)).await;
+                proxy.cut();
+                let started = std::time::Instant::now();
+                let err = tidysession::store::open(&via(&$url, proxy.addr))
+                    .await
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("cannot open store"), "{err}");
+                assert!(started.elapsed() < Duration::from_secs(15));
+            }
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_that_never_answered_fails_clearly() {
-    // Nothing listens on a port the proxy refuses from the start.
-    let proxy = Proxy::start(server_of(&servers::postgres_url(), 5432)).await;
-    proxy.cut();
-    let started = std::time::Instant::now();
-    let url = via(&servers::postgres_url(), proxy.addr);
-    let err = tidysession::store::open(&url)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("cannot open store"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(15));
-}
+#[cfg(feature = "postgres")]
+outage_suite!(
+    postgres,
+    servers::postgres_url(),
+    5432,
+    |url: String| async move { servers::postgres_at(&url).await }
+);
+#[cfg(feature = "mysql")]
+outage_suite!(
+    mysql,
+    servers::mysql_url(),
+    3306,
+    |url: String| async move { servers::mysql_at(&url).await }
+);
+#[cfg(feature = "redis")]
+outage_suite!(
+    redis,
+    servers::redis_url(),
+    6379,
+    |url: String| async move { (servers::redis_at(&url).await, ()) }
+);

@@ -3,7 +3,8 @@
 //! - `conformance`: the store contract, written once; `stores` plugs each store into it.
 //! - `decide_table`: the pure decision function, row by row, no I/O.
 //! - `layer`: the decision table again through the real layer, counting store I/O.
-//! - `concurrency`: concurrent requests through the layer on SQLite (lost updates, resurrection).
+//! - `concurrency`: concurrent requests through the layer on every store (lost updates,
+//!   resurrection).
 //! - `cached`: the in-process cache, and how stale it may be.
 //! - `failure`: server-backed stores that go away and come back.
 //! - `sqlite`, `postgres`, `mysql`, `redis`: what each store holds at rest, and its own features
@@ -19,7 +20,6 @@ mod util;
 mod cached;
 mod concurrency;
 mod decide_table;
-#[cfg(feature = "postgres")]
 mod failure;
 mod layer;
 #[cfg(feature = "mysql")]

@@ -15,63 +15,8 @@ use tidysession::store::{MySqlStore, SessionStore, Updated};
 use tidysession::{SessionConfig, SessionId, StoreError};
 
 use crate::conformance::{data, fresh, key, load, now, set};
+use crate::util::servers::{mysql, mysql_url as url, unique_name, DropOnExit};
 use crate::util::Harness;
-
-/// The test server's URL.
-pub fn url() -> String {
-    std::env::var("TIDYSESSION_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1/test".to_owned())
-}
-
-/// A random table name no other test uses.
-fn table_name() -> String {
-    let hex = SessionId::generate().unwrap().storage_key().to_hex();
-    format!("tidysession_t_{}", &hex[..16])
-}
-
-/// Drops a test's tables when the test ends.
-#[derive(Debug)]
-pub struct TableGuard {
-    name: String,
-}
-
-impl Drop for TableGuard {
-    fn drop(&mut self) {
-        // Drop cannot await, and runs inside the test's runtime: drop the tables from a
-        // thread with a runtime of its own, and wait for it.
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut conn = MySqlConnection::connect(&url()).await?;
-                sqlx::query(&format!("DROP TABLE IF EXISTS `{name}`, `{name}_schema`"))
-                    .execute(&mut conn)
-                    .await?;
-                conn.close().await
-            })
-        })
-        .join();
-        if !std::thread::panicking() {
-            dropped.unwrap().unwrap();
-        }
-    }
-}
-
-/// A migrated store over a fresh table, and the guard that drops the table.
-pub async fn fresh_store() -> (MySqlStore, TableGuard) {
-    let name = table_name();
-    let guard = TableGuard { name: name.clone() };
-    let store = MySqlStore::connect(&url())
-        .await
-        .unwrap_or_else(|e| panic!("MySQL test server at {}: {e}", url()))
-        .table(&name)
-        .unwrap();
-    store.migrate().await.unwrap();
-    (store, guard)
-}
 
 /// A connection of the test's own.
 async fn side_connection() -> MySqlConnection {
@@ -80,7 +25,7 @@ async fn side_connection() -> MySqlConnection {
 
 #[tokio::test]
 async fn no_raw_session_id_appears_anywhere_in_the_table() {
-    let (store, guard) = fresh_store().await;
+    let (store, guard) = mysql().await;
     let h = Harness::new(store, SessionConfig::default());
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -122,7 +67,7 @@ async fn no_raw_session_id_appears_anywhere_in_the_table() {
 
 #[tokio::test]
 async fn a_corrupt_row_is_reported_and_left_in_place() {
-    let (store, guard) = fresh_store().await;
+    let (store, guard) = mysql().await;
     let mut db = side_connection().await;
     let k = key();
     store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
@@ -179,8 +124,8 @@ async fn a_corrupt_row_is_reported_and_left_in_place() {
 
 #[tokio::test]
 async fn the_schema_version_is_recorded_and_migrating_concurrently_is_safe() {
-    let name = table_name();
-    let _guard = TableGuard { name: name.clone() };
+    let name = unique_name("tidysession_t");
+    let _guard = DropOnExit::mysql_table(&name);
     let connect = || async {
         MySqlStore::connect(&url())
             .await
@@ -238,8 +183,8 @@ async fn bytes_received(pool: &MySqlPool) -> u64 {
 
 #[tokio::test]
 async fn a_one_key_update_sends_only_that_key() {
-    let name = table_name();
-    let _guard = TableGuard { name: name.clone() };
+    let name = unique_name("tidysession_t");
+    let _guard = DropOnExit::mysql_table(&name);
     // One connection, so the session counters the test reads are the store's own.
     let pool = MySqlPoolOptions::new()
         .max_connections(1)
@@ -285,7 +230,7 @@ async fn a_one_key_update_sends_only_that_key() {
 
 #[tokio::test]
 async fn an_update_that_changes_nothing_is_not_gone() {
-    let (store, _guard) = fresh_store().await;
+    let (store, _guard) = mysql().await;
     let k = key();
     store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
     // MySQL counts changed rows unless the client asks for matched rows: the same value
@@ -316,7 +261,7 @@ async fn an_update_that_changes_nothing_is_not_gone() {
 
 #[tokio::test]
 async fn removing_the_last_key_while_another_request_sets_one_keeps_the_record() {
-    let (store, _guard) = fresh_store().await;
+    let (store, _guard) = mysql().await;
     let store = std::sync::Arc::new(store);
     for round in 0..20 {
         let k = key();
@@ -357,7 +302,7 @@ async fn table_names_are_checked_before_any_io() {
         let err = store.table(bad).unwrap_err().to_string();
         assert!(err.contains("invalid session table name"), "{bad}: {err}");
     }
-    let name = table_name();
+    let name = unique_name("tidysession_t");
     let store = MySqlStore::connect(&url())
         .await
         .unwrap()
@@ -377,8 +322,8 @@ async fn table_names_are_checked_before_any_io() {
 
 #[tokio::test]
 async fn store_urls_open_mysql_with_a_table_and_never_print_the_password() {
-    let name = table_name();
-    let _guard = TableGuard { name: name.clone() };
+    let name = unique_name("tidysession_t");
+    let _guard = DropOnExit::mysql_table(&name);
     let sep = if url().contains('?') { '&' } else { '?' };
     let store = tidysession::store::open(&format!("{}{sep}table={name}", url()))
         .await
@@ -426,7 +371,7 @@ async fn store_urls_open_mysql_with_a_table_and_never_print_the_password() {
 async fn a_mixed_concurrent_load_sees_no_backend_errors() {
     use time::Duration as Span;
 
-    let (store, _guard) = fresh_store().await;
+    let (store, _guard) = mysql().await;
     let store = std::sync::Arc::new(store);
     let t = now();
     let mut keys = Vec::new();
@@ -491,7 +436,7 @@ async fn a_mixed_concurrent_load_sees_no_backend_errors() {
 async fn a_deadlock_victim_is_retried() {
     use time::Duration as Span;
 
-    let (store, guard) = fresh_store().await;
+    let (store, guard) = mysql().await;
     let store = std::sync::Arc::new(store);
     let (from, to) = (key(), key());
     let t = now();

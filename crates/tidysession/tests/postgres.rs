@@ -18,16 +18,10 @@ async fn side_connection() -> sqlx::PgConnection {
     sqlx::PgConnection::connect(&postgres_url()).await.unwrap()
 }
 
-fn schema_of(store: &PostgresStore) -> String {
-    let debug = format!("{store:?}");
-    let start = debug.find("schema: \"").unwrap() + "schema: \"".len();
-    debug[start..].split('"').next().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn rows_hold_only_the_hash_of_the_id() {
-    let (store, _guard) = postgres().await;
-    let schema = schema_of(&store);
+    let (store, guard) = postgres().await;
+    let schema = guard.name.clone();
     let h = Harness::new(store, SessionConfig::default());
     let r = h.get("/write?k=cart&v=3", None).await;
     let id = r.session_id().unwrap();
@@ -116,10 +110,7 @@ async fn schema_names_are_checked_and_urls_choose_the_schema() {
     }
     drop(store);
     let schema = unique_name("tidysession_url");
-    let _guard = DropOnExit::new(
-        &postgres_url(),
-        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-    );
+    let _guard = DropOnExit::postgres_schema(&schema);
     let url = format!("{}?schema={schema}", postgres_url());
     let store = tidysession::store::open(&url).await.unwrap();
     store.migrate().await.unwrap();
@@ -138,10 +129,7 @@ async fn schema_names_are_checked_and_urls_choose_the_schema() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn processes_migrating_at_once_migrate_once() {
     let schema = unique_name("tidysession_mig");
-    let _guard = DropOnExit::new(
-        &postgres_url(),
-        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-    );
+    let _guard = DropOnExit::postgres_schema(&schema);
     let tasks: Vec<_> = (0..4)
         .map(|_| {
             let schema = schema.clone();
@@ -180,8 +168,8 @@ async fn processes_migrating_at_once_migrate_once() {
 
 #[tokio::test]
 async fn a_schema_from_a_newer_version_is_refused() {
-    let (store, _guard) = postgres().await;
-    let schema = schema_of(&store);
+    let (store, guard) = postgres().await;
+    let schema = guard.name.clone();
     let mut db = side_connection().await;
     sqlx::query(&format!(
         "INSERT INTO \"{schema}\".tidysession_schema VALUES (99)"
@@ -195,8 +183,8 @@ async fn a_schema_from_a_newer_version_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_skips_rows_another_cleaner_holds_instead_of_waiting() {
-    let (store, _guard) = postgres().await;
-    let schema = schema_of(&store);
+    let (store, guard) = postgres().await;
+    let schema = guard.name.clone();
     let t = now();
     for i in 0..10 {
         let exp = t - time::Duration::minutes(60 - i);
@@ -228,8 +216,8 @@ async fn cleanup_skips_rows_another_cleaner_holds_instead_of_waiting() {
 
 #[tokio::test]
 async fn a_corrupt_row_reads_as_no_session_and_is_left_in_place() {
-    let (store, _guard) = postgres().await;
-    let schema = schema_of(&store);
+    let (store, guard) = postgres().await;
+    let schema = guard.name.clone();
     let h = Harness::new(store, SessionConfig::default());
     let cookie = h.get("/write?k=a&v=1", None).await.cookie();
     let mut db = side_connection().await;

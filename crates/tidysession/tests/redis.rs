@@ -14,43 +14,11 @@ use tidysession::{SessionId, StorageKey, StoreError};
 use time::{Duration, OffsetDateTime};
 
 use crate::conformance::{data, fresh, key, load, now, record, set};
-
-pub fn single_url() -> String {
-    std::env::var("TIDYSESSION_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-pub fn cluster_url() -> String {
-    std::env::var("TIDYSESSION_TEST_REDIS_CLUSTER_URL")
-        .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".into())
-}
-
-/// A key prefix no other test uses.
-pub fn unique_prefix() -> String {
-    format!(
-        "tidysession-test:{}:",
-        SessionId::generate().unwrap().as_str()
-    )
-}
-
-/// A store on the single server, under a fresh prefix.
-pub async fn single() -> RedisStore {
-    RedisStore::connect(&single_url())
-        .await
-        .expect("Redis at TIDYSESSION_TEST_REDIS_URL (run scripts/services.sh)")
-        .key_prefix(unique_prefix())
-}
-
-/// A store on the cluster, under a fresh prefix.
-pub async fn cluster() -> RedisStore {
-    RedisStore::connect(&cluster_url())
-        .await
-        .expect("Redis Cluster at TIDYSESSION_TEST_REDIS_CLUSTER_URL (run scripts/services.sh)")
-        .key_prefix(unique_prefix())
-}
+use crate::util::servers::{redis, redis_cluster, redis_cluster_url, redis_url, unique_name};
 
 /// The test's own connection to the single server.
 async fn side() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(single_url())
+    redis::Client::open(redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -59,7 +27,7 @@ async fn side() -> redis::aio::MultiplexedConnection {
 
 /// The test's own connection to the cluster.
 async fn side_cluster() -> redis::cluster_async::ClusterConnection {
-    let url = cluster_url();
+    let url = redis_cluster_url();
     let hosts = url.strip_prefix("redis+cluster://").unwrap();
     let nodes: Vec<String> = hosts.split(',').map(|h| format!("redis://{h}")).collect();
     redis::cluster::ClusterClient::new(nodes)
@@ -75,7 +43,7 @@ fn millis(t: OffsetDateTime) -> i64 {
 
 #[tokio::test]
 async fn keys_are_the_prefix_and_the_hex_hash_never_the_id() {
-    let store = single().await;
+    let store = redis().await;
     let mut side = side().await;
     let id = SessionId::generate().unwrap();
     let k = id.storage_key();
@@ -112,7 +80,7 @@ async fn keys_are_the_prefix_and_the_hex_hash_never_the_id() {
 
 #[tokio::test]
 async fn the_hash_expires_through_pexpireat_a_grace_after_the_record() {
-    let store = single().await;
+    let store = redis().await;
     let mut side = side().await;
     let k = key();
     let r = fresh(json!({"a": 1}));
@@ -191,7 +159,7 @@ fn monitor_lines(
 
 #[tokio::test]
 async fn a_one_key_update_sends_only_that_key() {
-    let store = single().await;
+    let store = redis().await;
     let mut side = side().await;
     let k = key();
     let big = format!("BIG{}", "x".repeat(2048));
@@ -199,7 +167,7 @@ async fn a_one_key_update_sends_only_that_key() {
         .create(&k, &fresh(json!({"big": big, "small": 1})))
         .await
         .unwrap();
-    let addr = redis::Client::open(single_url())
+    let addr = redis::Client::open(redis_url())
         .unwrap()
         .get_connection_info()
         .addr()
@@ -238,7 +206,7 @@ async fn a_one_key_update_sends_only_that_key() {
 
 #[tokio::test]
 async fn hashes_that_are_not_sessions_are_corrupt_and_left_in_place() {
-    let store = single().await;
+    let store = redis().await;
     let mut side = side().await;
     let future = millis(now() + Duration::hours(1)).to_string();
     let created = millis(now()).to_string();
@@ -322,7 +290,7 @@ async fn keys_in_different_slots(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_rename_across_slots_loses_no_concurrent_write() {
-    let store = Arc::new(cluster().await);
+    let store = Arc::new(redis_cluster().await);
     let mut side = side_cluster().await;
     for round in 0..10 {
         let (from, to) = keys_in_different_slots(&store, &mut side).await;
@@ -387,7 +355,7 @@ async fn cluster_rename_across_slots_loses_no_concurrent_write() {
 
 #[tokio::test]
 async fn a_pending_copy_is_valid_only_once_its_old_record_is_gone() {
-    let store = Arc::new(cluster().await);
+    let store = Arc::new(redis_cluster().await);
     let mut side = side_cluster().await;
     let (from, to) = keys_in_different_slots(&store, &mut side).await;
     let r = fresh(json!({"a": 1}));
@@ -430,7 +398,7 @@ async fn a_pending_copy_is_valid_only_once_its_old_record_is_gone() {
 
 #[tokio::test]
 async fn cluster_count_sees_every_master() {
-    let store = Arc::new(cluster().await);
+    let store = Arc::new(redis_cluster().await);
     let mut side = side_cluster().await;
     let mut slots = std::collections::BTreeSet::new();
     for _ in 0..40 {
@@ -451,8 +419,8 @@ async fn cluster_count_sees_every_master() {
 #[tokio::test]
 async fn store_urls_open_redis_and_explain_bad_ones() {
     let mut side = side().await;
-    let prefix = unique_prefix();
-    let url = format!("{}?prefix={}", single_url(), prefix.replace(':', "%3A"));
+    let prefix = format!("{}:", unique_name("tidysession-test"));
+    let url = format!("{}?prefix={}", redis_url(), prefix.replace(':', "%3A"));
     let store = tidysession::store::open(&url).await.unwrap();
     let shown = format!("{store:?}");
     assert!(
@@ -467,7 +435,7 @@ async fn store_urls_open_redis_and_explain_bad_ones() {
         .unwrap();
     assert!(exists, "the prefix parameter names the keys");
 
-    let store = tidysession::store::open(&format!("{}?prefix={prefix}", cluster_url()))
+    let store = tidysession::store::open(&format!("{}?prefix={prefix}", redis_cluster_url()))
         .await
         .unwrap();
     assert!(format!("{store:?}").contains("cluster"));
@@ -475,7 +443,7 @@ async fn store_urls_open_redis_and_explain_bad_ones() {
     assert_eq!(store.count(now()).await.unwrap().live, 1);
 
     // Credentials never show, neither in Debug nor in errors.
-    let with_password = single_url().replacen("redis://", "redis://default:sekrit@", 1);
+    let with_password = redis_url().replacen("redis://", "redis://default:sekrit@", 1);
     let store = RedisStore::connect(&with_password).await.unwrap();
     assert!(!format!("{store:?}").contains("sekrit"), "{store:?}");
     let err = tidysession::store::open("redis://someone:sekrit@127.0.0.1:1/0")

@@ -14,7 +14,7 @@ crate::conformance_suite!(sqlite, async {
 
 // A fresh table per test, dropped when the test ends (see `mysql::fresh_store`).
 #[cfg(feature = "mysql")]
-crate::conformance_suite!(mysql, crate::mysql::fresh_store());
+crate::conformance_suite!(mysql, crate::util::servers::mysql());
 
 crate::conformance_suite!(sqlite_in_memory, async {
     let store = SqliteStore::open(":memory:").await.unwrap();
@@ -41,10 +41,12 @@ crate::conformance_suite!(postgres, crate::util::servers::postgres());
 
 // Each test files its keys under a prefix of its own, so counts see only its records.
 #[cfg(feature = "redis")]
-crate::conformance_suite!(redis, async { (crate::redis::single().await, ()) });
+crate::conformance_suite!(redis, async { (crate::util::servers::redis().await, ()) });
 
 #[cfg(feature = "redis")]
-crate::conformance_suite!(redis_cluster, async { (crate::redis::cluster().await, ()) });
+crate::conformance_suite!(redis_cluster, async {
+    (crate::util::servers::redis_cluster().await, ())
+});
 
 #[tokio::test]
 async fn memory_store_is_bounded_and_evicts_only_expired_records() {

@@ -1,15 +1,40 @@
-//! Real database servers for the tests: addresses from environment variables with loopback
-//! defaults, and stores isolated per test so that tests running side by side (nextest runs
-//! each in its own process) never see each other's rows.
+//! Real servers for the tests: addresses from environment variables with loopback defaults
+//! (`scripts/services.sh` starts them), and stores isolated per test, so that tests running
+//! side by side (nextest runs each in its own process) never see each other's records.
 //!
 //! A server that is not running fails the test: nothing here skips.
 
-use tidysession::store::{PostgresStore, SessionStore};
+#![allow(dead_code)] // each store's helpers are used only with its feature
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
 
 /// `TIDYSESSION_TEST_POSTGRES_URL`, default `postgres://root@127.0.0.1/test`.
 pub fn postgres_url() -> String {
-    std::env::var("TIDYSESSION_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1/test".to_owned())
+    env_or(
+        "TIDYSESSION_TEST_POSTGRES_URL",
+        "postgres://root@127.0.0.1/test",
+    )
+}
+
+/// `TIDYSESSION_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1/test`.
+pub fn mysql_url() -> String {
+    env_or("TIDYSESSION_TEST_MYSQL_URL", "mysql://root@127.0.0.1/test")
+}
+
+/// `TIDYSESSION_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`.
+pub fn redis_url() -> String {
+    env_or("TIDYSESSION_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+/// `TIDYSESSION_TEST_REDIS_CLUSTER_URL`, default the first three nodes of the six-node
+/// cluster on ports 7000-7005.
+pub fn redis_cluster_url() -> String {
+    env_or(
+        "TIDYSESSION_TEST_REDIS_CLUSTER_URL",
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002",
+    )
 }
 
 /// A short random name for a per-test schema, table or key prefix.
@@ -18,73 +43,130 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", &id.to_hex()[..16])
 }
 
-/// Runs a statement on a fresh connection from a plain thread: usable from `Drop`, where
-/// the test's runtime may already be gone.
-fn run_detached(url: String, statement: String) {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            use sqlx::Connection;
-            if url.starts_with("mysql") {
-                let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
-                sqlx::raw_sql(&statement).execute(&mut c).await.unwrap();
-            } else {
-                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-                // A connection left holding a lock fails the test instead of hanging it.
-                sqlx::raw_sql("SET lock_timeout = '10s'")
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(&statement).execute(&mut c).await.unwrap();
-            }
-        });
-    })
-    .join()
-    .expect("cleanup statement failed");
-}
-
-/// Drops a per-test schema or table when the test ends.
+/// A per-test schema or table, dropped when the test ends.
 #[derive(Debug)]
 pub struct DropOnExit {
+    /// The schema's or table's name.
+    pub name: String,
     url: String,
     statement: String,
 }
 
 impl DropOnExit {
-    pub fn new(url: &str, statement: String) -> Self {
+    /// Drops the PostgreSQL schema `name` and everything in it.
+    pub fn postgres_schema(name: &str) -> Self {
         Self {
-            url: url.to_owned(),
-            statement,
+            name: name.to_owned(),
+            url: postgres_url(),
+            statement: format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"),
+        }
+    }
+
+    /// Drops the MySQL session table `name` and its schema-version table.
+    pub fn mysql_table(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            url: mysql_url(),
+            statement: format!("DROP TABLE IF EXISTS `{name}`, `{name}_schema`"),
         }
     }
 }
 
 impl Drop for DropOnExit {
     fn drop(&mut self) {
-        run_detached(self.url.clone(), std::mem::take(&mut self.statement));
+        // Drop cannot await, and may run after the test's runtime is gone: run the statement
+        // from a thread with a runtime of its own, on a fresh connection.
+        let (url, statement) = (self.url.clone(), std::mem::take(&mut self.statement));
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if url.starts_with("mysql") {
+                    let mut c = sqlx::MySqlConnection::connect(&url).await?;
+                    sqlx::raw_sql(&statement).execute(&mut c).await?;
+                } else {
+                    let mut c = sqlx::PgConnection::connect(&url).await?;
+                    // A connection left holding a lock fails the test instead of hanging it.
+                    sqlx::raw_sql("SET lock_timeout = '10s'")
+                        .execute(&mut c)
+                        .await?;
+                    sqlx::raw_sql(&statement).execute(&mut c).await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .join();
+        if !std::thread::panicking() {
+            dropped
+                .unwrap()
+                .expect("dropping the test's schema or table");
+        }
     }
 }
 
 /// A migrated [`PostgresStore`] at `url` in a schema of its own, dropped when the guard goes.
-pub async fn postgres_at(url: &str) -> (PostgresStore, DropOnExit) {
+#[cfg(feature = "postgres")]
+pub async fn postgres_at(url: &str) -> (tidysession::store::PostgresStore, DropOnExit) {
+    use tidysession::store::{PostgresStore, SessionStore};
     let schema = unique_name("tidysession_test");
+    let guard = DropOnExit::postgres_schema(&schema);
     let store = PostgresStore::connect(url)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"))
         .schema(&schema)
         .unwrap();
     store.migrate().await.unwrap();
-    let guard = DropOnExit::new(
-        &postgres_url(),
-        format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
-    );
     (store, guard)
 }
 
 /// A migrated [`PostgresStore`] on the test server, in a schema of its own.
-pub async fn postgres() -> (PostgresStore, DropOnExit) {
+#[cfg(feature = "postgres")]
+pub async fn postgres() -> (tidysession::store::PostgresStore, DropOnExit) {
     postgres_at(&postgres_url()).await
+}
+
+/// A migrated [`MySqlStore`] at `url` over a table of its own, dropped when the guard goes.
+#[cfg(feature = "mysql")]
+pub async fn mysql_at(url: &str) -> (tidysession::store::MySqlStore, DropOnExit) {
+    use tidysession::store::{MySqlStore, SessionStore};
+    let table = unique_name("tidysession_t");
+    let guard = DropOnExit::mysql_table(&table);
+    let store = MySqlStore::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("MySQL at {url}: {e}"))
+        .table(&table)
+        .unwrap();
+    store.migrate().await.unwrap();
+    (store, guard)
+}
+
+/// A migrated [`MySqlStore`] on the test server, over a table of its own.
+#[cfg(feature = "mysql")]
+pub async fn mysql() -> (tidysession::store::MySqlStore, DropOnExit) {
+    mysql_at(&mysql_url()).await
+}
+
+/// A [`RedisStore`] at `url` under a key prefix of its own. Its records expire by
+/// themselves, and Redis keeps nothing on disk.
+#[cfg(feature = "redis")]
+pub async fn redis_at(url: &str) -> tidysession::store::RedisStore {
+    tidysession::store::RedisStore::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {url} (run scripts/services.sh): {e}"))
+        .key_prefix(format!("{}:", unique_name("tidysession-test")))
+}
+
+/// A [`RedisStore`] on the single test server, under a key prefix of its own.
+#[cfg(feature = "redis")]
+pub async fn redis() -> tidysession::store::RedisStore {
+    redis_at(&redis_url()).await
+}
+
+/// A [`RedisStore`] on the test cluster, under a key prefix of its own.
+#[cfg(feature = "redis")]
+pub async fn redis_cluster() -> tidysession::store::RedisStore {
+    redis_at(&redis_cluster_url()).await
 }
