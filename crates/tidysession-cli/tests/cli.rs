@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 use serde_json::json;
-use tidysession::store::{SessionStore, SqliteStore};
+use tidysession::store::SessionStore;
 use tidysession::{Record, SessionId};
 use time::{Duration, OffsetDateTime};
 
@@ -22,16 +22,76 @@ fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[tokio::test]
-async fn migrate_then_clear_deletes_only_expired_sessions_in_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.db");
-    let url = format!("sqlite://{}", path.display());
-    let (ok, out, err) = run(&["migrate", "--store", &url]);
+/// A random name for a per-test schema, table or key prefix.
+fn unique_name(prefix: &str) -> String {
+    let key = SessionId::generate().unwrap().storage_key();
+    format!("{prefix}_{}", &key.to_hex()[..16])
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// The test servers (`scripts/services.sh` starts them), as in the library's tests.
+fn postgres_url() -> String {
+    env_or(
+        "TIDYSESSION_TEST_POSTGRES_URL",
+        "postgres://root@127.0.0.1/test",
+    )
+}
+fn mysql_url() -> String {
+    env_or("TIDYSESSION_TEST_MYSQL_URL", "mysql://root@127.0.0.1/test")
+}
+fn redis_url() -> String {
+    env_or("TIDYSESSION_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+/// `url` with one more query parameter.
+fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
+/// Drops a per-test PostgreSQL schema or MySQL table when the test ends.
+struct DropOnExit(&'static str, String);
+
+impl Drop for DropOnExit {
+    fn drop(&mut self) {
+        use sqlx::Connection as _;
+        let (kind, name) = (self.0, self.1.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if kind == "postgres" {
+                    let mut c = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
+                    sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                } else {
+                    let mut c = sqlx::MySqlConnection::connect(&mysql_url()).await.unwrap();
+                    sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {name}, {name}_schema"))
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+/// `migrate`, then `clear --dry-run` and `clear` on 2,300 expired and 200 live sessions.
+async fn migrate_then_clear(url: &str) {
+    let (ok, out, err) = run(&["migrate", "--store", url]);
     assert!(ok, "{err}");
     assert!(out.contains("schema is up to date"), "{out}");
 
-    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let store = tidysession::store::open(url).await.unwrap();
     let now = OffsetDateTime::now_utc();
     for i in 0..2500 {
         let expires_at = if i < 2300 {
@@ -48,7 +108,7 @@ async fn migrate_then_clear_deletes_only_expired_sessions_in_batches() {
         store.create(&key, &record).await.unwrap();
     }
 
-    let (ok, out, _) = run(&["clear", "--store", &url, "--dry-run"]);
+    let (ok, out, _) = run(&["clear", "--store", url, "--dry-run"]);
     assert!(ok);
     assert!(
         out.contains("2300 expired sessions would be deleted") && out.contains("200 live"),
@@ -63,11 +123,55 @@ async fn migrate_then_clear_deletes_only_expired_sessions_in_batches() {
         2300
     );
 
-    let (ok, out, err) = run(&["clear", "--store", &url, "--batch", "1000"]);
+    let (ok, out, err) = run(&["clear", "--store", url, "--batch", "1000"]);
     assert!(ok, "{err}");
     assert!(out.contains("deleted 2300 expired sessions"), "{out}");
     let counts = store.count(OffsetDateTime::now_utc()).await.unwrap();
     assert_eq!((counts.live, counts.expired), (200, 0));
+}
+
+#[tokio::test]
+async fn migrate_then_clear_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    migrate_then_clear(&format!("sqlite://{}", dir.path().join("s.db").display())).await;
+}
+
+#[tokio::test]
+async fn migrate_then_clear_on_postgres() {
+    let guard = DropOnExit("postgres", unique_name("tidysession_cli"));
+    migrate_then_clear(&with_param(&postgres_url(), &format!("schema={}", guard.1))).await;
+}
+
+#[tokio::test]
+async fn migrate_then_clear_on_mysql() {
+    let guard = DropOnExit("mysql", unique_name("tidysession_cli"));
+    migrate_then_clear(&with_param(&mysql_url(), &format!("table={}", guard.1))).await;
+}
+
+#[tokio::test]
+async fn clear_on_redis_says_redis_expires_sessions_itself() {
+    let prefix = format!("{}:", unique_name("tidysession-cli"));
+    let url = with_param(
+        &redis_url(),
+        &format!("prefix={}", prefix.replace(':', "%3A")),
+    );
+    let (ok, out, err) = run(&["migrate", "--store", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("schema is up to date"), "{out}");
+    let (ok, out, err) = run(&["clear", "--store", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("deletes expired sessions by itself"), "{out}");
+}
+
+#[test]
+fn passwords_never_reach_the_output() {
+    let url = postgres_url().replacen("://root@", "://root:hunter2@", 1);
+    let (_, out, err) = run(&["migrate", "--store", &with_param(&url, "schema=a-b")]);
+    assert!(
+        !out.contains("hunter2") && !err.contains("hunter2"),
+        "{out}{err}"
+    );
+    assert!(err.contains("invalid schema name"), "{err}");
 }
 
 #[test]
@@ -120,12 +224,37 @@ impl Drop for Demo {
 #[test]
 fn demo_serves_the_shop_on_an_embedded_sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    demo_shop(&format!(
+        "sqlite://{}",
+        dir.path().join("demo.db").display()
+    ));
+}
+
+#[test]
+fn demo_serves_the_shop_on_postgres() {
+    let guard = DropOnExit("postgres", unique_name("tidysession_demo"));
+    demo_shop(&with_param(&postgres_url(), &format!("schema={}", guard.1)));
+}
+
+#[test]
+fn demo_serves_the_shop_on_mysql() {
+    let guard = DropOnExit("mysql", unique_name("tidysession_demo"));
+    demo_shop(&with_param(&mysql_url(), &format!("table={}", guard.1)));
+}
+
+#[test]
+fn demo_serves_the_shop_on_redis() {
+    let prefix = format!("{}%3A", unique_name("tidysession-demo"));
+    demo_shop(&with_param(&redis_url(), &format!("prefix={prefix}")));
+}
+
+/// The demo on the store at `url`: health check, cart, login, who am I.
+fn demo_shop(url: &str) {
     let mut child = tidysession()
         .args([
             "demo",
             "--store",
-            &url,
+            url,
             "--addr",
             "127.0.0.1:0",
             "--seed-users",

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 /// Arguments of `clear`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    #[arg(long, env = "TIDYSESSION_STORE", help = super::STORE_HELP)]
+    #[arg(long, env = "TIDYSESSION_STORE", help = super::store_help())]
     store: String,
     /// Rows deleted per batch (one short transaction each).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -28,6 +28,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // A fixed cutoff bounds the work: sessions that expire during the run wait for the next.
     let cutoff = OffsetDateTime::now_utc();
     let counts = store.count(cutoff).await.context("counting sessions")?;
+    if store.removes_expired_itself() {
+        println!(
+            "nothing to clear: this store deletes expired sessions by itself (key expiry); {} live sessions",
+            counts.live
+        );
+        return Ok(());
+    }
     if args.dry_run {
         println!(
             "{} expired sessions would be deleted in batches of {}; {} live sessions kept",

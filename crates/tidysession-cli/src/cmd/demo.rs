@@ -33,7 +33,7 @@ use tidysession::{Session, SessionConfig, SessionError, SessionLayer};
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    #[arg(long, env = "TIDYSESSION_STORE", default_value = "sqlite://tidysession.db", help = super::STORE_HELP)]
+    #[arg(long, env = "TIDYSESSION_STORE", default_value = "sqlite://tidysession.db", help = super::store_help())]
     store: String,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -59,7 +59,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "tidysession demo on http://{} (store: {}; users: alice, bob{}; password: password)",
         listener.local_addr()?,
-        args.store,
+        tidysession::store::redact_url(&args.store),
         match args.seed_users {
             0 => String::new(),
             n => format!(", user1…user{n}"),

@@ -3,12 +3,15 @@
 /// Arguments of `migrate`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    #[arg(long, env = "TIDYSESSION_STORE", help = super::STORE_HELP)]
+    #[arg(long, env = "TIDYSESSION_STORE", help = super::store_help())]
     store: String,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     super::open_migrated_store(&args.store).await?;
-    println!("{}: schema is up to date", args.store);
+    println!(
+        "{}: schema is up to date",
+        tidysession::store::redact_url(&args.store)
+    );
     Ok(())
 }

@@ -7,16 +7,16 @@ pub(crate) mod migrate;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tidysession::store::SessionStore;
+use tidysession::store::{redact_url, SessionStore};
 
 /// Help text for `--store`.
-pub(crate) const STORE_HELP: &str = "Store URL: sqlite://PATH or memory://";
+pub(crate) fn store_help() -> String {
+    format!("Store URL, one of: {}", tidysession::store::SUPPORTED_URLS)
+}
 
-/// Opens the store a URL names.
+/// Opens the store a URL names. Its errors already quote the URL, without its password.
 pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn SessionStore>> {
-    tidysession::store::open(url)
-        .await
-        .with_context(|| format!("opening {url}"))
+    Ok(tidysession::store::open(url).await?)
 }
 
 /// Opens the store a URL names and brings its schema up to date.
@@ -25,6 +25,6 @@ pub(crate) async fn open_migrated_store(url: &str) -> anyhow::Result<Arc<dyn Ses
     store
         .migrate()
         .await
-        .with_context(|| format!("migrating {url}"))?;
+        .with_context(|| format!("migrating {}", redact_url(url)))?;
     Ok(store)
 }
