@@ -37,6 +37,7 @@ fn server_of(url: &str, default_port: u16) -> SocketAddr {
 
 /// The whole story, on a store reached through `proxy`.
 async fn store_goes_away_and_comes_back<S: SessionStore>(store: S, proxy: &Proxy) {
+    crate::util::logs::captured();
     let config = SessionConfig::default().with_store_error_status(StatusCode::BAD_GATEWAY);
     let h = Harness::new(store, config);
     let cookie = h.get("/write?k=cart&v=1", None).await.cookie();
@@ -64,6 +65,12 @@ async fn store_goes_away_and_comes_back<S: SessionStore>(store: S, proxy: &Proxy
             "no cookie for a session that was not saved"
         );
     }
+
+    let logs = crate::util::logs::captured();
+    assert!(
+        logs.contains("session load failed") && logs.contains("session save failed"),
+        "an error line for each kind of failure: {logs}"
+    );
 
     proxy.restore();
     // Connections the cut killed may fail once each as they are found dead; then it works.

@@ -18,6 +18,7 @@ use tidysession::{Record, StorageKey, StoreError};
 use time::OffsetDateTime;
 use tower::ServiceExt;
 
+pub mod logs;
 pub mod proxy;
 pub mod servers;
 
