@@ -51,7 +51,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions, MyS
 use sqlx::{ConnectOptions as _, Connection as _, MySqlPool, Row};
 use time::OffsetDateTime;
 
-use super::sql::{from_millis, millis, parse_data, to_json, SchemaTooNew};
+use super::sql::{millis, record_from, to_json, SchemaTooNew};
 use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
 use crate::record::{is_empty, only_reserved, Change, ExpiryChange, Record};
@@ -560,18 +560,6 @@ fn error_number(e: &StoreError) -> Option<u16> {
     };
     db.try_downcast_ref::<MySqlDatabaseError>()
         .map(MySqlDatabaseError::number)
-}
-
-fn record_from(key: &StorageKey, row: &MySqlRow) -> Result<Record, StoreError> {
-    let corrupt = |e: sqlx::Error| StoreError::Corrupt {
-        key: *key,
-        reason: e.to_string(),
-    };
-    Ok(Record {
-        data: parse_data(key, row.try_get::<&str, _>(0).map_err(corrupt)?)?,
-        created_at: from_millis(key, row.try_get(1).map_err(corrupt)?)?,
-        expires_at: from_millis(key, row.try_get(2).map_err(corrupt)?)?,
-    })
 }
 
 /// The version and key names from `SELECT version, JSON_KEYS(data)`.

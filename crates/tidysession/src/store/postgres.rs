@@ -28,11 +28,11 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions as _, Row};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::ConnectOptions as _;
 use time::OffsetDateTime;
 
-use super::sql::{from_millis, millis, parse_data, to_json};
+use super::sql::{millis, record_from, to_json};
 use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
 use crate::record::{Change, ExpiryChange, Record, RESERVED_PREFIX};
@@ -324,18 +324,6 @@ fn expiry_millis(change: &Change) -> Option<i64> {
         Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) => Some(millis(at)),
         None => None,
     }
-}
-
-fn record_from(key: &StorageKey, row: &PgRow) -> Result<Record, StoreError> {
-    let corrupt = |e: sqlx::Error| StoreError::Corrupt {
-        key: *key,
-        reason: e.to_string(),
-    };
-    Ok(Record {
-        data: parse_data(key, row.try_get::<&str, _>(0).map_err(corrupt)?)?,
-        created_at: from_millis(key, row.try_get(1).map_err(corrupt)?)?,
-        expires_at: from_millis(key, row.try_get(2).map_err(corrupt)?)?,
-    })
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -1,10 +1,11 @@
 //! What the SQL stores share: how times and data are written to a row and read back.
 
+use sqlx::{ColumnIndex, Decode, Row, Type};
 use time::OffsetDateTime;
 
 use super::StoreError;
 use crate::id::StorageKey;
-use crate::record::Data;
+use crate::record::{Data, Record};
 
 /// Unix milliseconds, the precision every store keeps.
 pub(crate) fn millis(t: OffsetDateTime) -> i64 {
@@ -30,6 +31,26 @@ pub(crate) fn parse_data(key: &StorageKey, text: &str) -> Result<Data, StoreErro
 pub(crate) fn to_json(data: &Data) -> String {
     // Serializing a map of JSON values cannot fail.
     serde_json::Value::Object(data.clone()).to_string()
+}
+
+/// A record from a row whose first three columns are `data` (JSON text), `created_at` and
+/// `expires_at` (Unix milliseconds).
+pub(crate) fn record_from<R>(key: &StorageKey, row: &R) -> Result<Record, StoreError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt {
+        key: *key,
+        reason: e.to_string(),
+    };
+    Ok(Record {
+        data: parse_data(key, row.try_get::<&str, _>(0).map_err(corrupt)?)?,
+        created_at: from_millis(key, row.try_get(1).map_err(corrupt)?)?,
+        expires_at: from_millis(key, row.try_get(2).map_err(corrupt)?)?,
+    })
 }
 
 /// The database was migrated by a newer tidysession than this one.

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Connection as _, Row};
+use sqlx::Connection as _;
 use time::OffsetDateTime;
 
-use super::sql::{from_millis, millis, parse_data, to_json, SchemaTooNew};
+use super::sql::{millis, record_from, to_json, SchemaTooNew};
 use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, ExpiryChange, Record, RESERVED_PREFIX};
@@ -228,18 +228,6 @@ async fn read_locked(tx: &mut SqliteConnection, key: &StorageKey) -> Result<Reco
             .await
             .map_err(StoreError::backend)?;
     record_from(key, &row.ok_or(StoreError::Gone)?)
-}
-
-fn record_from(key: &StorageKey, row: &sqlx::sqlite::SqliteRow) -> Result<Record, StoreError> {
-    let corrupt = |e: sqlx::Error| StoreError::Corrupt {
-        key: *key,
-        reason: e.to_string(),
-    };
-    Ok(Record {
-        data: parse_data(key, row.try_get::<&str, _>(0).map_err(corrupt)?)?,
-        created_at: from_millis(key, row.try_get(1).map_err(corrupt)?)?,
-        expires_at: from_millis(key, row.try_get(2).map_err(corrupt)?)?,
-    })
 }
 
 /// Whether SQLite's JSON path syntax names this key exactly: a quoted label ends at the next
