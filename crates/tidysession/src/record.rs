@@ -94,6 +94,13 @@ impl Change {
         self.set.is_empty() && self.removed.is_empty()
     }
 
+    /// Whether applying the change could leave a stored record without data (I2): it removes
+    /// keys and sets none outside the reserved prefix. Stores use it to skip the emptiness
+    /// check on the common save.
+    pub fn may_empty(&self) -> bool {
+        !self.removed.is_empty() && !self.set.keys().any(|k| !k.starts_with(RESERVED_PREFIX))
+    }
+
     /// Applies the change to `record`, as every store must: removals, then sets, then expiry.
     pub fn apply(&self, record: &mut Record) {
         self.apply_to(&mut record.data);

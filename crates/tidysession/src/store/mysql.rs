@@ -47,8 +47,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions, MySqlRow};
-use sqlx::{ConnectOptions as _, Connection as _, MySqlPool, Row};
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions};
+use sqlx::{ConnectOptions as _, Connection as _, MySqlPool};
 use time::OffsetDateTime;
 
 use super::sql::{millis, record_from, to_json, SchemaTooNew};
@@ -92,10 +92,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often a statement or transaction chosen as a deadlock victim is tried again.
 const DEADLOCK_RETRIES: usize = 5;
-
-/// How often the empty-record check after a removal retries its compare-and-delete before
-/// it locks the row instead.
-const EMPTY_CHECK_ATTEMPTS: usize = 3;
 
 /// MySQL error numbers the store reacts to.
 const ER_DUP_ENTRY: u16 = 1062;
@@ -304,7 +300,7 @@ impl MySqlStore {
              WHERE id = ? AND expires_at > ?",
             self.table.by_id
         );
-        let done = retry_deadlocks(|| {
+        let query = || {
             let mut query = sqlx::query(&sql);
             for k in &change.removed {
                 query = query.bind(json_path(k));
@@ -315,76 +311,52 @@ impl MySqlStore {
             if let Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) = change.expiry {
                 query = query.bind(millis(at));
             }
-            query
-                .bind(key.as_bytes().as_slice())
-                .bind(millis(now))
-                .execute(&self.pool)
-        })
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Gone);
-        }
-        if change.removed.is_empty() {
-            return Ok(Updated::Kept);
-        }
-        self.delete_if_empty(key).await
-    }
-
-    /// After removals: deletes the record if only reserved keys are left (I2). A
-    /// compare-and-delete on `version`, so a key set meanwhile by another request survives;
-    /// when the record keeps changing under it, it locks the row instead.
-    async fn delete_if_empty(&self, key: &StorageKey) -> Result<Updated, StoreError> {
-        let select = format!(
-            "SELECT version, CAST(JSON_KEYS(data) AS CHAR) FROM {} WHERE id = ?",
-            self.table.sessions
-        );
-        let delete = format!(
-            "DELETE FROM {} WHERE id = ? AND version = ?",
-            self.table.sessions
-        );
-        for _ in 0..EMPTY_CHECK_ATTEMPTS {
-            let row = retry_deadlocks(|| {
-                sqlx::query(&select)
-                    .bind(key.as_bytes().as_slice())
-                    .fetch_optional(&self.pool)
-            })
-            .await?;
-            // Deleted meanwhile by someone else: this update's work is done.
-            let Some(row) = row else {
-                return Ok(Updated::Kept);
+            query.bind(key.as_bytes().as_slice()).bind(millis(now))
+        };
+        if !change.may_empty() {
+            let done = retry_deadlocks(|| query().execute(&self.pool)).await?;
+            return match done.rows_affected() {
+                0 => Err(StoreError::Gone),
+                _ => Ok(Updated::Kept),
             };
-            let (version, keys) = keys_from(key, &row)?;
-            if !only_reserved(keys.iter()) {
-                return Ok(Updated::Kept);
-            }
-            let done = retry_deadlocks(|| {
-                sqlx::query(&delete)
-                    .bind(key.as_bytes().as_slice())
-                    .bind(version)
-                    .execute(&self.pool)
-            })
-            .await?;
-            if done.rows_affected() > 0 {
-                return Ok(Updated::Deleted);
-            }
         }
+        // Removals that may empty the record: the UPDATE, the look at what is left and the
+        // DELETE share one transaction, so the row stays locked from the first to the last
+        // and no reader ever sees it empty (I2).
+        let keys = format!(
+            "SELECT CAST(JSON_KEYS(data) AS CHAR) FROM {} WHERE id = ?",
+            self.table.by_id
+        );
         retry_transaction(|| async {
             let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
-            let row = sqlx::query(&format!("{select} FOR UPDATE"))
-                .bind(key.as_bytes().as_slice())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
-            let Some(row) = row else {
-                return Ok(Updated::Kept);
-            };
-            let (_, keys) = keys_from(key, &row)?;
-            if !only_reserved(keys.iter()) {
-                return Ok(Updated::Kept);
+            let result = async {
+                let done = query()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Gone);
+                }
+                let left: Option<String> = sqlx::query_scalar(&keys)
+                    .bind(key.as_bytes().as_slice())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+                // JSON_KEYS is NULL when the data is not an object.
+                let left: Vec<String> = left
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: *key,
+                        reason: "data is not a JSON object".to_owned(),
+                    })?;
+                if !only_reserved(left.iter()) {
+                    return Ok(Updated::Kept);
+                }
+                self.delete_in(&mut tx, key).await?;
+                Ok(Updated::Deleted)
             }
-            self.delete_in(&mut tx, key).await?;
-            tx.commit().await.map_err(StoreError::backend)?;
-            Ok(Updated::Deleted)
+            .await;
+            finish(tx, result).await
         })
         .await
     }
@@ -399,29 +371,32 @@ impl MySqlStore {
     ) -> Result<Updated, StoreError> {
         retry_transaction(|| async {
             let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
-            let mut record = self
-                .read_locked(&mut tx, key, now)
-                .await?
-                .ok_or(StoreError::Gone)?;
-            change.apply(&mut record);
-            let outcome = if is_empty(&record.data) {
-                self.delete_in(&mut tx, key).await?;
-                Updated::Deleted
-            } else {
-                sqlx::query(&format!(
+            let result = async {
+                let mut record = self
+                    .read_locked(&mut tx, key, now)
+                    .await?
+                    .ok_or(StoreError::Gone)?;
+                change.apply(&mut record);
+                let outcome = if is_empty(&record.data) {
+                    self.delete_in(&mut tx, key).await?;
+                    Updated::Deleted
+                } else {
+                    sqlx::query(&format!(
                     "UPDATE {} SET data = ?, expires_at = ?, version = version + 1 WHERE id = ?",
                     self.table.sessions
                 ))
-                .bind(to_json(&record.data))
-                .bind(millis(record.expires_at))
-                .bind(key.as_bytes().as_slice())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
-                Updated::Kept
-            };
-            tx.commit().await.map_err(StoreError::backend)?;
-            Ok(outcome)
+                    .bind(to_json(&record.data))
+                    .bind(millis(record.expires_at))
+                    .bind(key.as_bytes().as_slice())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+                    Updated::Kept
+                };
+                Ok(outcome)
+            }
+            .await;
+            finish(tx, result).await
         })
         .await
     }
@@ -524,6 +499,24 @@ where
     }
 }
 
+/// Commits `tx` if `result` is a success, rolls it back now otherwise (not when the
+/// connection is next used: its locks must not outlive the request).
+async fn finish<T>(
+    tx: sqlx::Transaction<'_, sqlx::MySql>,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => {
+            tx.commit().await.map_err(StoreError::backend)?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
 /// [`retry_deadlocks`] for a transaction, whose steps report [`StoreError`]s.
 async fn retry_transaction<T, F, Fut>(op: F) -> Result<T, StoreError>
 where
@@ -560,17 +553,6 @@ fn error_number(e: &StoreError) -> Option<u16> {
     };
     db.try_downcast_ref::<MySqlDatabaseError>()
         .map(MySqlDatabaseError::number)
-}
-
-/// The version and key names from `SELECT version, JSON_KEYS(data)`.
-fn keys_from(key: &StorageKey, row: &MySqlRow) -> Result<(i64, Vec<String>), StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt { key: *key, reason };
-    let version: i64 = row.try_get(0).map_err(|e| corrupt(e.to_string()))?;
-    // JSON_KEYS is NULL when the data is not an object.
-    let keys: Option<&str> = row.try_get(1).map_err(|e| corrupt(e.to_string()))?;
-    let keys = keys.ok_or_else(|| corrupt("data is not a JSON object".into()))?;
-    let keys = serde_json::from_str(keys).map_err(|e| corrupt(e.to_string()))?;
-    Ok((version, keys))
 }
 
 /// Whether a `$."key"` path names this key exactly on MySQL and MariaDB: a quoted label ends
@@ -707,57 +689,63 @@ impl SessionStore for MySqlStore {
         let t = &self.table.sessions;
         retry_transaction(|| async {
             let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
-            let mut record = self
-                .read_locked(&mut tx, from, now)
-                .await?
-                .ok_or(StoreError::Gone)?;
-            // A plain read, not a locking one: locking a missing `to` would take a gap lock,
-            // and two renames into the same gap would deadlock on their inserts. A `to`
-            // created meanwhile makes the move below fail as a duplicate instead.
-            let taken: Option<i64> =
-                sqlx::query_scalar(&format!("SELECT expires_at FROM {t} WHERE id = ?"))
-                    .bind(to.as_bytes().as_slice())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
-            match taken {
-                Some(exp) if exp > millis(now) => return Err(StoreError::DuplicateId),
-                Some(_) => {
-                    sqlx::query(&format!("DELETE FROM {t} WHERE id = ? AND {EXPIRED}"))
+            let moved = async {
+                let mut record = self
+                    .read_locked(&mut tx, from, now)
+                    .await?
+                    .ok_or(StoreError::Gone)?;
+                // A plain read, not a locking one: locking a missing `to` would take a gap lock,
+                // and two renames into the same gap would deadlock on their inserts. A `to`
+                // created meanwhile makes the move below fail as a duplicate instead.
+                let taken: Option<i64> =
+                    sqlx::query_scalar(&format!("SELECT expires_at FROM {t} WHERE id = ?"))
                         .bind(to.as_bytes().as_slice())
-                        .bind(millis(now))
-                        .execute(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await
                         .map_err(StoreError::backend)?;
+                match taken {
+                    Some(exp) if exp > millis(now) => return Err(StoreError::DuplicateId),
+                    Some(_) => {
+                        sqlx::query(&format!("DELETE FROM {t} WHERE id = ? AND {EXPIRED}"))
+                            .bind(to.as_bytes().as_slice())
+                            .bind(millis(now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::backend)?;
+                    }
+                    None => {}
                 }
-                None => {}
-            }
-            change.apply(&mut record);
-            if is_empty(&record.data) {
-                // Emptied by changes made meanwhile: nothing left to move (I2).
-                self.delete_in(&mut tx, from).await?;
-                tx.commit().await.map_err(StoreError::backend)?;
-                return Err(StoreError::Gone);
-            }
-            // One statement moves the record: no moment where both ids or neither is valid.
-            let moved = sqlx::query(&format!(
-                "UPDATE {t} SET id = ?, data = ?, expires_at = ?, version = version + 1
+                change.apply(&mut record);
+                if is_empty(&record.data) {
+                    // Emptied by changes made meanwhile: nothing left to move (I2).
+                    self.delete_in(&mut tx, from).await?;
+                    return Ok(false);
+                }
+                // One statement moves the record: no moment where both ids or neither is valid.
+                let moved = sqlx::query(&format!(
+                    "UPDATE {t} SET id = ?, data = ?, expires_at = ?, version = version + 1
                  WHERE id = ?"
-            ))
-            .bind(to.as_bytes().as_slice())
-            .bind(to_json(&record.data))
-            .bind(millis(record.expires_at))
-            .bind(from.as_bytes().as_slice())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::backend);
-            match moved {
-                Err(e) if error_number(&e) == Some(ER_DUP_ENTRY) => {
-                    return Err(StoreError::DuplicateId)
-                }
-                other => other?,
-            };
-            tx.commit().await.map_err(StoreError::backend)
+                ))
+                .bind(to.as_bytes().as_slice())
+                .bind(to_json(&record.data))
+                .bind(millis(record.expires_at))
+                .bind(from.as_bytes().as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend);
+                match moved {
+                    Err(e) if error_number(&e) == Some(ER_DUP_ENTRY) => {
+                        return Err(StoreError::DuplicateId)
+                    }
+                    other => other?,
+                };
+                Ok(true)
+            }
+            .await;
+            match finish(tx, moved).await? {
+                true => Ok(()),
+                false => Err(StoreError::Gone),
+            }
         })
         .await
     }

@@ -313,12 +313,6 @@ fn set_pairs(change: &Change) -> String {
     )
 }
 
-/// Whether a change could leave the record without data: it removes keys, or sets only
-/// reserved ones (a set non-reserved key always keeps it alive).
-fn may_empty(change: &Change) -> bool {
-    !change.removed.is_empty() || !change.set.keys().any(|k| !k.starts_with(RESERVED_PREFIX))
-}
-
 fn expiry_millis(change: &Change) -> Option<i64> {
     match change.expiry {
         Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) => Some(millis(at)),
@@ -372,7 +366,7 @@ impl SessionStore for PostgresStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let guard = may_empty(change);
+        let guard = change.may_empty();
         let sql = self.sql.update(change.expiry, guard);
         for _ in 0..RACE_RETRIES {
             let mut query = sqlx::query(&sql)

@@ -29,8 +29,8 @@ pub(crate) fn parse_data(key: &StorageKey, text: &str) -> Result<Data, StoreErro
 }
 
 pub(crate) fn to_json(data: &Data) -> String {
-    // Serializing a map of JSON values cannot fail.
-    serde_json::Value::Object(data.clone()).to_string()
+    // A map of JSON values always serializes.
+    serde_json::to_string(data).unwrap_or_default()
 }
 
 /// A record from a row whose first three columns are `data` (JSON text), `created_at` and
