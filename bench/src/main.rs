@@ -38,8 +38,8 @@
 //! has sent to and received from the store's server so far. Memory and SQLite stores have no
 //! connection to count (the route answers "0 0").
 //!
-//! `--check <store>` connects to the store's server, removes stale namespaces, and exits: 0 if
-//! the server answered.
+//! `--check <store>` connects to the store's server, removes stale namespaces, prints the
+//! server's version and exits: 0 if the server answered.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -454,14 +454,51 @@ async fn check_store(store: &str) -> Result<(), BoxError> {
         let _ = u.set_password(None);
         u
     };
-    match tokio::time::timeout(Duration::from_secs(10), sweep(store)).await {
-        Ok(Ok(())) => {
-            println!("bench-server: {store} at {shown} answers");
+    let checked = async {
+        sweep(store).await?;
+        server_version(store, &url).await
+    };
+    match tokio::time::timeout(Duration::from_secs(10), checked).await {
+        Ok(Ok(version)) => {
+            println!("bench-server: {store} at {shown} answers: {version}");
             Ok(())
         }
         Ok(Err(e)) => Err(format!("{store} at {shown} ({var}): {e}").into()),
         Err(_) => Err(format!("{store} at {shown} ({var}): no answer within 10 s").into()),
     }
+}
+
+/// The server's name and version, e.g. "PostgreSQL 16.4".
+async fn server_version(store: &str, url: &url::Url) -> Result<String, BoxError> {
+    Ok(match store {
+        "postgres" => {
+            let v: String = sqlx::query_scalar("SELECT current_setting('server_version')")
+                .fetch_one(&mut pg_admin(url).await?)
+                .await?;
+            format!("PostgreSQL {}", v.split_whitespace().next().unwrap_or(&v))
+        }
+        "mysql" => {
+            let v: String = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)")
+                .fetch_one(&mut mysql_admin(url).await?)
+                .await?;
+            // MariaDB says so in its version ("10.11.6-MariaDB-0+deb12u1"); MySQL does not.
+            match v.split_once("-MariaDB") {
+                Some((number, _)) => format!("MariaDB {number}"),
+                None => format!("MySQL {v}"),
+            }
+        }
+        _ => {
+            let info: String = redis::cmd("INFO")
+                .arg("server")
+                .query_async(&mut redis_admin(url).await?)
+                .await?;
+            let v = info
+                .lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .unwrap_or("?");
+            format!("Redis {}", v.trim())
+        }
+    })
 }
 
 async fn pg_admin(url: &url::Url) -> Result<sqlx::PgConnection, BoxError> {
@@ -504,7 +541,7 @@ async fn redis_admin(url: &url::Url) -> Result<redis::aio::MultiplexedConnection
     Ok(client.get_multiplexed_async_connection().await?)
 }
 
-/// Unlinks the keys matching `pattern` that `keep` selects, a batch at a time.
+/// Unlinks the keys matching `pattern` that `select` picks, a batch at a time.
 async fn unlink_matching(
     conn: &mut redis::aio::MultiplexedConnection,
     pattern: &str,
