@@ -11,7 +11,10 @@ use tidysession::store::{redact_url, SessionStore};
 
 /// Help text for `--store`.
 pub(crate) fn store_help() -> String {
-    format!("Store URL, one of: {}", tidysession::store::SUPPORTED_URLS)
+    format!(
+        "Store URL, one of: {}",
+        tidysession::store::supported_urls()
+    )
 }
 
 /// Opens the store a URL names. Its errors already quote the URL, without its password.

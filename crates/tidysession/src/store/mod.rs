@@ -60,7 +60,7 @@ pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub use url::{open, redact_url, StoreUrlError, SUPPORTED_URLS};
+pub use url::{open, redact_url, supported_urls, StoreUrlError};
 
 /// A place sessions live. See the [module docs](self) for the contract.
 ///

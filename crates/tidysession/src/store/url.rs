@@ -13,8 +13,8 @@ pub enum StoreUrlError {
     Unsupported {
         /// The URL as given.
         url: String,
-        /// The schemes this build supports.
-        supported: &'static str,
+        /// The URL forms this build supports.
+        supported: String,
     },
     /// The store exists but could not be opened.
     #[error("cannot open store {url:?}: {source}")]
@@ -27,10 +27,25 @@ pub enum StoreUrlError {
     },
 }
 
-/// The URL forms [`open`] accepts, for error messages and help text. Each store needs its
-/// cargo feature.
-pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://, postgres://USER@HOST/DB, \
-     mysql://USER@HOST/DB, redis://HOST[:PORT][/DB], redis+cluster://HOST:PORT,HOST:PORT,...";
+/// The URL forms [`open`] accepts in this build (each store needs its cargo feature), for
+/// error messages and help text.
+pub fn supported_urls() -> String {
+    let forms: &[&str] = &[
+        #[cfg(feature = "sqlite")]
+        "sqlite://PATH",
+        #[cfg(feature = "memory")]
+        "memory://",
+        #[cfg(feature = "postgres")]
+        "postgres://USER@HOST/DB",
+        #[cfg(feature = "mysql")]
+        "mysql://USER@HOST/DB",
+        #[cfg(feature = "redis")]
+        "redis://HOST[:PORT][/DB]",
+        #[cfg(feature = "redis")]
+        "redis+cluster://HOST:PORT,HOST:PORT,...",
+    ];
+    forms.join(", ")
+}
 
 /// Opens the store a URL names:
 ///
@@ -64,7 +79,7 @@ pub const SUPPORTED_URLS: &str = "sqlite://PATH, memory://, postgres://USER@HOST
 pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
     let unsupported = || StoreUrlError::Unsupported {
         url: redact_url(url),
-        supported: SUPPORTED_URLS,
+        supported: supported_urls(),
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(unsupported)?;
     match scheme {
