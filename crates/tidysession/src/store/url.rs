@@ -102,7 +102,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
                 source,
             }),
         #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => super::PostgresStore::connect(url)
+        "postgres" | "postgresql" if !rest.is_empty() => super::PostgresStore::connect(url)
             .await
             .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
             .map_err(|source| StoreUrlError::Open {
