@@ -469,3 +469,28 @@ async fn store_urls_open_redis_and_explain_bad_ones() {
         assert!(err.contains("cannot open"), "{bad}: {err}");
     }
 }
+
+#[tokio::test]
+async fn rename_judges_the_new_key_at_the_renames_own_now() {
+    for store in [redis().await, redis_cluster().await] {
+        let store = Arc::new(store);
+        let t = now();
+        let (from, to) = (key(), key());
+        store
+            .create(&from, &record(json!({"a": 1}), t, t + Duration::hours(3)))
+            .await
+            .unwrap();
+        store
+            .create(&to, &record(json!({"b": 1}), t, t + Duration::hours(1)))
+            .await
+            .unwrap();
+        // At the rename's `now` the record under `to` has expired, whatever the wall clock.
+        let later = t + Duration::hours(2);
+        store
+            .rename(&from, &to, &Change::default(), later)
+            .await
+            .unwrap_or_else(|e| panic!("{store:?}: {e}"));
+        let got = store.load(&to, later).await.unwrap().unwrap();
+        assert_eq!(got.data, data(json!({"a": 1})), "{store:?}");
+    }
+}

@@ -83,8 +83,12 @@ const HOLD_MS: u64 = 2_000;
 /// How long a write waits for a rename's hold before giving up (longer than any hold).
 const WAIT_LIMIT: Duration = Duration::from_millis(2 * HOLD_MS);
 
-/// The pause between two looks at a held record.
-const WAIT_STEP: Duration = Duration::from_millis(2);
+/// The first pause before another look at a held record; each further pause doubles, up to
+/// [`WAIT_MAX`].
+const WAIT_FIRST: Duration = Duration::from_millis(2);
+
+/// The longest pause between two looks at a held record.
+const WAIT_MAX: Duration = Duration::from_millis(50);
 
 /// Keys looked at per `SCAN` step when counting.
 const SCAN_BATCH: usize = 500;
@@ -333,7 +337,7 @@ impl RedisStore {
         invocation: &ScriptInvocation<'_>,
         key: &StorageKey,
     ) -> Result<Status, StoreError> {
-        let deadline = Instant::now() + WAIT_LIMIT;
+        let mut waiting = Waiting::new();
         loop {
             match self.run(invocation, key).await? {
                 Status::Pending(old) => {
@@ -343,7 +347,7 @@ impl RedisStore {
                 }
                 // A cluster rename holds the record: it is about to move (then this write
                 // finds it gone) or the hold lapses.
-                Status::Busy => wait(deadline).await?,
+                Status::Busy => waiting.wait().await?,
                 other => return Ok(other),
             }
         }
@@ -377,13 +381,19 @@ impl RedisStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let old_key = self.redis_key(from);
-        let new_key = self.redis_key(to);
-        let deadline = Instant::now() + WAIT_LIMIT;
+        let step = Move {
+            from,
+            to,
+            old_key: self.redis_key(from),
+            new_key: self.redis_key(to),
+            change,
+            now,
+        };
+        let mut waiting = Waiting::new();
         for _ in 0..RENAME_ATTEMPTS {
             // Step 0: hold the old record against writes and read it.
-            let mut invocation = scripts::HOLD.key(&old_key);
-            invocation.arg(millis(now)).arg(&new_key).arg(HOLD_MS);
+            let mut invocation = scripts::HOLD.key(&step.old_key);
+            invocation.arg(millis(now)).arg(&step.new_key).arg(HOLD_MS);
             let reply: Value = invocation
                 .invoke_async(&mut self.conn())
                 .await
@@ -399,40 +409,43 @@ impl RedisStore {
                 }
                 Held::Status(Status::Busy) => {
                     // Another rename of the same session: wait for it to finish or lapse.
-                    wait(deadline).await?;
+                    waiting.wait().await?;
                     continue;
                 }
                 Held::Status(other) => return Err(other.unexpected(from)),
             };
-            match self
-                .move_held(stored, change, &old_key, &new_key, from, to)
-                .await
-            {
+            match self.move_held(stored, &step).await {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(e) => {
-                    // Let writers in again; if this fails, the hold lapses by itself.
-                    let mut invocation = scripts::RELEASE.key(&old_key);
-                    invocation.arg(&new_key);
-                    let _ = self.run(&invocation, from).await;
+                    self.release(&step).await;
                     return Err(e);
                 }
             }
         }
+        self.release(&step).await;
         Err(StoreError::backend(RenameContended))
+    }
+
+    /// Lets writers at the old record again after a rename gave up; if this fails, the hold
+    /// lapses by itself.
+    async fn release(&self, step: &Move<'_>) {
+        let mut invocation = scripts::RELEASE.key(&step.old_key);
+        invocation.arg(&step.new_key);
+        let _ = self.run(&invocation, step.from).await;
     }
 
     /// Steps 1 to 3 of a cluster rename, for a held record. `Ok(false)`: the old record
     /// changed after all (the hold lapsed), start over.
-    async fn move_held(
-        &self,
-        stored: Stored,
-        change: &Change,
-        old_key: &str,
-        new_key: &str,
-        from: &StorageKey,
-        to: &StorageKey,
-    ) -> Result<bool, StoreError> {
+    async fn move_held(&self, stored: Stored, step: &Move<'_>) -> Result<bool, StoreError> {
+        let Move {
+            from,
+            to,
+            ref old_key,
+            ref new_key,
+            change,
+            now,
+        } = *step;
         let mut record = stored.record;
         change.apply(&mut record);
         if crate::record::is_empty(&record.data) {
@@ -447,7 +460,7 @@ impl RedisStore {
         }
         // Step 1: the pending copy.
         let mut invocation = scripts::CREATE.key(new_key);
-        create_args(&mut invocation, &record, old_key.as_bytes());
+        create_args(&mut invocation, &record, old_key.as_bytes(), now);
         match self.run(&invocation, to).await? {
             Status::Done => {}
             Status::Duplicate => return Err(StoreError::DuplicateId),
@@ -624,9 +637,15 @@ fn change_args(invocation: &mut ScriptInvocation<'_>, change: &Change, now: Offs
 }
 
 /// Appends the arguments of the create script for `record`, pending on `pending` if not empty.
-fn create_args(invocation: &mut ScriptInvocation<'_>, record: &Record, pending: &[u8]) {
+/// A record already under the key counts as live if it expires after `now`.
+fn create_args(
+    invocation: &mut ScriptInvocation<'_>,
+    record: &Record,
+    pending: &[u8],
+    now: OffsetDateTime,
+) {
     invocation
-        .arg(millis(OffsetDateTime::now_utc()))
+        .arg(millis(now))
         .arg(grace(record.expires_at))
         .arg(millis(record.created_at))
         .arg(millis(record.expires_at))
@@ -661,13 +680,42 @@ fn cluster_nodes(rest: &str) -> Option<Vec<String>> {
 #[error("invalid Redis URL")]
 struct InvalidUrl;
 
-/// Waits a moment for a held record, or fails once `deadline` has passed.
-async fn wait(deadline: Instant) -> Result<(), StoreError> {
-    if Instant::now() >= deadline {
-        return Err(StoreError::backend(HeldTooLong));
+/// The arguments of one cluster rename.
+struct Move<'a> {
+    from: &'a StorageKey,
+    to: &'a StorageKey,
+    /// The Redis keys of `from` and `to`.
+    old_key: String,
+    new_key: String,
+    change: &'a Change,
+    now: OffsetDateTime,
+}
+
+/// A write's wait for a held record: pauses that double from [`WAIT_FIRST`] up to
+/// [`WAIT_MAX`], for at most [`WAIT_LIMIT`] in all.
+struct Waiting {
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl Waiting {
+    fn new() -> Self {
+        Self {
+            deadline: Instant::now() + WAIT_LIMIT,
+            pause: WAIT_FIRST,
+        }
     }
-    tokio::time::sleep(WAIT_STEP).await;
-    Ok(())
+
+    /// Waits a moment, or fails once the limit has passed.
+    async fn wait(&mut self) -> Result<(), StoreError> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(StoreError::backend(HeldTooLong));
+        }
+        tokio::time::sleep(self.pause.min(self.deadline - now)).await;
+        self.pause = (self.pause * 2).min(WAIT_MAX);
+        Ok(())
+    }
 }
 
 /// What the hold script answered.
@@ -944,7 +992,7 @@ impl SessionStore for RedisStore {
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
         let mut invocation = scripts::CREATE.key(self.redis_key(key));
-        create_args(&mut invocation, record, b"");
+        create_args(&mut invocation, record, b"", OffsetDateTime::now_utc());
         match self.run(&invocation, key).await? {
             Status::Done => Ok(()),
             Status::Duplicate => Err(StoreError::DuplicateId),
