@@ -12,6 +12,7 @@
 //! | `m:expires` | expiry time, Unix milliseconds |
 //! | `m:version` | bumped by every change, so a cluster rename notices concurrent writes |
 //! | `m:pending` | only during a cluster rename: the Redis key of the record being moved here |
+//! | `m:moved_to` | only in a *tombstone*, the one field left under the old key by a cluster rename: the Redis key the record moved to |
 //!
 //! Data fields all start with `d:` and metadata fields with `m:`, so any string is a valid
 //! data key. An update sends only the changed fields to a Lua script that applies them to the
@@ -34,18 +35,31 @@
 //!    if the renaming process dies.
 //! 1. Apply the change and create the new record with `m:pending` naming the old Redis key.
 //!    A live record there is [`StoreError::DuplicateId`].
-//! 2. Delete the old record only if its version is the one read. This deletion is the moment
-//!    the rename happens. If the old record changed anyway (the hold lapsed), the new copy is
-//!    deleted and the rename starts over, so that update is not lost; if the old record is
-//!    gone (a concurrent logout), the copy is deleted and the result is [`StoreError::Gone`].
+//! 2. Replace the old record with a tombstone naming the new Redis key, only if this rename
+//!    still holds it and its version is the one read. This is the moment the rename
+//!    happens. If the old record changed anyway (the hold lapsed) or another rename holds it
+//!    now, the new copy is deleted and the rename starts over, so that update is not lost;
+//!    if the old record is gone (a concurrent logout) or is a tombstone naming another copy,
+//!    the copy is deleted and the result is [`StoreError::Gone`].
 //! 3. Clear `m:pending` on the new record.
 //!
-//! A record with `m:pending` is valid only once the old key no longer exists: a load checks
-//! that (and clears the mark), updates and touches report [`StoreError::Gone`] while the old
-//! key exists. So readers see the old id valid until step 2 and the new one from step 2 on,
+//! A record with `m:pending` is valid only once the old key holds a tombstone naming it: a
+//! load checks that (and clears the mark), updates and touches report [`StoreError::Gone`]
+//! until then. So readers see the old id valid until step 2 and the new one from step 2 on,
 //! and a write waiting on the hold finds the old id gone afterwards, as it would after a
 //! single-server rename. A rename that dies between steps 1 and 2 leaves an invisible copy
-//! that expires with the session.
+//! that expires with the session; it stays invisible when the old record is later deleted
+//! or expires, since that leaves no tombstone.
+//!
+//! Every step may run twice: the cluster client re-sends a command when the connection
+//! drops before its reply arrives. Step 2 run again finds its own tombstone and reports
+//! success again; the others find their work done.
+//!
+//! A tombstone is no session to every operation: loads find nothing, updates, touches and
+//! renames report [`StoreError::Gone`], counts skip it, and a delete leaves it in place and
+//! returns `false` (the old id is already gone, and the copy may not be settled yet). A
+//! create under its key is [`StoreError::DuplicateId`]. Redis drops it when the copy's hash
+//! expires.
 
 use std::fmt;
 use std::time::Duration;
@@ -65,6 +79,8 @@ use crate::id::StorageKey;
 use crate::record::{Change, Data, ExpiryChange, Record, RESERVED_PREFIX};
 
 mod scripts;
+#[cfg(test)]
+mod tests;
 
 /// The default key prefix.
 const DEFAULT_PREFIX: &str = "tidysession:";
@@ -104,9 +120,9 @@ const SCAN_BATCH: usize = 500;
 ///
 /// On a single server a rename is one script. On a cluster the old and new keys lie in
 /// different slots, so a rename holds the old record against writes, writes the new one
-/// marked pending, and deletes the old one; a pending record counts only once its old record
-/// is gone, so no reader ever sees both ids valid, or neither (I7). Both connection kinds
-/// reconnect by themselves when the server comes back.
+/// marked pending, and replaces the old one with a tombstone naming the new one; a pending
+/// record counts only once such a tombstone names it, so no reader ever sees both ids valid,
+/// or neither (I7). Both connection kinds reconnect by themselves when the server comes back.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
@@ -124,6 +140,8 @@ pub struct RedisStore {
     prefix: String,
     /// Where the store connects, without credentials, for `Debug`.
     target: String,
+    #[cfg(test)]
+    faults: tests::Faults,
 }
 
 impl fmt::Debug for RedisStore {
@@ -230,6 +248,8 @@ impl RedisStore {
             conn: Conn::Single(manager),
             prefix: DEFAULT_PREFIX.to_owned(),
             target,
+            #[cfg(test)]
+            faults: tests::Faults::default(),
         })
     }
 
@@ -259,6 +279,8 @@ impl RedisStore {
             conn: Conn::Cluster(conn),
             prefix: DEFAULT_PREFIX.to_owned(),
             target: target.join(","),
+            #[cfg(test)]
+            faults: tests::Faults::default(),
         })
     }
 
@@ -312,15 +334,26 @@ impl RedisStore {
         Ok(stored.filter(|s| millis(now) < s.expires_ms))
     }
 
-    /// Whether a pending copy is valid: the record it was copied from is gone. Clears the
-    /// mark when it is, so later reads skip the check.
-    async fn settle(&self, key: &StorageKey, old: &[u8]) -> Result<bool, StoreError> {
-        let exists: i64 = ::redis::cmd("EXISTS")
+    /// Whether the record under the Redis key `old` is a tombstone naming the Redis key `copy`.
+    async fn moved_to(&self, old: &[u8], copy: &[u8]) -> Result<bool, StoreError> {
+        let moved_to: Result<Option<Vec<u8>>, RedisError> = ::redis::cmd("HGET")
             .arg(old)
+            .arg("m:moved_to")
             .query_async(&mut self.conn())
-            .await
-            .map_err(|e| redis_error(key, e))?;
-        if exists != 0 {
+            .await;
+        match moved_to {
+            Ok(moved_to) => Ok(moved_to.as_deref() == Some(copy)),
+            // Not a hash, so no tombstone.
+            Err(e) if is_wrong_type(&e) => Ok(false),
+            Err(e) => Err(StoreError::backend(e)),
+        }
+    }
+
+    /// Whether a pending copy is valid: the record it was copied from is now a tombstone
+    /// naming it (step 2 of its rename ran). Clears the mark when it is, so later reads skip
+    /// the check. An old record that is merely missing (logged out, expired) does not count.
+    async fn settle(&self, key: &StorageKey, old: &[u8]) -> Result<bool, StoreError> {
+        if !self.moved_to(old, self.redis_key(key).as_bytes()).await? {
             return Ok(false);
         }
         let mut invocation = scripts::SETTLE.key(self.redis_key(key));
@@ -451,7 +484,7 @@ impl RedisStore {
         if crate::record::is_empty(&record.data) {
             // Emptied by the change: nothing to move (I2), the old record goes.
             let mut invocation = scripts::DELETE_IF_VERSION.key(old_key);
-            invocation.arg(&stored.version);
+            invocation.arg(&stored.version).arg(new_key).arg("");
             return match self.run(&invocation, from).await? {
                 Status::Done | Status::Gone => Err(StoreError::Gone),
                 Status::Changed => Ok(false),
@@ -466,10 +499,19 @@ impl RedisStore {
             Status::Duplicate => return Err(StoreError::DuplicateId),
             other => return Err(other.unexpected(to)),
         }
-        // Step 2: the old record goes, if nobody changed it since it was read. On an error
-        // it is unknown whether it went: the copy stays, valid exactly if it did.
+        // Step 2: the old record becomes a tombstone naming the copy, if nobody changed it
+        // since it was read. On an error it is unknown whether it did: the copy stays, valid
+        // exactly if it did.
         let mut invocation = scripts::DELETE_IF_VERSION.key(old_key);
-        invocation.arg(&stored.version);
+        invocation
+            .arg(&stored.version)
+            .arg(new_key)
+            .arg(grace(record.expires_at));
+        #[cfg(test)]
+        if self.faults.replay_step_2 {
+            // As when the connection drops after the script ran and the client re-sends it.
+            self.run(&invocation, from).await?;
+        }
         let outcome = match self.run(&invocation, from).await? {
             Status::Done => {
                 // Step 3. Readers settle the copy themselves should this fail.
@@ -503,6 +545,7 @@ impl RedisStore {
         // A key under the prefix that is not a hash is no session; it must not fail the count.
         pipe.ignore_errors();
         for k in keys {
+            // A tombstone has neither field, so it never counts.
             pipe.cmd("HMGET").arg(k).arg("m:expires").arg("m:pending");
         }
         let replies = match (&self.conn, route) {
@@ -518,7 +561,7 @@ impl RedisStore {
         };
         let now = millis(now);
         let mut live = 0;
-        for reply in replies {
+        for (key, reply) in keys.iter().zip(replies) {
             let fields = match reply {
                 Value::Array(fields) => fields,
                 // Not a hash (or gone between SCAN and HMGET): not a session.
@@ -530,12 +573,7 @@ impl RedisStore {
                 continue;
             }
             if let Some(old) = pending {
-                let exists: i64 = ::redis::cmd("EXISTS")
-                    .arg(old)
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(StoreError::backend)?;
-                if exists != 0 {
+                if !self.moved_to(old, key).await? {
                     continue;
                 }
             }
@@ -751,7 +789,7 @@ enum Status {
     Pending(Vec<u8>),
     /// 4: a live record is already there.
     Duplicate,
-    /// 5: the record changed since it was read.
+    /// 5: the record changed since it was read, or another rename holds it.
     Changed,
     /// 6: a cluster rename holds the record.
     Busy,
@@ -799,6 +837,7 @@ struct Stored {
     /// `m:version`, compared as the server stores it.
     version: Vec<u8>,
     /// `m:pending`: this is a copy made by an unfinished cluster rename from that Redis key.
+    /// (A tombstone, `m:moved_to`, decodes as no record at all.)
     pending: Option<Vec<u8>>,
 }
 
@@ -821,7 +860,10 @@ impl Stored {
             Value::Nil => Vec::new(),
             other => return Err(StoreError::backend(unexpected_value(other))),
         };
-        if pairs.is_empty() {
+        let tombstone = pairs
+            .iter()
+            .any(|(f, _)| bytes(f) == Some(b"m:moved_to".as_slice()));
+        if pairs.is_empty() || tombstone {
             return Ok(None);
         }
         let mut data = Data::new();
@@ -940,13 +982,17 @@ fn scan_reply(reply: Value) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
 /// Maps a Redis error: a key holding something other than a hash is a corrupt record, the
 /// rest are backend failures.
 fn redis_error(key: &StorageKey, e: RedisError) -> StoreError {
-    let wrong_type = e.code() == Some("WRONGTYPE")
-        || e.detail().is_some_and(|d| d.contains("WRONGTYPE"))
-        || e.to_string().contains("WRONGTYPE");
-    if wrong_type {
+    if is_wrong_type(&e) {
         return corrupt(key, "the key does not hold a hash");
     }
     StoreError::backend(e)
+}
+
+/// Whether Redis refused a command because the key holds another type.
+fn is_wrong_type(e: &RedisError) -> bool {
+    e.code() == Some("WRONGTYPE")
+        || e.detail().is_some_and(|d| d.contains("WRONGTYPE"))
+        || e.to_string().contains("WRONGTYPE")
 }
 
 fn unexpected_value(v: Value) -> RedisError {
@@ -1049,12 +1095,16 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
-        let deleted: i64 = ::redis::cmd("DEL")
-            .arg(self.redis_key(key))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(StoreError::backend)?;
-        Ok(deleted > 0)
+        // A tombstone is left alone: the old id is gone already, and the copy it names may
+        // not be settled yet.
+        match self
+            .run(&scripts::DELETE.key(self.redis_key(key)), key)
+            .await?
+        {
+            Status::Done => Ok(true),
+            Status::Gone => Ok(false),
+            other => Err(other.unexpected(key)),
+        }
     }
 
     async fn delete_expired(&self, _now: OffsetDateTime, _limit: u32) -> Result<u64, StoreError> {
