@@ -514,10 +514,15 @@ impl RedisStore {
         }
         let outcome = match self.run(&invocation, from).await? {
             Status::Done => {
-                // Step 3. Readers settle the copy themselves should this fail.
-                let mut invocation = scripts::SETTLE.key(new_key);
-                invocation.arg(old_key);
-                self.run(&invocation, to).await?;
+                // The rename has happened: the old id is gone, so the caller must learn of
+                // the new one even if step 3 fails. Readers settle the copy themselves.
+                if let Err(e) = self.settle_copy(step).await {
+                    tracing::warn!(
+                        error = %e,
+                        "session renamed, but clearing its pending mark failed; \
+                         the next load clears it"
+                    );
+                }
                 return Ok(true);
             }
             Status::Gone => Err(StoreError::Gone),
@@ -529,6 +534,17 @@ impl RedisStore {
         invocation.arg(old_key);
         self.run(&invocation, to).await?;
         outcome
+    }
+
+    /// Step 3 of a cluster rename: clears the pending mark on the new record.
+    async fn settle_copy(&self, step: &Move<'_>) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self.faults.fail_step_3 {
+            return Err(StoreError::backend(BadReply("SETTLE (a test's fault)")));
+        }
+        let mut invocation = scripts::SETTLE.key(&step.new_key);
+        invocation.arg(&step.old_key);
+        self.run(&invocation, step.to).await.map(drop)
     }
 
     /// Counts live records among `keys` (all on the node `route` names, if any).

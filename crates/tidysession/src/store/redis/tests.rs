@@ -14,6 +14,8 @@ pub(super) struct Faults {
     /// Step 2 of a cluster rename runs twice, and the store sees only the second reply: what
     /// happens when the connection drops after the script ran and the client re-sends it.
     pub(super) replay_step_2: bool,
+    /// Step 3 of a cluster rename fails without running.
+    pub(super) fail_step_3: bool,
 }
 
 fn key() -> StorageKey {
@@ -121,6 +123,7 @@ async fn step_2(
 async fn a_rename_whose_step_2_is_sent_twice_still_moves_the_session() {
     let store = cluster(Faults {
         replay_step_2: true,
+        ..Faults::default()
     })
     .await;
     for _ in 0..3 {
@@ -181,4 +184,25 @@ async fn only_the_rename_holding_the_record_can_finish() {
     );
     assert!(store.load(&b, now()).await.unwrap().is_some());
     assert_eq!(store.count(now()).await.unwrap().live, 1);
+}
+
+#[tokio::test]
+async fn a_rename_whose_step_3_fails_still_succeeds_and_readers_settle_the_copy() {
+    let store = cluster(Faults {
+        fail_step_3: true,
+        ..Faults::default()
+    })
+    .await;
+    let (from, to) = keys_in_different_slots(&store).await;
+    store.create(&from, &record(json!({"a": 1}))).await.unwrap();
+    store
+        .rename(&from, &to, &set("user", json!("alice")), now())
+        .await
+        .unwrap();
+    let pending = |fields: Vec<(String, String)>| fields.iter().any(|(f, _)| f == "m:pending");
+    assert!(pending(hgetall(&store, &to).await), "step 3 did not run");
+    assert!(store.load(&from, now()).await.unwrap().is_none());
+    let got = store.load(&to, now()).await.unwrap().unwrap();
+    assert_eq!(got.data.get("user"), Some(&json!("alice")));
+    assert!(!pending(hgetall(&store, &to).await), "the load settled it");
 }
