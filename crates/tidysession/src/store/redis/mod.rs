@@ -12,6 +12,8 @@
 //! | `m:expires` | expiry time, Unix milliseconds |
 //! | `m:version` | bumped by every change, so a cluster rename notices concurrent writes |
 //! | `m:pending` | only during a cluster rename: the Redis key of the record being moved here |
+//! | `m:moving` | only while a cluster rename holds the record: the Redis key it moves to |
+//! | `m:moving_until` | with `m:moving`: when the hold lapses, Unix milliseconds of the server's clock |
 //! | `m:moved_to` | only in a *tombstone*, the one field left under the old key by a cluster rename: the Redis key the record moved to |
 //!
 //! Data fields all start with `d:` and metadata fields with `m:`, so any string is a valid
@@ -60,6 +62,16 @@
 //! returns `false` (the old id is already gone, and the copy may not be settled yet). A
 //! create under its key is [`StoreError::DuplicateId`]. Redis drops it when the copy's hash
 //! expires.
+//!
+//! # Durability
+//!
+//! The store is as durable as the Redis behind it. Holds, versions, pending marks and
+//! tombstones are hash fields like the session data: a failover to a replica that had not
+//! received the latest writes, or a restart that loses them (no persistence, or writes after
+//! the last `fsync`), loses them as well. A session may then come back in an older state, a
+//! logged-out session may come back, and since the two records of a cluster rename live on
+//! different nodes, a failover of one of them may leave both ids valid, or neither.
+//! Configure persistence and replication for the guarantees you need.
 
 use std::fmt;
 use std::time::Duration;
