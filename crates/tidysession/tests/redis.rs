@@ -353,25 +353,54 @@ async fn cluster_rename_across_slots_loses_no_concurrent_write() {
     }
 }
 
-#[tokio::test]
-async fn a_pending_copy_is_valid_only_once_its_old_record_is_gone() {
-    let store = Arc::new(redis_cluster().await);
-    let mut side = side_cluster().await;
-    let (from, to) = keys_in_different_slots(&store, &mut side).await;
-    let r = fresh(json!({"a": 1}));
-    store.create(&from, &r).await.unwrap();
-    // What a rename that stopped after its first step leaves behind.
-    let to_key = store.redis_key(&to);
+/// Writes what a cluster rename that stopped after its first step leaves behind: a copy of
+/// the record under `from`, with `d:a` = 2, under `to`, pending on `from`.
+async fn pending_copy(
+    store: &RedisStore,
+    side: &mut redis::cluster_async::ClusterConnection,
+    from: &StorageKey,
+    to: &StorageKey,
+    r: &tidysession::Record,
+) {
     let created = millis(r.created_at).to_string();
     let expires = millis(r.expires_at).to_string();
     let fields = [
         ("m:created", created.as_str()),
         ("m:expires", expires.as_str()),
         ("m:version", "0"),
-        ("m:pending", &store.redis_key(&from)),
+        ("m:pending", &store.redis_key(from)),
         ("d:a", "2"),
     ];
-    let _: () = side.hset_multiple(&to_key, &fields).await.unwrap();
+    let _: () = side
+        .hset_multiple(store.redis_key(to), &fields)
+        .await
+        .unwrap();
+}
+
+/// Replaces the record under `from` with a tombstone naming `to`, as step 2 of a cluster
+/// rename does.
+async fn tombstone(
+    store: &RedisStore,
+    side: &mut redis::cluster_async::ClusterConnection,
+    from: &StorageKey,
+    to: &StorageKey,
+) {
+    let old = store.redis_key(from);
+    let _: () = side.del(&old).await.unwrap();
+    let _: () = side
+        .hset(&old, "m:moved_to", store.redis_key(to))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_pending_copy_is_valid_only_once_a_tombstone_names_it() {
+    let store = Arc::new(redis_cluster().await);
+    let mut side = side_cluster().await;
+    let (from, to) = keys_in_different_slots(&store, &mut side).await;
+    let r = fresh(json!({"a": 1}));
+    store.create(&from, &r).await.unwrap();
+    pending_copy(&store, &mut side, &from, &to, &r).await;
     assert_eq!(load(&store, &to).await, None, "the old record still stands");
     assert!(load(&store, &from).await.is_some());
     assert!(matches!(
@@ -383,10 +412,12 @@ async fn a_pending_copy_is_valid_only_once_its_old_record_is_gone() {
         Err(StoreError::Gone)
     ));
     assert_eq!(store.count(now()).await.unwrap().live, 1);
-    // The old record goes (the rename's second step): the copy is the record now.
-    assert!(store.delete(&from).await.unwrap());
+    // Step 2: the old record becomes a tombstone naming the copy, which is the record now.
+    tombstone(&store, &mut side, &from, &to).await;
+    assert_eq!(load(&store, &from).await, None);
     let got = load(&store, &to).await.unwrap();
     assert_eq!(got.data, data(json!({"a": 2})));
+    let to_key = store.redis_key(&to);
     let pending: bool = side.hexists(&to_key, "m:pending").await.unwrap();
     assert!(!pending, "a load settles the copy");
     store
@@ -394,6 +425,131 @@ async fn a_pending_copy_is_valid_only_once_its_old_record_is_gone() {
         .await
         .unwrap();
     assert_eq!(store.count(now()).await.unwrap().live, 1);
+}
+
+#[tokio::test]
+async fn a_rename_that_stopped_before_step_2_never_brings_the_session_back_after_logout() {
+    let store = Arc::new(redis_cluster().await);
+    let mut side = side_cluster().await;
+    let (from, to) = keys_in_different_slots(&store, &mut side).await;
+    let r = fresh(json!({"a": 1}));
+    store.create(&from, &r).await.unwrap();
+    pending_copy(&store, &mut side, &from, &to, &r).await;
+    // The user logs out on the old id: its record is deleted, no tombstone is left.
+    assert!(store.delete(&from).await.unwrap());
+    assert_eq!(load(&store, &from).await, None);
+    assert_eq!(load(&store, &to).await, None, "resurrected by the logout");
+    assert!(matches!(
+        store.update(&to, &set(&[("b", json!(1))]), now()).await,
+        Err(StoreError::Gone)
+    ));
+    assert!(matches!(
+        store.touch(&to, now() + Duration::hours(2), now()).await,
+        Err(StoreError::Gone)
+    ));
+    let other = key();
+    assert!(matches!(
+        store.rename(&to, &other, &Change::default(), now()).await,
+        Err(StoreError::Gone)
+    ));
+    assert_eq!(store.count(now()).await.unwrap().live, 0);
+    // A tombstone naming another copy does not make this one valid either.
+    tombstone(&store, &mut side, &from, &other).await;
+    assert_eq!(load(&store, &to).await, None);
+    assert_eq!(store.count(now()).await.unwrap().live, 0);
+}
+
+#[tokio::test]
+async fn a_tombstone_is_no_session_and_outlives_no_copy() {
+    let store = Arc::new(redis_cluster().await);
+    let mut side = side_cluster().await;
+    let (from, to) = keys_in_different_slots(&store, &mut side).await;
+    store.create(&from, &fresh(json!({"a": 1}))).await.unwrap();
+    let later = now() + Duration::hours(5);
+    let change = Change {
+        expiry: Some(ExpiryChange::Set(later)),
+        ..set(&[("user", json!("alice"))])
+    };
+    store.rename(&from, &to, &change, now()).await.unwrap();
+    // What the rename left under the old key: one field naming the copy, dropped by Redis
+    // when the copy is.
+    let old = store.redis_key(&from);
+    let hash: Vec<(String, String)> = side.hgetall(&old).await.unwrap();
+    assert_eq!(hash, vec![("m:moved_to".to_owned(), store.redis_key(&to))]);
+    let drop_at = |k: String| redis::cmd("PEXPIRETIME").arg(k).clone();
+    let old_at: i64 = drop_at(old.clone()).query_async(&mut side).await.unwrap();
+    let new_at: i64 = drop_at(store.redis_key(&to))
+        .query_async(&mut side)
+        .await
+        .unwrap();
+    assert_eq!(old_at, millis(later) + RedisStore::EXPIRY_GRACE_MS);
+    assert_eq!(old_at, new_at);
+    // The old id: no session, not corrupt, not counted, and nothing recreates it.
+    assert!(matches!(store.load(&from, now()).await, Ok(None)));
+    assert!(matches!(
+        store.update(&from, &set(&[("b", json!(1))]), now()).await,
+        Err(StoreError::Gone)
+    ));
+    assert!(matches!(
+        store.touch(&from, later, now()).await,
+        Err(StoreError::Gone)
+    ));
+    assert!(matches!(
+        store.rename(&from, &key(), &Change::default(), now()).await,
+        Err(StoreError::Gone)
+    ));
+    assert!(matches!(
+        store.create(&from, &fresh(json!({"a": 1}))).await,
+        Err(StoreError::DuplicateId)
+    ));
+    assert_eq!(store.count(now()).await.unwrap().live, 1);
+    // Logging out on the old id again finds nothing and leaves the tombstone.
+    assert!(!store.delete(&from).await.unwrap());
+    let hash: Vec<(String, String)> = side.hgetall(&old).await.unwrap();
+    assert_eq!(hash.len(), 1);
+    // Even for a copy not settled yet, which the tombstone alone makes valid.
+    let (from, to) = keys_in_different_slots(&store, &mut side).await;
+    let r = fresh(json!({"a": 1}));
+    store.create(&from, &r).await.unwrap();
+    pending_copy(&store, &mut side, &from, &to, &r).await;
+    tombstone(&store, &mut side, &from, &to).await;
+    assert!(!store.delete(&from).await.unwrap());
+    assert_eq!(load(&store, &to).await.unwrap().data, data(json!({"a": 2})));
+    assert_eq!(store.count(now()).await.unwrap().live, 2);
+}
+
+#[tokio::test]
+async fn a_tombstone_is_no_session_on_a_single_server_either() {
+    let store = Arc::new(redis().await);
+    let mut side = side().await;
+    let (k, other) = (key(), key());
+    let _: () = side
+        .hset(store.redis_key(&k), "m:moved_to", store.redis_key(&other))
+        .await
+        .unwrap();
+    assert!(matches!(store.load(&k, now()).await, Ok(None)));
+    assert!(matches!(
+        store.update(&k, &set(&[("b", json!(1))]), now()).await,
+        Err(StoreError::Gone)
+    ));
+    assert!(matches!(
+        store.touch(&k, now() + Duration::hours(1), now()).await,
+        Err(StoreError::Gone)
+    ));
+    assert!(matches!(
+        store.rename(&k, &other, &Change::default(), now()).await,
+        Err(StoreError::Gone)
+    ));
+    store.create(&other, &fresh(json!({"a": 1}))).await.unwrap();
+    assert!(matches!(
+        store.rename(&other, &k, &Change::default(), now()).await,
+        Err(StoreError::DuplicateId)
+    ));
+    assert_eq!(store.count(now()).await.unwrap().live, 1);
+    assert!(!store.delete(&k).await.unwrap());
+    // Anything else under a session's key is still removed by a delete.
+    let _: () = side.set(store.redis_key(&k), "a string").await.unwrap();
+    assert!(store.delete(&k).await.unwrap());
 }
 
 #[tokio::test]
@@ -467,5 +623,30 @@ async fn store_urls_open_redis_and_explain_bad_ones() {
     ] {
         let err = tidysession::store::open(bad).await.unwrap_err().to_string();
         assert!(err.contains("cannot open"), "{bad}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn rename_judges_the_new_key_at_the_renames_own_now() {
+    for store in [redis().await, redis_cluster().await] {
+        let store = Arc::new(store);
+        let t = now();
+        let (from, to) = (key(), key());
+        store
+            .create(&from, &record(json!({"a": 1}), t, t + Duration::hours(3)))
+            .await
+            .unwrap();
+        store
+            .create(&to, &record(json!({"b": 1}), t, t + Duration::hours(1)))
+            .await
+            .unwrap();
+        // At the rename's `now` the record under `to` has expired, whatever the wall clock.
+        let later = t + Duration::hours(2);
+        store
+            .rename(&from, &to, &Change::default(), later)
+            .await
+            .unwrap_or_else(|e| panic!("{store:?}: {e}"));
+        let got = store.load(&to, later).await.unwrap().unwrap();
+        assert_eq!(got.data, data(json!({"a": 1})), "{store:?}");
     }
 }

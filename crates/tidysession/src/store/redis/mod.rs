@@ -12,6 +12,9 @@
 //! | `m:expires` | expiry time, Unix milliseconds |
 //! | `m:version` | bumped by every change, so a cluster rename notices concurrent writes |
 //! | `m:pending` | only during a cluster rename: the Redis key of the record being moved here |
+//! | `m:moving` | only while a cluster rename holds the record: the Redis key it moves to |
+//! | `m:moving_until` | with `m:moving`: when the hold lapses, Unix milliseconds of the server's clock |
+//! | `m:moved_to` | only in a *tombstone*, the one field left under the old key by a cluster rename: the Redis key the record moved to |
 //!
 //! Data fields all start with `d:` and metadata fields with `m:`, so any string is a valid
 //! data key. An update sends only the changed fields to a Lua script that applies them to the
@@ -34,18 +37,41 @@
 //!    if the renaming process dies.
 //! 1. Apply the change and create the new record with `m:pending` naming the old Redis key.
 //!    A live record there is [`StoreError::DuplicateId`].
-//! 2. Delete the old record only if its version is the one read. This deletion is the moment
-//!    the rename happens. If the old record changed anyway (the hold lapsed), the new copy is
-//!    deleted and the rename starts over, so that update is not lost; if the old record is
-//!    gone (a concurrent logout), the copy is deleted and the result is [`StoreError::Gone`].
+//! 2. Replace the old record with a tombstone naming the new Redis key, only if this rename
+//!    still holds it and its version is the one read. This is the moment the rename
+//!    happens. If the old record changed anyway (the hold lapsed) or another rename holds it
+//!    now, the new copy is deleted and the rename starts over, so that update is not lost;
+//!    if the old record is gone (a concurrent logout) or is a tombstone naming another copy,
+//!    the copy is deleted and the result is [`StoreError::Gone`].
 //! 3. Clear `m:pending` on the new record.
 //!
-//! A record with `m:pending` is valid only once the old key no longer exists: a load checks
-//! that (and clears the mark), updates and touches report [`StoreError::Gone`] while the old
-//! key exists. So readers see the old id valid until step 2 and the new one from step 2 on,
+//! A record with `m:pending` is valid only once the old key holds a tombstone naming it: a
+//! load checks that (and clears the mark), updates and touches report [`StoreError::Gone`]
+//! until then. So readers see the old id valid until step 2 and the new one from step 2 on,
 //! and a write waiting on the hold finds the old id gone afterwards, as it would after a
 //! single-server rename. A rename that dies between steps 1 and 2 leaves an invisible copy
-//! that expires with the session.
+//! that expires with the session; it stays invisible when the old record is later deleted
+//! or expires, since that leaves no tombstone.
+//!
+//! Every step may run twice: the cluster client re-sends a command when the connection
+//! drops before its reply arrives. Step 2 run again finds its own tombstone and reports
+//! success again; the others find their work done.
+//!
+//! A tombstone is no session to every operation: loads find nothing, updates, touches and
+//! renames report [`StoreError::Gone`], counts skip it, and a delete leaves it in place and
+//! returns `false` (the old id is already gone, and the copy may not be settled yet). A
+//! create under its key is [`StoreError::DuplicateId`]. Redis drops it when the copy's hash
+//! expires.
+//!
+//! # Durability
+//!
+//! The store is as durable as the Redis behind it. Holds, versions, pending marks and
+//! tombstones are hash fields like the session data: a failover to a replica that had not
+//! received the latest writes, or a restart that loses them (no persistence, or writes after
+//! the last `fsync`), loses them as well. A session may then come back in an older state, a
+//! logged-out session may come back, and since the two records of a cluster rename live on
+//! different nodes, a failover of one of them may leave both ids valid, or neither.
+//! Configure persistence and replication for the guarantees you need.
 
 use std::fmt;
 use std::time::Duration;
@@ -65,6 +91,8 @@ use crate::id::StorageKey;
 use crate::record::{Change, Data, ExpiryChange, Record, RESERVED_PREFIX};
 
 mod scripts;
+#[cfg(test)]
+mod tests;
 
 /// The default key prefix.
 const DEFAULT_PREFIX: &str = "tidysession:";
@@ -83,8 +111,12 @@ const HOLD_MS: u64 = 2_000;
 /// How long a write waits for a rename's hold before giving up (longer than any hold).
 const WAIT_LIMIT: Duration = Duration::from_millis(2 * HOLD_MS);
 
-/// The pause between two looks at a held record.
-const WAIT_STEP: Duration = Duration::from_millis(2);
+/// The first pause before another look at a held record; each further pause doubles, up to
+/// [`WAIT_MAX`].
+const WAIT_FIRST: Duration = Duration::from_millis(2);
+
+/// The longest pause between two looks at a held record.
+const WAIT_MAX: Duration = Duration::from_millis(50);
 
 /// Keys looked at per `SCAN` step when counting.
 const SCAN_BATCH: usize = 500;
@@ -100,9 +132,9 @@ const SCAN_BATCH: usize = 500;
 ///
 /// On a single server a rename is one script. On a cluster the old and new keys lie in
 /// different slots, so a rename holds the old record against writes, writes the new one
-/// marked pending, and deletes the old one; a pending record counts only once its old record
-/// is gone, so no reader ever sees both ids valid, or neither (I7). Both connection kinds
-/// reconnect by themselves when the server comes back.
+/// marked pending, and replaces the old one with a tombstone naming the new one; a pending
+/// record counts only once such a tombstone names it, so no reader ever sees both ids valid,
+/// or neither (I7). Both connection kinds reconnect by themselves when the server comes back.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
@@ -120,6 +152,8 @@ pub struct RedisStore {
     prefix: String,
     /// Where the store connects, without credentials, for `Debug`.
     target: String,
+    #[cfg(test)]
+    faults: tests::Faults,
 }
 
 impl fmt::Debug for RedisStore {
@@ -226,6 +260,8 @@ impl RedisStore {
             conn: Conn::Single(manager),
             prefix: DEFAULT_PREFIX.to_owned(),
             target,
+            #[cfg(test)]
+            faults: tests::Faults::default(),
         })
     }
 
@@ -255,6 +291,8 @@ impl RedisStore {
             conn: Conn::Cluster(conn),
             prefix: DEFAULT_PREFIX.to_owned(),
             target: target.join(","),
+            #[cfg(test)]
+            faults: tests::Faults::default(),
         })
     }
 
@@ -308,15 +346,26 @@ impl RedisStore {
         Ok(stored.filter(|s| millis(now) < s.expires_ms))
     }
 
-    /// Whether a pending copy is valid: the record it was copied from is gone. Clears the
-    /// mark when it is, so later reads skip the check.
-    async fn settle(&self, key: &StorageKey, old: &[u8]) -> Result<bool, StoreError> {
-        let exists: i64 = ::redis::cmd("EXISTS")
+    /// Whether the record under the Redis key `old` is a tombstone naming the Redis key `copy`.
+    async fn moved_to(&self, old: &[u8], copy: &[u8]) -> Result<bool, StoreError> {
+        let moved_to: Result<Option<Vec<u8>>, RedisError> = ::redis::cmd("HGET")
             .arg(old)
+            .arg("m:moved_to")
             .query_async(&mut self.conn())
-            .await
-            .map_err(|e| redis_error(key, e))?;
-        if exists != 0 {
+            .await;
+        match moved_to {
+            Ok(moved_to) => Ok(moved_to.as_deref() == Some(copy)),
+            // Not a hash, so no tombstone.
+            Err(e) if is_wrong_type(&e) => Ok(false),
+            Err(e) => Err(StoreError::backend(e)),
+        }
+    }
+
+    /// Whether a pending copy is valid: the record it was copied from is now a tombstone
+    /// naming it (step 2 of its rename ran). Clears the mark when it is, so later reads skip
+    /// the check. An old record that is merely missing (logged out, expired) does not count.
+    async fn settle(&self, key: &StorageKey, old: &[u8]) -> Result<bool, StoreError> {
+        if !self.moved_to(old, self.redis_key(key).as_bytes()).await? {
             return Ok(false);
         }
         let mut invocation = scripts::SETTLE.key(self.redis_key(key));
@@ -333,7 +382,7 @@ impl RedisStore {
         invocation: &ScriptInvocation<'_>,
         key: &StorageKey,
     ) -> Result<Status, StoreError> {
-        let deadline = Instant::now() + WAIT_LIMIT;
+        let mut waiting = Waiting::new();
         loop {
             match self.run(invocation, key).await? {
                 Status::Pending(old) => {
@@ -343,7 +392,7 @@ impl RedisStore {
                 }
                 // A cluster rename holds the record: it is about to move (then this write
                 // finds it gone) or the hold lapses.
-                Status::Busy => wait(deadline).await?,
+                Status::Busy => waiting.wait().await?,
                 other => return Ok(other),
             }
         }
@@ -377,13 +426,19 @@ impl RedisStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let old_key = self.redis_key(from);
-        let new_key = self.redis_key(to);
-        let deadline = Instant::now() + WAIT_LIMIT;
+        let step = Move {
+            from,
+            to,
+            old_key: self.redis_key(from),
+            new_key: self.redis_key(to),
+            change,
+            now,
+        };
+        let mut waiting = Waiting::new();
         for _ in 0..RENAME_ATTEMPTS {
             // Step 0: hold the old record against writes and read it.
-            let mut invocation = scripts::HOLD.key(&old_key);
-            invocation.arg(millis(now)).arg(&new_key).arg(HOLD_MS);
+            let mut invocation = scripts::HOLD.key(&step.old_key);
+            invocation.arg(millis(now)).arg(&step.new_key).arg(HOLD_MS);
             let reply: Value = invocation
                 .invoke_async(&mut self.conn())
                 .await
@@ -399,46 +454,49 @@ impl RedisStore {
                 }
                 Held::Status(Status::Busy) => {
                     // Another rename of the same session: wait for it to finish or lapse.
-                    wait(deadline).await?;
+                    waiting.wait().await?;
                     continue;
                 }
                 Held::Status(other) => return Err(other.unexpected(from)),
             };
-            match self
-                .move_held(stored, change, &old_key, &new_key, from, to)
-                .await
-            {
+            match self.move_held(stored, &step).await {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(e) => {
-                    // Let writers in again; if this fails, the hold lapses by itself.
-                    let mut invocation = scripts::RELEASE.key(&old_key);
-                    invocation.arg(&new_key);
-                    let _ = self.run(&invocation, from).await;
+                    self.release(&step).await;
                     return Err(e);
                 }
             }
         }
+        self.release(&step).await;
         Err(StoreError::backend(RenameContended))
+    }
+
+    /// Lets writers at the old record again after a rename gave up; if this fails, the hold
+    /// lapses by itself.
+    async fn release(&self, step: &Move<'_>) {
+        let mut invocation = scripts::RELEASE.key(&step.old_key);
+        invocation.arg(&step.new_key);
+        let _ = self.run(&invocation, step.from).await;
     }
 
     /// Steps 1 to 3 of a cluster rename, for a held record. `Ok(false)`: the old record
     /// changed after all (the hold lapsed), start over.
-    async fn move_held(
-        &self,
-        stored: Stored,
-        change: &Change,
-        old_key: &str,
-        new_key: &str,
-        from: &StorageKey,
-        to: &StorageKey,
-    ) -> Result<bool, StoreError> {
+    async fn move_held(&self, stored: Stored, step: &Move<'_>) -> Result<bool, StoreError> {
+        let Move {
+            from,
+            to,
+            ref old_key,
+            ref new_key,
+            change,
+            now,
+        } = *step;
         let mut record = stored.record;
         change.apply(&mut record);
         if crate::record::is_empty(&record.data) {
             // Emptied by the change: nothing to move (I2), the old record goes.
             let mut invocation = scripts::DELETE_IF_VERSION.key(old_key);
-            invocation.arg(&stored.version);
+            invocation.arg(&stored.version).arg(new_key).arg("");
             return match self.run(&invocation, from).await? {
                 Status::Done | Status::Gone => Err(StoreError::Gone),
                 Status::Changed => Ok(false),
@@ -447,22 +505,36 @@ impl RedisStore {
         }
         // Step 1: the pending copy.
         let mut invocation = scripts::CREATE.key(new_key);
-        create_args(&mut invocation, &record, old_key.as_bytes());
+        create_args(&mut invocation, &record, old_key.as_bytes(), now);
         match self.run(&invocation, to).await? {
             Status::Done => {}
             Status::Duplicate => return Err(StoreError::DuplicateId),
             other => return Err(other.unexpected(to)),
         }
-        // Step 2: the old record goes, if nobody changed it since it was read. On an error
-        // it is unknown whether it went: the copy stays, valid exactly if it did.
+        // Step 2: the old record becomes a tombstone naming the copy, if nobody changed it
+        // since it was read. On an error it is unknown whether it did: the copy stays, valid
+        // exactly if it did.
         let mut invocation = scripts::DELETE_IF_VERSION.key(old_key);
-        invocation.arg(&stored.version);
+        invocation
+            .arg(&stored.version)
+            .arg(new_key)
+            .arg(grace(record.expires_at));
+        #[cfg(test)]
+        if self.faults.replay_step_2 {
+            // As when the connection drops after the script ran and the client re-sends it.
+            self.run(&invocation, from).await?;
+        }
         let outcome = match self.run(&invocation, from).await? {
             Status::Done => {
-                // Step 3. Readers settle the copy themselves should this fail.
-                let mut invocation = scripts::SETTLE.key(new_key);
-                invocation.arg(old_key);
-                self.run(&invocation, to).await?;
+                // The rename has happened: the old id is gone, so the caller must learn of
+                // the new one even if step 3 fails. Readers settle the copy themselves.
+                if let Err(e) = self.settle_copy(step).await {
+                    tracing::warn!(
+                        error = %e,
+                        "session renamed, but clearing its pending mark failed; \
+                         the next load clears it"
+                    );
+                }
                 return Ok(true);
             }
             Status::Gone => Err(StoreError::Gone),
@@ -474,6 +546,17 @@ impl RedisStore {
         invocation.arg(old_key);
         self.run(&invocation, to).await?;
         outcome
+    }
+
+    /// Step 3 of a cluster rename: clears the pending mark on the new record.
+    async fn settle_copy(&self, step: &Move<'_>) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self.faults.fail_step_3 {
+            return Err(StoreError::backend(BadReply("SETTLE (a test's fault)")));
+        }
+        let mut invocation = scripts::SETTLE.key(&step.new_key);
+        invocation.arg(&step.old_key);
+        self.run(&invocation, step.to).await.map(drop)
     }
 
     /// Counts live records among `keys` (all on the node `route` names, if any).
@@ -490,6 +573,7 @@ impl RedisStore {
         // A key under the prefix that is not a hash is no session; it must not fail the count.
         pipe.ignore_errors();
         for k in keys {
+            // A tombstone has neither field, so it never counts.
             pipe.cmd("HMGET").arg(k).arg("m:expires").arg("m:pending");
         }
         let replies = match (&self.conn, route) {
@@ -505,7 +589,7 @@ impl RedisStore {
         };
         let now = millis(now);
         let mut live = 0;
-        for reply in replies {
+        for (key, reply) in keys.iter().zip(replies) {
             let fields = match reply {
                 Value::Array(fields) => fields,
                 // Not a hash (or gone between SCAN and HMGET): not a session.
@@ -517,12 +601,7 @@ impl RedisStore {
                 continue;
             }
             if let Some(old) = pending {
-                let exists: i64 = ::redis::cmd("EXISTS")
-                    .arg(old)
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(StoreError::backend)?;
-                if exists != 0 {
+                if !self.moved_to(old, key).await? {
                     continue;
                 }
             }
@@ -624,9 +703,15 @@ fn change_args(invocation: &mut ScriptInvocation<'_>, change: &Change, now: Offs
 }
 
 /// Appends the arguments of the create script for `record`, pending on `pending` if not empty.
-fn create_args(invocation: &mut ScriptInvocation<'_>, record: &Record, pending: &[u8]) {
+/// A record already under the key counts as live if it expires after `now`.
+fn create_args(
+    invocation: &mut ScriptInvocation<'_>,
+    record: &Record,
+    pending: &[u8],
+    now: OffsetDateTime,
+) {
     invocation
-        .arg(millis(OffsetDateTime::now_utc()))
+        .arg(millis(now))
         .arg(grace(record.expires_at))
         .arg(millis(record.created_at))
         .arg(millis(record.expires_at))
@@ -661,13 +746,42 @@ fn cluster_nodes(rest: &str) -> Option<Vec<String>> {
 #[error("invalid Redis URL")]
 struct InvalidUrl;
 
-/// Waits a moment for a held record, or fails once `deadline` has passed.
-async fn wait(deadline: Instant) -> Result<(), StoreError> {
-    if Instant::now() >= deadline {
-        return Err(StoreError::backend(HeldTooLong));
+/// The arguments of one cluster rename.
+struct Move<'a> {
+    from: &'a StorageKey,
+    to: &'a StorageKey,
+    /// The Redis keys of `from` and `to`.
+    old_key: String,
+    new_key: String,
+    change: &'a Change,
+    now: OffsetDateTime,
+}
+
+/// A write's wait for a held record: pauses that double from [`WAIT_FIRST`] up to
+/// [`WAIT_MAX`], for at most [`WAIT_LIMIT`] in all.
+struct Waiting {
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl Waiting {
+    fn new() -> Self {
+        Self {
+            deadline: Instant::now() + WAIT_LIMIT,
+            pause: WAIT_FIRST,
+        }
     }
-    tokio::time::sleep(WAIT_STEP).await;
-    Ok(())
+
+    /// Waits a moment, or fails once the limit has passed.
+    async fn wait(&mut self) -> Result<(), StoreError> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(StoreError::backend(HeldTooLong));
+        }
+        tokio::time::sleep(self.pause.min(self.deadline - now)).await;
+        self.pause = (self.pause * 2).min(WAIT_MAX);
+        Ok(())
+    }
 }
 
 /// What the hold script answered.
@@ -703,7 +817,7 @@ enum Status {
     Pending(Vec<u8>),
     /// 4: a live record is already there.
     Duplicate,
-    /// 5: the record changed since it was read.
+    /// 5: the record changed since it was read, or another rename holds it.
     Changed,
     /// 6: a cluster rename holds the record.
     Busy,
@@ -751,6 +865,7 @@ struct Stored {
     /// `m:version`, compared as the server stores it.
     version: Vec<u8>,
     /// `m:pending`: this is a copy made by an unfinished cluster rename from that Redis key.
+    /// (A tombstone, `m:moved_to`, decodes as no record at all.)
     pending: Option<Vec<u8>>,
 }
 
@@ -773,7 +888,10 @@ impl Stored {
             Value::Nil => Vec::new(),
             other => return Err(StoreError::backend(unexpected_value(other))),
         };
-        if pairs.is_empty() {
+        let tombstone = pairs
+            .iter()
+            .any(|(f, _)| bytes(f) == Some(b"m:moved_to".as_slice()));
+        if pairs.is_empty() || tombstone {
             return Ok(None);
         }
         let mut data = Data::new();
@@ -892,13 +1010,17 @@ fn scan_reply(reply: Value) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
 /// Maps a Redis error: a key holding something other than a hash is a corrupt record, the
 /// rest are backend failures.
 fn redis_error(key: &StorageKey, e: RedisError) -> StoreError {
-    let wrong_type = e.code() == Some("WRONGTYPE")
-        || e.detail().is_some_and(|d| d.contains("WRONGTYPE"))
-        || e.to_string().contains("WRONGTYPE");
-    if wrong_type {
+    if is_wrong_type(&e) {
         return corrupt(key, "the key does not hold a hash");
     }
     StoreError::backend(e)
+}
+
+/// Whether Redis refused a command because the key holds another type.
+fn is_wrong_type(e: &RedisError) -> bool {
+    e.code() == Some("WRONGTYPE")
+        || e.detail().is_some_and(|d| d.contains("WRONGTYPE"))
+        || e.to_string().contains("WRONGTYPE")
 }
 
 fn unexpected_value(v: Value) -> RedisError {
@@ -944,7 +1066,7 @@ impl SessionStore for RedisStore {
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
         let mut invocation = scripts::CREATE.key(self.redis_key(key));
-        create_args(&mut invocation, record, b"");
+        create_args(&mut invocation, record, b"", OffsetDateTime::now_utc());
         match self.run(&invocation, key).await? {
             Status::Done => Ok(()),
             Status::Duplicate => Err(StoreError::DuplicateId),
@@ -1001,12 +1123,16 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
-        let deleted: i64 = ::redis::cmd("DEL")
-            .arg(self.redis_key(key))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(StoreError::backend)?;
-        Ok(deleted > 0)
+        // A tombstone is left alone: the old id is gone already, and the copy it names may
+        // not be settled yet.
+        match self
+            .run(&scripts::DELETE.key(self.redis_key(key)), key)
+            .await?
+        {
+            Status::Done => Ok(true),
+            Status::Gone => Ok(false),
+            other => Err(other.unexpected(key)),
+        }
     }
 
     async fn delete_expired(&self, _now: OffsetDateTime, _limit: u32) -> Result<u64, StoreError> {

@@ -11,13 +11,15 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// Reads a record's expiry and checks it is live. Sets `exp` (the stored expiry as a number)
-/// or returns early: `{0}` missing or expired, `{-1}` corrupt (no expiry field).
+/// or returns early: `{0}` missing, expired or a tombstone, `{-1}` corrupt (no expiry field).
 /// `KEYS[1]` is the record, `ARGV[1]` is now.
 const PREAMBLE: &str = r#"
 local k = KEYS[1]
 local raw = redis.call('HGET', k, 'm:expires')
 if not raw then
-  if redis.call('EXISTS', k) == 1 then return {-1} end
+  if redis.call('EXISTS', k) == 1 and redis.call('HEXISTS', k, 'm:moved_to') == 0 then
+    return {-1}
+  end
   return {0}
 end
 local exp = tonumber(raw)
@@ -68,9 +70,10 @@ end
 
 /// Create-if-absent. `ARGV`: now, grace-adjusted expiry for `PEXPIREAT`, created, expires,
 /// pending (old key name, or "" for none), then field/value pairs.
-/// `{1}` created, `{4}` a live record is there, `{-1}` corrupt.
-/// A live record that is a pending copy of the same old key (a rename attempt that did not
-/// finish) is replaced.
+/// `{1}` created, `{4}` a live record or a tombstone is there (a tombstone's id is spent:
+/// reusing it would void the copy it names), `{-1}` corrupt.
+/// A live pending copy of the same old key is replaced, so that step 1 of a cluster rename
+/// may run again when the client re-sends it (its reply lost on the way).
 pub(super) static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -84,6 +87,7 @@ if raw then
     if ARGV[5] == '' or pending ~= ARGV[5] then return {4} end
   end
 elseif redis.call('EXISTS', k) == 1 then
+  if redis.call('HEXISTS', k, 'm:moved_to') == 1 then return {4} end
   return {-1}
 end
 redis.call('DEL', k)
@@ -117,7 +121,8 @@ if removed > 0 and not has_data(k) then
   redis.call('DEL', k)
   return {{2}}
 end
--- Expiry last: an expiry already past on the server's clock deletes the key at once.
+-- Expiry last: when the expiry plus the grace is already past on the server's clock,
+-- PEXPIREAT deletes the key, and nothing may write to it after that.
 local mode = ARGV[3]
 if mode == 'set' or (mode == 'extend' and tonumber(ARGV[4]) > exp) then
   redis.call('HSET', k, 'm:expires', ARGV[4])
@@ -148,7 +153,7 @@ return {{1}}
 
 /// Rename on a single server, both keys in one script. `KEYS`: from, to. `ARGV` as for
 /// [`UPDATE`]. `{1}` moved, `{0}` from is gone (or the change emptied it: then it is deleted),
-/// `{4}` a live record is under `to`, `{-1}`/`{-2}` from/to corrupt.
+/// `{4}` a live record or a tombstone is under `to`, `{-1}`/`{-2}` from/to corrupt.
 pub(super) static RENAME: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{PREAMBLE}{HAS_DATA}{APPLY}
@@ -159,6 +164,7 @@ if to_raw then
   if not to_exp then return {{-2}} end
   if to_exp > tonumber(ARGV[1]) then return {{4}} end
 elseif redis.call('EXISTS', to) == 1 then
+  if redis.call('HEXISTS', to, 'm:moved_to') == 1 then return {{4}} end
   return {{-2}}
 end
 local removed = apply(k, 6)
@@ -213,23 +219,41 @@ return {0}
     )
 });
 
-/// Cluster rename, step 2: deletes the old record only if its version is still `ARGV[1]`.
-/// `{1}` deleted, `{0}` missing, `{5}` changed since it was read.
+/// Cluster rename, step 2: replaces the old record with a tombstone naming the copy, only
+/// if this rename still holds it (`m:moving` is `ARGV[2]`, the new Redis key) and its version
+/// is still `ARGV[1]`. The tombstone is a hash with the one field `m:moved_to` = `ARGV[2]`,
+/// dropped by Redis at `ARGV[3]` (the copy's expiry plus the grace), by when the copy has
+/// expired too. With `ARGV[3]` = "" (the change emptied the record, there is no copy) the
+/// record is only deleted.
+///
+/// `{1}` done, `{0}` missing or moved elsewhere, `{5}` changed since it was read or held by
+/// another rename. Running it again after it succeeded (the client re-sends a command whose
+/// reply was lost) finds its own tombstone and answers `{1}` again.
 pub(super) static DELETE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local k = KEYS[1]
+local moved_to = redis.call('HGET', k, 'm:moved_to')
+if moved_to then
+  if moved_to == ARGV[2] then return {1} end
+  return {0}
+end
 if redis.call('EXISTS', k) == 0 then return {0} end
+if redis.call('HGET', k, 'm:moving') ~= ARGV[2] then return {5} end
 local v = redis.call('HGET', k, 'm:version') or ''
 if v ~= ARGV[1] then return {5} end
 redis.call('DEL', k)
+if ARGV[3] ~= '' then
+  redis.call('HSET', k, 'm:moved_to', ARGV[2])
+  redis.call('PEXPIREAT', k, ARGV[3])
+end
 return {1}
 "#,
     )
 });
 
-/// Clears the pending mark if it still names `ARGV[1]`: the old record is gone, so the copy
-/// is the record now. `{1}` cleared, `{0}` nothing to do.
+/// Clears the pending mark if it still names `ARGV[1]`: the caller saw the old record's
+/// tombstone name this copy, so the copy is the record now. `{1}` cleared, `{0}` nothing to do.
 pub(super) static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -251,6 +275,21 @@ if redis.call('HGET', KEYS[1], 'm:pending') == ARGV[1] then
   return {1}
 end
 return {0}
+"#,
+    )
+});
+
+/// Deletes a record (or anything else under the key) unless it is a tombstone: a tombstone
+/// stands for no session, and the pending copy it names may still need it. `{1}` deleted,
+/// `{0}` nothing deleted.
+pub(super) static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local k = KEYS[1]
+if redis.call('TYPE', k).ok == 'hash' and redis.call('HEXISTS', k, 'm:moved_to') == 1 then
+  return {0}
+end
+return {redis.call('DEL', k)}
 "#,
     )
 });

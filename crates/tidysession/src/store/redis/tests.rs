@@ -1,0 +1,208 @@
+//! The cluster rename protocol against failures the integration tests cannot cause from
+//! outside: a step sent twice, a rename that lost its hold. Needs the Redis Cluster that
+//! `scripts/services.sh` starts (`TIDYSESSION_TEST_REDIS_CLUSTER_URL` overrides where).
+
+use serde_json::json;
+use time::Duration;
+
+use super::*;
+use crate::id::SessionId;
+
+/// Failures a test makes the store go through.
+#[derive(Debug, Default)]
+pub(super) struct Faults {
+    /// Step 2 of a cluster rename runs twice, and the store sees only the second reply: what
+    /// happens when the connection drops after the script ran and the client re-sends it.
+    pub(super) replay_step_2: bool,
+    /// Step 3 of a cluster rename fails without running.
+    pub(super) fail_step_3: bool,
+}
+
+fn key() -> StorageKey {
+    SessionId::generate().unwrap().storage_key()
+}
+
+fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_millisecond(t.millisecond()).unwrap()
+}
+
+/// A store on the test cluster, under a key prefix of its own.
+async fn cluster(faults: Faults) -> RedisStore {
+    let url = std::env::var("TIDYSESSION_TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".to_owned()
+    });
+    let mut store = RedisStore::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("Redis Cluster at {url} (run scripts/services.sh): {e}"))
+        .key_prefix(format!("tidysession-unit-{}:", &key().to_hex()[..12]));
+    store.faults = faults;
+    store
+}
+
+/// Two keys whose Redis keys live in different hash slots.
+async fn keys_in_different_slots(store: &RedisStore) -> (StorageKey, StorageKey) {
+    loop {
+        let (a, b) = (key(), key());
+        let slot = |k: &StorageKey| {
+            let mut cmd = ::redis::cmd("CLUSTER");
+            cmd.arg("KEYSLOT").arg(store.redis_key(k));
+            cmd
+        };
+        let sa: i64 = slot(&a).query_async(&mut store.conn()).await.unwrap();
+        let sb: i64 = slot(&b).query_async(&mut store.conn()).await.unwrap();
+        if sa != sb {
+            return (a, b);
+        }
+    }
+}
+
+fn record(data: serde_json::Value) -> Record {
+    let t = now();
+    Record {
+        data: serde_json::from_value(data).unwrap(),
+        created_at: t,
+        expires_at: t + Duration::hours(1),
+    }
+}
+
+fn set(k: &str, v: serde_json::Value) -> Change {
+    let mut change = Change::default();
+    change.set.insert(k.to_owned(), v);
+    change
+}
+
+async fn hgetall(store: &RedisStore, key: &StorageKey) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = ::redis::cmd("HGETALL")
+        .arg(store.redis_key(key))
+        .query_async(&mut store.conn())
+        .await
+        .unwrap();
+    fields.sort();
+    fields
+}
+
+/// Step 0 by hand: holds `from` for a rename to `to` and returns the version it read.
+async fn hold(store: &RedisStore, from: &StorageKey, to: &StorageKey) -> Vec<u8> {
+    let mut invocation = scripts::HOLD.key(store.redis_key(from));
+    invocation
+        .arg(millis(now()))
+        .arg(store.redis_key(to))
+        .arg(HOLD_MS);
+    let reply: Value = invocation.invoke_async(&mut store.conn()).await.unwrap();
+    match held_record(from, reply).unwrap() {
+        Held::Record(stored) => stored.version,
+        Held::Status(status) => panic!("not held: {status:?}"),
+    }
+}
+
+/// Step 1 by hand: the pending copy of `from` under `to`.
+async fn copy(store: &RedisStore, from: &StorageKey, to: &StorageKey, r: &Record) {
+    let mut invocation = scripts::CREATE.key(store.redis_key(to));
+    create_args(&mut invocation, r, store.redis_key(from).as_bytes(), now());
+    assert!(matches!(store.run(&invocation, to).await, Ok(Status::Done)));
+}
+
+/// Step 2 by hand, for the rename from `from` to `to`.
+async fn step_2(
+    store: &RedisStore,
+    from: &StorageKey,
+    to: &StorageKey,
+    version: &[u8],
+    r: &Record,
+) -> Status {
+    let mut invocation = scripts::DELETE_IF_VERSION.key(store.redis_key(from));
+    invocation
+        .arg(version)
+        .arg(store.redis_key(to))
+        .arg(grace(r.expires_at));
+    store.run(&invocation, from).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_rename_whose_step_2_is_sent_twice_still_moves_the_session() {
+    let store = cluster(Faults {
+        replay_step_2: true,
+        ..Faults::default()
+    })
+    .await;
+    for _ in 0..3 {
+        let (from, to) = keys_in_different_slots(&store).await;
+        store.create(&from, &record(json!({"a": 1}))).await.unwrap();
+        store
+            .rename(&from, &to, &set("user", json!("alice")), now())
+            .await
+            .unwrap();
+        assert!(store.load(&from, now()).await.unwrap().is_none());
+        let got = store.load(&to, now()).await.unwrap().unwrap();
+        assert_eq!(got.data.get("user"), Some(&json!("alice")));
+        assert_eq!(got.data.get("a"), Some(&json!(1)));
+        let fields = hgetall(&store, &to).await;
+        assert!(fields.iter().all(|(f, _)| f != "m:pending"), "{fields:?}");
+    }
+}
+
+#[tokio::test]
+async fn only_the_rename_holding_the_record_can_finish() {
+    let store = cluster(Faults::default()).await;
+    let from = key();
+    let (a, b) = (key(), key());
+    let r = record(json!({"a": 1}));
+    store.create(&from, &r).await.unwrap();
+    // Rename A holds the record and makes its copy, then stalls until its hold lapses.
+    let version = hold(&store, &from, &a).await;
+    copy(&store, &from, &a, &r).await;
+    let _: () = ::redis::cmd("HSET")
+        .arg(store.redis_key(&from))
+        .arg("m:moving_until")
+        .arg(0)
+        .query_async(&mut store.conn())
+        .await
+        .unwrap();
+    // Rename B holds it now: A's step 2 must not take the record away from B.
+    let version_b = hold(&store, &from, &b).await;
+    assert_eq!(version_b, version, "holding is no change");
+    assert!(matches!(
+        step_2(&store, &from, &a, &version, &r).await,
+        Status::Changed
+    ));
+    assert!(store.load(&from, now()).await.unwrap().is_some());
+    assert!(store.load(&a, now()).await.unwrap().is_none());
+    // B finishes; A's step 2, late, finds the record moved elsewhere.
+    store
+        .rename(&from, &b, &Change::default(), now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        step_2(&store, &from, &a, &version, &r).await,
+        Status::Gone
+    ));
+    assert!(store.load(&from, now()).await.unwrap().is_none());
+    assert!(
+        store.load(&a, now()).await.unwrap().is_none(),
+        "A's copy never counts: the tombstone names B's"
+    );
+    assert!(store.load(&b, now()).await.unwrap().is_some());
+    assert_eq!(store.count(now()).await.unwrap().live, 1);
+}
+
+#[tokio::test]
+async fn a_rename_whose_step_3_fails_still_succeeds_and_readers_settle_the_copy() {
+    let store = cluster(Faults {
+        fail_step_3: true,
+        ..Faults::default()
+    })
+    .await;
+    let (from, to) = keys_in_different_slots(&store).await;
+    store.create(&from, &record(json!({"a": 1}))).await.unwrap();
+    store
+        .rename(&from, &to, &set("user", json!("alice")), now())
+        .await
+        .unwrap();
+    let pending = |fields: Vec<(String, String)>| fields.iter().any(|(f, _)| f == "m:pending");
+    assert!(pending(hgetall(&store, &to).await), "step 3 did not run");
+    assert!(store.load(&from, now()).await.unwrap().is_none());
+    let got = store.load(&to, now()).await.unwrap().unwrap();
+    assert_eq!(got.data.get("user"), Some(&json!("alice")));
+    assert!(!pending(hgetall(&store, &to).await), "the load settled it");
+}
