@@ -35,6 +35,13 @@ mod cached;
 mod counting;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "redis"
+))]
+mod millis;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]

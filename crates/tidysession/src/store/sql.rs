@@ -1,25 +1,11 @@
 //! What the SQL stores share: how times and data are written to a row and read back.
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
-use time::OffsetDateTime;
 
+pub(crate) use super::millis::{from_millis, millis};
 use super::StoreError;
 use crate::id::StorageKey;
 use crate::record::{Data, Record};
-
-/// Unix milliseconds, the precision every store keeps.
-pub(crate) fn millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-pub(crate) fn from_millis(key: &StorageKey, ms: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(|e| {
-        StoreError::Corrupt {
-            key: *key,
-            reason: e.to_string(),
-        }
-    })
-}
 
 pub(crate) fn parse_data(key: &StorageKey, text: &str) -> Result<Data, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {

@@ -86,6 +86,7 @@ use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ScriptInvocatio
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use super::millis::{from_millis, millis};
 use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
 use crate::record::{Change, Data, ExpiryChange, Record, RESERVED_PREFIX};
@@ -252,7 +253,9 @@ impl RedisStore {
         let target = format!("{}/{}", info.addr(), info.redis_settings().db());
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_number_of_retries(3);
+            // One reconnect attempt per failure: while Redis is down, a request fails within a
+            // few hundred milliseconds rather than stalling for seconds.
+            .set_number_of_retries(1);
         let manager = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(StoreError::backend)?;
@@ -938,18 +941,9 @@ fn field(key: &str) -> String {
     format!("d:{key}")
 }
 
-fn millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 /// The time Redis drops the hash of a record expiring at `t`.
 fn grace(t: OffsetDateTime) -> i64 {
     millis(t).saturating_add(RedisStore::EXPIRY_GRACE_MS)
-}
-
-fn from_millis(key: &StorageKey, ms: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|e| corrupt(key, &e.to_string()))
 }
 
 fn corrupt(key: &StorageKey, reason: &str) -> StoreError {

@@ -1,0 +1,20 @@
+//! Times as stores keep them: Unix milliseconds.
+
+use time::OffsetDateTime;
+
+use super::StoreError;
+use crate::id::StorageKey;
+
+/// Unix milliseconds, the precision every store keeps.
+pub(crate) fn millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(crate) fn from_millis(key: &StorageKey, ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(|e| {
+        StoreError::Corrupt {
+            key: *key,
+            reason: e.to_string(),
+        }
+    })
+}
