@@ -10,12 +10,14 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Reads a record's expiry and checks it is live. Sets `exp` (the stored expiry as a number)
-/// or returns early: `{0}` missing, expired or a tombstone, `{-1}` corrupt (no expiry field).
-/// `KEYS[1]` is the record, `ARGV[1]` is now.
+/// Reads a record's metadata in one call and checks it is live. Sets `exp` (the stored expiry
+/// as a number), `pending` (the old key of a pending copy, or false) and `held_until` (the end
+/// of a cluster rename's hold, or nil), or returns early: `{0}` missing, expired or a
+/// tombstone, `{-1}` corrupt (no expiry field). `KEYS[1]` is the record, `ARGV[1]` is now.
 const PREAMBLE: &str = r#"
 local k = KEYS[1]
-local raw = redis.call('HGET', k, 'm:expires')
+local meta = redis.call('HMGET', k, 'm:expires', 'm:pending', 'm:moving_until')
+local raw = meta[1]
 if not raw then
   if redis.call('EXISTS', k) == 1 and redis.call('HEXISTS', k, 'm:moved_to') == 0 then
     return {-1}
@@ -25,15 +27,16 @@ end
 local exp = tonumber(raw)
 if not exp then return {-1} end
 if exp <= tonumber(ARGV[1]) then return {0} end
+local pending = meta[2]
+local held_until = tonumber(meta[3])
 "#;
 
 /// Answers `{6}` while a cluster rename holds the record (`m:moving_until`, on the server's
 /// clock, not yet past): writes wait for it rather than make it start over.
 const NOT_MOVING: &str = r#"
-local held = tonumber(redis.call('HGET', k, 'm:moving_until'))
-if held then
+if held_until then
   local t = redis.call('TIME')
-  if held > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return {6} end
+  if held_until > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return {6} end
 end
 "#;
 
@@ -112,7 +115,6 @@ return {1}
 pub(super) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{PREAMBLE}{HAS_DATA}{APPLY}
-local pending = redis.call('HGET', k, 'm:pending')
 if pending then return {{3, pending}} end
 {NOT_MOVING}
 local removed = apply(k, 6)
@@ -138,7 +140,6 @@ return {{1}}
 pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{PREAMBLE}
-local pending = redis.call('HGET', k, 'm:pending')
 if pending then return {{3, pending}} end
 {NOT_MOVING}
 if tonumber(ARGV[2]) > exp then
@@ -191,7 +192,6 @@ return {{1}}
 pub(super) static HOLD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{PREAMBLE}
-local pending = redis.call('HGET', k, 'm:pending')
 if pending then return {{3, pending}} end
 if redis.call('HGET', k, 'm:moving') ~= ARGV[2] then
 {NOT_MOVING}
