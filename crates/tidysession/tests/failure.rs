@@ -5,35 +5,14 @@
 //! requests that do get the configured status (503 by default), nothing panics; when it is
 //! back, sessions work again without restarting anything.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use tidysession::store::SessionStore;
 use tidysession::SessionConfig;
 
-use crate::util::proxy::Proxy;
+use crate::util::proxy::{server_of, via, Proxy};
 use crate::util::{servers, Harness};
-
-/// `scheme://[user@]host[:port]/rest` with the host and port replaced by `addr`.
-fn via(url: &str, addr: SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
-    format!("{scheme}://{}{addr}/{path}", user.unwrap_or_default())
-}
-
-/// The server a URL such as `postgres://root@127.0.0.1:5432/test` points at.
-fn server_of(url: &str, default_port: u16) -> SocketAddr {
-    let rest = url.split_once("://").unwrap().1;
-    let authority = rest.split('/').next().unwrap();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.contains(':') {
-        true => host.to_owned(),
-        false => format!("{host}:{default_port}"),
-    };
-    host.to_socket_addrs().unwrap().next().unwrap()
-}
 
 /// The whole story, on a store reached through `proxy`.
 async fn store_goes_away_and_comes_back<S: SessionStore>(store: S, proxy: &Proxy) {

@@ -1,6 +1,5 @@
 //! What PostgreSQL holds, and what the PostgreSQL store does beyond the common contract.
 
-use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use serde_json::json;
@@ -55,19 +54,7 @@ async fn rows_hold_only_the_hash_of_the_id() {
 
 #[tokio::test]
 async fn a_one_key_save_of_a_large_session_sends_only_that_key() {
-    let url = postgres_url();
-    let server = url.split('@').nth(1).unwrap().split('/').next().unwrap();
-    let server = match server.contains(':') {
-        true => server.to_owned(),
-        false => format!("{server}:5432"),
-    };
-    let proxy = Proxy::start(server.to_socket_addrs().unwrap().next().unwrap()).await;
-    let through = url.replacen(
-        server.split(':').next().unwrap(),
-        &proxy.addr.to_string(),
-        1,
-    );
-    let through = through.replacen(&format!("{}:5432", proxy.addr), &proxy.addr.to_string(), 1);
+    let (proxy, through) = Proxy::in_front_of(&postgres_url(), 5432).await;
     let (store, _guard) = postgres_at(&through).await;
     let k = key();
     let pad = "x".repeat(2048);

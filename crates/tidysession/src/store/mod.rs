@@ -32,6 +32,8 @@ use crate::record::{Change, Record};
 
 #[cfg(feature = "cached")]
 mod cached;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod connections;
 mod counting;
 #[cfg(feature = "memory")]
 mod memory;

@@ -47,10 +47,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions};
-use sqlx::{ConnectOptions as _, Connection as _, MySqlPool};
+use sqlx::mysql::{
+    MySqlArguments, MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlQueryResult,
+    MySqlRow,
+};
+use sqlx::{ConnectOptions as _, Connection as _, MySql};
 use time::OffsetDateTime;
 
+use super::connections::{Connections, Settings};
 use super::sql::{millis, record_from, to_json, SchemaTooNew};
 use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
@@ -132,7 +136,7 @@ const ER_LOCK_DEADLOCK: u16 = 1213;
 /// # Ok(()) }
 /// ```
 pub struct MySqlStore {
-    pool: MySqlPool,
+    connections: Connections<MySqlConnection>,
     table: Table,
 }
 
@@ -188,7 +192,7 @@ struct InvalidTableName(String);
 impl fmt::Debug for MySqlStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the password: only where the store points.
-        let options = self.pool.connect_options();
+        let options = self.connections.options();
         f.debug_struct("MySqlStore")
             .field("host", &options.get_host())
             .field("port", &options.get_port())
@@ -205,7 +209,7 @@ impl MySqlStore {
     /// parameter chooses the sessions table, like [`table`](Self::table). Call
     /// [`SessionStore::migrate`] before first use.
     ///
-    /// The pool holds up to 10 connections and gives up on an unreachable server after
+    /// The store keeps up to 10 connections and gives up on an unreachable server after
     /// 5 seconds.
     ///
     /// # Errors
@@ -221,34 +225,44 @@ impl MySqlStore {
             None => Table::default(),
         };
         let options = MySqlConnectOptions::from_str(&url).map_err(StoreError::backend)?;
-        let unreachable = Unreachable {
-            host: options.get_host().to_owned(),
-            port: options.get_port(),
+        let server = format!(
+            "the MySQL server at {}:{}",
+            options.get_host(),
+            options.get_port()
+        );
+        let settings = Settings {
+            size: 10,
+            wait: CONNECT_TIMEOUT,
+            // Long before a server's wait_timeout (8 hours by default) can cut one.
+            max_idle: Duration::from_secs(60),
+            keep_on_error: false,
         };
-        let pool = MySqlPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(CONNECT_TIMEOUT)
-            // A ping before every operation would double the round trips. Idle connections
-            // are closed after a minute instead, long before a server's wait_timeout.
-            .test_before_acquire(false)
-            .idle_timeout(Duration::from_secs(60))
-            .connect_with(options)
-            .await
-            .map_err(|e| match e {
-                // sqlx retries a refused connection until the timeout, then says only that.
-                sqlx::Error::PoolTimedOut => StoreError::backend(unreachable),
-                e => StoreError::backend(e),
-            })?;
-        Ok(Self { pool, table })
+        let store = Self {
+            connections: Connections::new(options, settings),
+            table,
+        };
+        store.connections.check(server).await?;
+        Ok(store)
     }
 
-    /// A store over an existing pool, e.g. one the application shares with its own queries.
-    /// No I/O; call [`SessionStore::migrate`] before first use.
-    pub fn from_pool(pool: MySqlPool) -> Self {
-        Self {
-            pool,
-            table: Table::default(),
-        }
+    /// Runs one statement on a connection of the store's own.
+    async fn execute(&self, query: MySqlQuery<'_>) -> Result<MySqlQueryResult, StoreError> {
+        let mut lease = self.connections.get().await?;
+        let result = query
+            .execute(lease.conn()?)
+            .await
+            .map_err(StoreError::backend);
+        lease.checked(result)
+    }
+
+    /// Runs one query that returns at most one row.
+    async fn fetch_optional(&self, query: MySqlQuery<'_>) -> Result<Option<MySqlRow>, StoreError> {
+        let mut lease = self.connections.get().await?;
+        let result = query
+            .fetch_optional(lease.conn()?)
+            .await
+            .map_err(StoreError::backend);
+        lease.checked(result)
     }
 
     /// Keeps sessions in the table `name` (default `tidysession_sessions`) and records its
@@ -314,7 +328,7 @@ impl MySqlStore {
             query.bind(key.as_bytes().as_slice()).bind(millis(now))
         };
         if !change.may_empty() {
-            let done = retry_deadlocks(|| query().execute(&self.pool)).await?;
+            let done = retry_deadlocks(|| self.execute(query())).await?;
             return match done.rows_affected() {
                 0 => Err(StoreError::Gone),
                 _ => Ok(Updated::Kept),
@@ -328,7 +342,9 @@ impl MySqlStore {
             self.table.by_id
         );
         retry_transaction(|| async {
-            let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
+            let mut lease = self.connections.get().await?;
+            // A failed BEGIN leaves the connection busy: it is closed, not reused.
+            let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
             let result = async {
                 let done = query()
                     .execute(&mut *tx)
@@ -356,7 +372,8 @@ impl MySqlStore {
                 Ok(Updated::Deleted)
             }
             .await;
-            finish(tx, result).await
+            let result = finish(tx, result).await;
+            lease.checked(result)
         })
         .await
     }
@@ -370,7 +387,9 @@ impl MySqlStore {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         retry_transaction(|| async {
-            let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
+            let mut lease = self.connections.get().await?;
+            // A failed BEGIN leaves the connection busy: it is closed, not reused.
+            let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
             let result = async {
                 let mut record = self
                     .read_locked(&mut tx, key, now)
@@ -396,7 +415,8 @@ impl MySqlStore {
                 Ok(outcome)
             }
             .await;
-            finish(tx, result).await
+            let result = finish(tx, result).await;
+            lease.checked(result)
         })
         .await
     }
@@ -499,6 +519,8 @@ where
     }
 }
 
+type MySqlQuery<'q> = sqlx::query::Query<'q, MySql, MySqlArguments>;
+
 /// Commits `tx` if `result` is a success, rolls it back now otherwise (not when the
 /// connection is next used: its locks must not outlive the request).
 async fn finish<T>(
@@ -582,12 +604,10 @@ impl SessionStore for MySqlStore {
              WHERE id = ? AND expires_at > ?",
             self.table.by_id
         );
-        let row = sqlx::query(&sql)
+        let query = sqlx::query(&sql)
             .bind(key.as_bytes().as_slice())
-            .bind(millis(now))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
+            .bind(millis(now));
+        let row = self.fetch_optional(query).await?;
         row.map(|row| record_from(key, &row)).transpose()
     }
 
@@ -599,12 +619,13 @@ impl SessionStore for MySqlStore {
         let data = to_json(&record.data);
         let try_insert = || async {
             let done = retry_deadlocks(|| {
-                sqlx::query(&insert)
-                    .bind(key.as_bytes().as_slice())
-                    .bind(&data)
-                    .bind(millis(record.created_at))
-                    .bind(millis(record.expires_at))
-                    .execute(&self.pool)
+                self.execute(
+                    sqlx::query(&insert)
+                        .bind(key.as_bytes().as_slice())
+                        .bind(&data)
+                        .bind(millis(record.created_at))
+                        .bind(millis(record.expires_at)),
+                )
             })
             .await;
             match done {
@@ -623,10 +644,11 @@ impl SessionStore for MySqlStore {
             self.table.sessions
         );
         let expired = retry_deadlocks(|| {
-            sqlx::query(&delete_expired)
-                .bind(key.as_bytes().as_slice())
-                .bind(millis(OffsetDateTime::now_utc()))
-                .execute(&self.pool)
+            self.execute(
+                sqlx::query(&delete_expired)
+                    .bind(key.as_bytes().as_slice())
+                    .bind(millis(OffsetDateTime::now_utc())),
+            )
         })
         .await?;
         if expired.rows_affected() > 0 && try_insert().await? {
@@ -666,11 +688,12 @@ impl SessionStore for MySqlStore {
         // sqlx connects with CLIENT_FOUND_ROWS, so a touch that does not move the expiry
         // still counts its matched row.
         let done = retry_deadlocks(|| {
-            sqlx::query(&sql)
-                .bind(millis(expires_at))
-                .bind(key.as_bytes().as_slice())
-                .bind(millis(now))
-                .execute(&self.pool)
+            self.execute(
+                sqlx::query(&sql)
+                    .bind(millis(expires_at))
+                    .bind(key.as_bytes().as_slice())
+                    .bind(millis(now)),
+            )
         })
         .await?;
         match done.rows_affected() {
@@ -688,7 +711,9 @@ impl SessionStore for MySqlStore {
     ) -> Result<(), StoreError> {
         let t = &self.table.sessions;
         retry_transaction(|| async {
-            let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
+            let mut lease = self.connections.get().await?;
+            // A failed BEGIN leaves the connection busy: it is closed, not reused.
+            let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
             let moved = async {
                 let mut record = self
                     .read_locked(&mut tx, from, now)
@@ -742,7 +767,8 @@ impl SessionStore for MySqlStore {
                 Ok(true)
             }
             .await;
-            match finish(tx, moved).await? {
+            let moved = finish(tx, moved).await;
+            match lease.checked(moved)? {
                 true => Ok(()),
                 false => Err(StoreError::Gone),
             }
@@ -752,12 +778,9 @@ impl SessionStore for MySqlStore {
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM {} WHERE id = ?", self.table.sessions);
-        let done = retry_deadlocks(|| {
-            sqlx::query(&sql)
-                .bind(key.as_bytes().as_slice())
-                .execute(&self.pool)
-        })
-        .await?;
+        let done =
+            retry_deadlocks(|| self.execute(sqlx::query(&sql).bind(key.as_bytes().as_slice())))
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -769,10 +792,7 @@ impl SessionStore for MySqlStore {
             self.table.sessions
         );
         let done = retry_deadlocks(|| {
-            sqlx::query(&sql)
-                .bind(millis(now))
-                .bind(i64::from(limit))
-                .execute(&self.pool)
+            self.execute(sqlx::query(&sql).bind(millis(now)).bind(i64::from(limit)))
         })
         .await?;
         Ok(done.rows_affected())
@@ -780,15 +800,19 @@ impl SessionStore for MySqlStore {
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         let t = &self.table.sessions;
-        let (live, expired): (i64, i64) = sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT (SELECT COUNT(*) FROM {t} WHERE expires_at > ?),
                     (SELECT COUNT(*) FROM {t} WHERE expires_at <= ?)"
-        ))
-        .bind(millis(now))
-        .bind(millis(now))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(StoreError::backend)?;
+        );
+        let query = sqlx::query_as::<_, (i64, i64)>(&sql)
+            .bind(millis(now))
+            .bind(millis(now));
+        let mut lease = self.connections.get().await?;
+        let counts = query
+            .fetch_one(lease.conn()?)
+            .await
+            .map_err(StoreError::backend);
+        let (live, expired) = lease.checked(counts)?;
         Ok(RecordCounts {
             live: live as u64,
             expired: expired as u64,
@@ -796,11 +820,11 @@ impl SessionStore for MySqlStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        // A connection of its own, not a pooled one: if this future is dropped midway, the
+        // A connection of its own, not a shared one: if this future is dropped midway, the
         // connection closes and the server releases the lock with it.
         let mut conn = self
-            .pool
-            .connect_options()
+            .connections
+            .options()
             .connect()
             .await
             .map_err(StoreError::backend)?;
@@ -828,14 +852,6 @@ impl SessionStore for MySqlStore {
         released.map_err(StoreError::backend)?;
         closed.map_err(StoreError::backend)
     }
-}
-
-/// No connection to the server within [`CONNECT_TIMEOUT`].
-#[derive(Debug, thiserror::Error)]
-#[error("no connection to the MySQL server at {host}:{port} within {}s (refused or unreachable)", CONNECT_TIMEOUT.as_secs())]
-struct Unreachable {
-    host: String,
-    port: u16,
 }
 
 /// Another process held the migration lock for a minute.

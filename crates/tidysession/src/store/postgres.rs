@@ -28,10 +28,12 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgQueryResult, PgRow};
 use sqlx::ConnectOptions as _;
+use sqlx::{Connection as _, Postgres, Row as _};
 use time::OffsetDateTime;
 
+use super::connections::{Connections, Settings};
 use super::sql::{millis, record_from, to_json};
 use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
@@ -55,6 +57,8 @@ const MIGRATIONS: &[&[&str]] = &[
     ],
 ];
 
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
 /// How many times a save retries when a concurrent request changed the row between its two
 /// statements (see [`PostgresStore::update`]); each retry means another request made progress.
 const RACE_RETRIES: usize = 8;
@@ -72,15 +76,15 @@ const RACE_RETRIES: usize = 8;
 /// # Ok(()) }
 /// ```
 pub struct PostgresStore {
-    pool: PgPool,
+    connections: Connections<PgConnection>,
     schema: String,
     sql: Statements,
 }
 
 impl fmt::Debug for PostgresStore {
-    // The pool's options hold the password: show only where the store points.
+    // The connection options hold the password: show only where the store points.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let options = self.pool.connect_options();
+        let options = self.connections.options();
         f.debug_struct("PostgresStore")
             .field("host", &options.get_host())
             .field("port", &options.get_port())
@@ -91,7 +95,7 @@ impl fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to the database a `postgres://` URL names, with a pool of up to 16
+    /// Connects to the database a `postgres://` URL names, keeping up to 16
     /// connections, and checks that it answers. Besides PostgreSQL's own URL parameters, a
     /// `schema=NAME` parameter chooses the [schema](Self::schema) (default `public`). Call
     /// [`SessionStore::migrate`] before first use.
@@ -108,27 +112,27 @@ impl PostgresStore {
         let options = options
             .log_statements(tracing::log::LevelFilter::Trace)
             .application_name("tidysession");
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            // No ping before every query: a dead connection fails its query and is dropped.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(StoreError::backend)?;
-        let store = Self::with_pool(pool);
+        let settings = Settings {
+            size: 16,
+            wait: Duration::from_secs(5),
+            // Well inside the idle limits servers and proxies put on connections.
+            max_idle: Duration::from_secs(300),
+            keep_on_error: false,
+        };
+        let store = Self {
+            connections: Connections::new(options, settings),
+            schema: "public".to_owned(),
+            sql: Statements::new("public"),
+        };
+        let server = format!(
+            "PostgreSQL at {}:{}",
+            store.connections.options().get_host(),
+            store.connections.options().get_port()
+        );
+        store.connections.check(server).await?;
         match schema {
             Some(schema) => store.schema(&schema),
             None => Ok(store),
-        }
-    }
-
-    /// Uses an existing pool, with tables in the `public` schema.
-    pub fn with_pool(pool: PgPool) -> Self {
-        Self {
-            pool,
-            schema: "public".to_owned(),
-            sql: Statements::new("public"),
         }
     }
 
@@ -153,9 +157,24 @@ impl PostgresStore {
         Ok(self)
     }
 
-    /// The connection pool, for sharing with the rest of the app.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// Runs one statement on a connection of the store's own.
+    async fn execute(&self, query: PgQuery<'_>) -> Result<PgQueryResult, StoreError> {
+        let mut lease = self.connections.get().await?;
+        let result = query
+            .execute(lease.conn()?)
+            .await
+            .map_err(StoreError::backend);
+        lease.checked(result)
+    }
+
+    /// Runs one query that returns at most one row.
+    async fn fetch_optional(&self, query: PgQuery<'_>) -> Result<Option<PgRow>, StoreError> {
+        let mut lease = self.connections.get().await?;
+        let result = query
+            .fetch_optional(lease.conn()?)
+            .await
+            .map_err(StoreError::backend);
+        lease.checked(result)
     }
 
     /// Deletes the live row under `key` if the change would leave it without data; the
@@ -166,15 +185,13 @@ impl PostgresStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(&self.sql.delete_if_emptied)
+        let query = sqlx::query(&self.sql.delete_if_emptied)
             .bind(key.as_bytes().as_slice())
             .bind(millis(now))
             .bind(removed_keys(change))
             .bind(set_pairs(change))
-            .bind(RESERVED_PREFIX)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
+            .bind(RESERVED_PREFIX);
+        let done = self.execute(query).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -183,13 +200,10 @@ impl PostgresStore {
         key: &StorageKey,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let found: Option<i32> = sqlx::query_scalar(&self.sql.exists)
+        let query = sqlx::query(&self.sql.exists)
             .bind(key.as_bytes().as_slice())
-            .bind(millis(now))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
-        Ok(found.is_some())
+            .bind(millis(now));
+        Ok(self.fetch_optional(query).await?.is_some())
     }
 }
 
@@ -331,25 +345,21 @@ impl SessionStore for PostgresStore {
         key: &StorageKey,
         now: OffsetDateTime,
     ) -> Result<Option<Record>, StoreError> {
-        let row = sqlx::query(&self.sql.load)
+        let query = sqlx::query(&self.sql.load)
             .bind(key.as_bytes().as_slice())
-            .bind(millis(now))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
+            .bind(millis(now));
+        let row = self.fetch_optional(query).await?;
         row.map(|row| record_from(key, &row)).transpose()
     }
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        let done = sqlx::query(&self.sql.create)
+        let query = sqlx::query(&self.sql.create)
             .bind(key.as_bytes().as_slice())
             .bind(to_json(&record.data))
             .bind(millis(record.created_at))
             .bind(millis(record.expires_at))
-            .bind(millis(OffsetDateTime::now_utc()))
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
+            .bind(millis(OffsetDateTime::now_utc()));
+        let done = self.execute(query).await?;
         match done.rows_affected() {
             0 => Err(StoreError::DuplicateId),
             _ => Ok(()),
@@ -380,10 +390,7 @@ impl SessionStore for PostgresStore {
             if let Some(at) = expiry_millis(change) {
                 query = query.bind(at);
             }
-            let done = query
-                .execute(&self.pool)
-                .await
-                .map_err(StoreError::backend)?;
+            let done = self.execute(query).await?;
             if done.rows_affected() > 0 {
                 return Ok(Updated::Kept);
             }
@@ -406,13 +413,11 @@ impl SessionStore for PostgresStore {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query(&self.sql.touch)
+        let query = sqlx::query(&self.sql.touch)
             .bind(key.as_bytes().as_slice())
             .bind(millis(now))
-            .bind(millis(expires_at))
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
+            .bind(millis(expires_at));
+        let done = self.execute(query).await?;
         match done.rows_affected() {
             0 => Err(StoreError::Gone),
             _ => Ok(()),
@@ -440,8 +445,7 @@ impl SessionStore for PostgresStore {
             if let Some(at) = expiry_millis(change) {
                 query = query.bind(at);
             }
-            let done = query.execute(&self.pool).await;
-            match done {
+            match self.execute(query).await {
                 Ok(done) if done.rows_affected() > 0 => return Ok(()),
                 Ok(_) => {
                     if self.delete_if_emptied(from, change, now).await?
@@ -450,49 +454,45 @@ impl SessionStore for PostgresStore {
                         return Err(StoreError::Gone);
                     }
                 }
-                Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Backend(e)) if matches!(e.downcast_ref(), Some(e) if is_unique_violation(e)) =>
+                {
                     // The new key is taken: by an expired row, which may go, or a live one.
-                    let freed = sqlx::query(&self.sql.delete_expired_under)
+                    let query = sqlx::query(&self.sql.delete_expired_under)
                         .bind(to.as_bytes().as_slice())
-                        .bind(millis(now))
-                        .execute(&self.pool)
-                        .await
-                        .map_err(StoreError::backend)?;
+                        .bind(millis(now));
+                    let freed = self.execute(query).await?;
                     if freed.rows_affected() == 0 {
                         return Err(StoreError::DuplicateId);
                     }
                 }
-                Err(e) => return Err(StoreError::backend(e)),
+                Err(e) => return Err(e),
             }
         }
         Err(StoreError::backend(TooContended))
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
-        let done = sqlx::query(&self.sql.delete)
-            .bind(key.as_bytes().as_slice())
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
+        let query = sqlx::query(&self.sql.delete).bind(key.as_bytes().as_slice());
+        let done = self.execute(query).await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        let done = sqlx::query(&self.sql.delete_expired)
+        let query = sqlx::query(&self.sql.delete_expired)
             .bind(millis(now))
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
+            .bind(i64::from(limit));
+        let done = self.execute(query).await?;
         Ok(done.rows_affected())
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        let (total, expired): (i64, i64) = sqlx::query_as(&self.sql.count)
-            .bind(millis(now))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
+        let query = sqlx::query(&self.sql.count).bind(millis(now));
+        let row = self.fetch_optional(query).await?;
+        let counts = row.map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)));
+        let (total, expired): (i64, i64) = counts
+            .transpose()
+            .map_err(StoreError::backend)?
+            .unwrap_or_default();
         Ok(RecordCounts {
             live: (total - expired) as u64,
             expired: expired as u64,
@@ -500,15 +500,20 @@ impl SessionStore for PostgresStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
-        match self.migrate_in(&mut tx).await {
-            Ok(()) => tx.commit().await.map_err(StoreError::backend),
-            Err(e) => {
-                // Now, not when the connection is next used: the lock must not linger.
-                let _ = tx.rollback().await;
-                Err(e)
+        let mut lease = self.connections.get().await?;
+        let result = async {
+            let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
+            match self.migrate_in(&mut tx).await {
+                Ok(()) => tx.commit().await.map_err(StoreError::backend),
+                Err(e) => {
+                    // Now, not when the connection is next used: the lock must not linger.
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
             }
         }
+        .await;
+        lease.checked(result)
     }
 }
 

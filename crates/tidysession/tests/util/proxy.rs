@@ -2,7 +2,7 @@
 //! cut every connection and refuse new ones (the server "goes away") and then let them
 //! through again (it "comes back"), without stopping the server other tests share.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,6 +20,14 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy in front of the server `url` names (`default_port` when it names none), and
+    /// the same URL pointing at the proxy instead.
+    pub async fn in_front_of(url: &str, default_port: u16) -> (Self, String) {
+        let proxy = Self::start(server_of(url, default_port)).await;
+        let through = via(url, proxy.addr);
+        (proxy, through)
+    }
+
     /// Listens on an ephemeral loopback port and forwards to `target`.
     pub async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -95,4 +103,24 @@ async fn pipe(client: TcpStream, server: TcpStream, sent: Arc<AtomicU64>) {
         _ = up => {}
         _ = down => {}
     }
+}
+
+/// `scheme://[user@]host[:port]/rest` with the host and port replaced by `addr`.
+pub fn via(url: &str, addr: SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
+    format!("{scheme}://{}{addr}/{path}", user.unwrap_or_default())
+}
+
+/// The server a URL such as `postgres://root@127.0.0.1:5432/test` points at.
+pub fn server_of(url: &str, default_port: u16) -> SocketAddr {
+    let rest = url.split_once("://").unwrap().1;
+    let authority = rest.split('/').next().unwrap();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.contains(':') {
+        true => host.to_owned(),
+        false => format!("{host}:{default_port}"),
+    };
+    host.to_socket_addrs().unwrap().next().unwrap()
 }

@@ -13,8 +13,7 @@ use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, ExpiryChange, Record, RESERVED_PREFIX};
 
-mod connections;
-use connections::Connections;
+use super::connections::{Connections, Lease, Settings};
 
 /// Schema versions, applied in order by [`SessionStore::migrate`]. Never edit a released step;
 /// append a new one.
@@ -53,7 +52,7 @@ const MIGRATIONS: &[&[&str]] = &[
 /// ```
 #[derive(Debug)]
 pub struct SqliteStore {
-    connections: Connections,
+    connections: Connections<SqliteConnection>,
 }
 
 impl SqliteStore {
@@ -81,11 +80,14 @@ impl SqliteStore {
         .busy_timeout(Duration::from_secs(5));
         // A private in-memory database exists once per connection: keep exactly one, and
         // keep it even after an error, or the database goes with it.
-        let connections = if in_memory {
-            Connections::new(options, 1, true)
-        } else {
-            Connections::new(options, 8, false)
+        let settings = Settings {
+            size: if in_memory { 1 } else { 8 },
+            wait: Duration::from_secs(30),
+            // A local file does not cut idle connections.
+            max_idle: Duration::MAX,
+            keep_on_error: in_memory,
         };
+        let connections = Connections::new(options, settings);
         let store = Self { connections };
         // Open one connection now, so that a bad path fails here rather than on first use.
         store.connections.get().await?;
@@ -257,7 +259,8 @@ impl SessionStore for SqliteStore {
         .bind(millis(now))
         .fetch_optional(lease.conn()?)
         .await
-        .map_err(|e| lease.fail(e))?;
+        .map_err(StoreError::backend);
+        let row = lease.checked(row)?;
         row.map(|row| record_from(key, &row)).transpose()
     }
 
@@ -403,13 +406,14 @@ impl SessionStore for SqliteStore {
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         let mut lease = self.connections.get().await?;
-        let (total, expired): (i64, i64) = sqlx::query_as(
+        let counts: Result<(i64, i64), _> = sqlx::query_as(
             "SELECT COUNT(*), COUNT(*) FILTER (WHERE expires_at <= ?) FROM tidysession_sessions",
         )
         .bind(millis(now))
         .fetch_one(lease.conn()?)
         .await
-        .map_err(|e| lease.fail(e))?;
+        .map_err(StoreError::backend);
+        let (total, expired) = lease.checked(counts)?;
         Ok(RecordCounts {
             live: (total - expired) as u64,
             expired: expired as u64,
@@ -457,5 +461,19 @@ impl SessionStore for SqliteStore {
         }
         .await;
         lease.checked(result)
+    }
+}
+
+impl Lease<'_, SqliteConnection> {
+    /// Runs one statement on this connection.
+    async fn execute<'q>(
+        &mut self,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<sqlx::sqlite::SqliteQueryResult, StoreError> {
+        let result = query
+            .execute(self.conn()?)
+            .await
+            .map_err(StoreError::backend);
+        self.checked(result)
     }
 }
