@@ -469,12 +469,14 @@ if net_stores:
     w("The server stores start empty on every server start, each in a namespace of its own (a")
     w("PostgreSQL schema, MariaDB tables, a Redis key prefix for tidysession and a Redis database for")
     w("tower-sessions, whose store has no key prefix), removed when the server stops.")
-    w("tower-sessions-sqlx-store's pools get the settings of tidysession's `connect`:")
+    w("tidysession's PostgreSQL and MySQL stores keep their own connections, as its SQLite store")
+    w("does; tower-sessions-sqlx-store's pools get the same limits:")
     if "postgres" in stores:
         w("PostgreSQL at most 16 connections;")
     if "mysql" in stores:
         w("MariaDB at most 10 connections, idle ones closed after a minute;")
-    w("both without a ping before each use.")
+    w("both without a ping before each use (sqlx's pool still pings each connection when it is")
+    w("returned; tidysession's stores do not, and that is part of what is measured).")
     if "redis" in stores:
         w("On Redis both libraries use one pipelined connection (tidysession's `RedisStore::connect`, a")
         w("single fred client for tower-sessions).")
