@@ -32,6 +32,10 @@
 //! | `sqlite` | [`store::SqliteStore`], embedded SQLite | yes |
 //! | `memory` | [`store::MemoryStore`], in-process | yes |
 //! | `axum` | [`Session`] as an axum extractor, [`SessionError`] as a response | yes |
+//! | `postgres` | `store::PostgresStore`, PostgreSQL (`jsonb`, per-key saves) | no |
+//! | `mysql` | `store::MySqlStore`, MariaDB (tested on 10.11) and MySQL 8 | no |
+//! | `redis` | `store::RedisStore`, Redis and Redis Cluster | no |
+//! | `cached` | `store::CachedStore`, an in-process cache in front of any store | no |
 //!
 //! # How a request is handled
 //!
