@@ -165,6 +165,11 @@ fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<Option<S
 
 async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
     let config = session.config();
+    let untouched = !session.accessed() && !config.save_every_request;
+    if untouched && session.incoming() != crate::decide::Incoming::Malformed {
+        return; // I1: the common case costs nothing.
+    }
+    // A handler answered with a failed load's error (untouched sessions load nothing).
     #[cfg(feature = "axum")]
     if response
         .extensions_mut()
@@ -172,10 +177,6 @@ async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
         .is_some()
     {
         *response.status_mut() = config.store_error_status;
-    }
-    let untouched = !session.accessed() && !config.save_every_request;
-    if untouched && session.incoming() != crate::decide::Incoming::Malformed {
-        return; // I1: the common case costs nothing.
     }
     let server_error = response.status().is_server_error();
     if session.wants_load_for_touch() && !server_error {

@@ -55,7 +55,7 @@ use sqlx::{ConnectOptions as _, Connection as _, MySql};
 use time::OffsetDateTime;
 
 use super::connections::{Connections, Settings};
-use super::sql::{millis, record_from, to_json, SchemaTooNew};
+use super::sql::{in_place_assignments, millis, record_from, to_json, JsonDialect, SchemaTooNew};
 use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
 use crate::record::{is_empty, only_reserved, Change, ExpiryChange, Record};
@@ -290,29 +290,12 @@ impl MySqlStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let mut expr = String::from("data");
-        if !change.removed.is_empty() {
-            let paths = vec!["?"; change.removed.len()].join(", ");
-            expr = format!("JSON_REMOVE({expr}, {paths})");
-        }
-        if !change.set.is_empty() {
-            // JSON_EXTRACT(?, '$') turns the JSON text into a JSON value on both servers
-            // (a bare string argument would be stored as a JSON string).
-            let pairs = vec!["?, JSON_EXTRACT(?, '$')"; change.set.len()].join(", ");
-            expr = format!("JSON_SET({expr}, {pairs})");
-        }
-        // Leaving expires_at out when it does not move spares an index write.
-        let expiry = match change.expiry {
-            None => "",
-            Some(ExpiryChange::Extend(_)) => ", expires_at = GREATEST(expires_at, ?)",
-            Some(ExpiryChange::Set(_)) => ", expires_at = ?",
-        };
         // The version bump also means a matched row always counts as changed, so Gone is
         // detected even on a server that reports changed rather than matched rows.
         let sql = format!(
-            "UPDATE {} SET data = {expr}{expiry}, version = version + 1
-             WHERE id = ? AND expires_at > ?",
-            self.table.by_id
+            "UPDATE {} SET {}, version = version + 1 WHERE id = ? AND expires_at > ?",
+            self.table.by_id,
+            in_place_assignments(change, &JSON)
         );
         let query = || {
             let mut query = sqlx::query(&sql);
@@ -576,6 +559,16 @@ fn error_number(e: &StoreError) -> Option<u16> {
     db.try_downcast_ref::<MySqlDatabaseError>()
         .map(MySqlDatabaseError::number)
 }
+
+/// MySQL's and MariaDB's JSON functions, for [`in_place_assignments`]. `JSON_EXTRACT(?, '$')`
+/// turns the JSON text into a JSON value on both servers (a bare string argument would be
+/// stored as a JSON string).
+const JSON: JsonDialect = JsonDialect {
+    remove: "JSON_REMOVE",
+    set: "JSON_SET",
+    value: "JSON_EXTRACT(?, '$')",
+    max: "GREATEST",
+};
 
 /// Whether a `$."key"` path names this key exactly on MySQL and MariaDB: a quoted label ends
 /// at the next `"` and escapes are read differently by the two servers, so keys holding a

@@ -5,7 +5,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 pub(crate) use super::millis::{from_millis, millis};
 use super::StoreError;
 use crate::id::StorageKey;
-use crate::record::{Data, Record};
+use crate::record::{Change, Data, ExpiryChange, Record};
 
 pub(crate) fn parse_data(key: &StorageKey, text: &str) -> Result<Data, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
@@ -17,6 +17,39 @@ pub(crate) fn parse_data(key: &StorageKey, text: &str) -> Result<Data, StoreErro
 pub(crate) fn to_json(data: &Data) -> String {
     // A map of JSON values always serializes.
     serde_json::to_string(data).unwrap_or_default()
+}
+
+/// How a database names the JSON functions an in-place save uses.
+pub(crate) struct JsonDialect {
+    /// Removes paths from a document: `json_remove`, `JSON_REMOVE`.
+    pub(crate) remove: &'static str,
+    /// Sets paths in a document: `json_set`, `JSON_SET`.
+    pub(crate) set: &'static str,
+    /// A bound JSON text as a JSON value: `json(?)`, `JSON_EXTRACT(?, '$')`.
+    pub(crate) value: &'static str,
+    /// The larger of two integers: `MAX`, `GREATEST`.
+    pub(crate) max: &'static str,
+}
+
+/// `data = …[, expires_at = …]` applying `change` in place. Its parameters, in order: one
+/// path per removed key, a path and a JSON text per set key, then the expiry if it moves.
+/// Leaving `expires_at` out when it does not move spares an index write.
+pub(crate) fn in_place_assignments(change: &Change, d: &JsonDialect) -> String {
+    let mut expr = String::from("data");
+    if !change.removed.is_empty() {
+        let paths = vec!["?"; change.removed.len()].join(", ");
+        expr = format!("{}({expr}, {paths})", d.remove);
+    }
+    if !change.set.is_empty() {
+        let pairs = vec![format!("?, {}", d.value); change.set.len()].join(", ");
+        expr = format!("{}({expr}, {pairs})", d.set);
+    }
+    let expiry = match change.expiry {
+        None => String::new(),
+        Some(ExpiryChange::Extend(_)) => format!(", expires_at = {}(expires_at, ?)", d.max),
+        Some(ExpiryChange::Set(_)) => ", expires_at = ?".to_owned(),
+    };
+    format!("data = {expr}{expiry}")
 }
 
 /// A record from a row whose first three columns are `data` (JSON text), `created_at` and

@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::Connection as _;
 use time::OffsetDateTime;
 
-use super::sql::{millis, record_from, to_json, SchemaTooNew};
+use super::sql::{in_place_assignments, millis, record_from, to_json, JsonDialect, SchemaTooNew};
 use super::{RecordCounts, SessionStore, StoreError, Updated};
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, ExpiryChange, Record, RESERVED_PREFIX};
@@ -102,24 +102,10 @@ impl SqliteStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let mut expr = String::from("data");
-        if !change.removed.is_empty() {
-            let paths = vec!["?"; change.removed.len()].join(", ");
-            expr = format!("json_remove({expr}, {paths})");
-        }
-        if !change.set.is_empty() {
-            let pairs = vec!["?, json(?)"; change.set.len()].join(", ");
-            expr = format!("json_set({expr}, {pairs})");
-        }
-        // Leaving expires_at out when it does not move spares an index write.
-        let expiry = match change.expiry {
-            None => "",
-            Some(ExpiryChange::Extend(_)) => ", expires_at = MAX(expires_at, ?)",
-            Some(ExpiryChange::Set(_)) => ", expires_at = ?",
-        };
         let sql = format!(
-            "UPDATE tidysession_sessions SET data = {expr}{expiry}, version = version + 1
-             WHERE id = ? AND expires_at > ?"
+            "UPDATE tidysession_sessions SET {}, version = version + 1
+             WHERE id = ? AND expires_at > ?",
+            in_place_assignments(change, &JSON)
         );
         let mut query = sqlx::query(&sql);
         for k in &change.removed {
@@ -231,6 +217,14 @@ async fn read_locked(tx: &mut SqliteConnection, key: &StorageKey) -> Result<Reco
             .map_err(StoreError::backend)?;
     record_from(key, &row.ok_or(StoreError::Gone)?)
 }
+
+/// SQLite's JSON functions, for [`in_place_assignments`].
+const JSON: JsonDialect = JsonDialect {
+    remove: "json_remove",
+    set: "json_set",
+    value: "json(?)",
+    max: "MAX",
+};
 
 /// Whether SQLite's JSON path syntax names this key exactly: a quoted label ends at the next
 /// `"` and is compared with the key as JSON text, so keys holding a quote, a backslash or a
