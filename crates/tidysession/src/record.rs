@@ -12,6 +12,11 @@ pub type Data = Map<String, Value>;
 /// They do not count as data: a session holding only them is empty, and is not stored.
 pub const RESERVED_PREFIX: &str = "_tidysession.";
 
+/// The key holding the logged-in user's id, as a JSON string (the name Django uses too). Stores
+/// file a record under this user for the [user index](crate::store::UserIndex); the
+/// [`auth`](crate::auth) module writes it at login.
+pub const USER_KEY: &str = "_auth_user_id";
+
 /// Whether `data` holds no session data: no keys, or only [`RESERVED_PREFIX`] keys. The one
 /// rule the layer and every store use for "empty" (I2).
 pub fn is_empty(data: &Data) -> bool {
@@ -44,6 +49,11 @@ impl Record {
     /// `absolute` since creation (I9, checked on every load whatever cleanup has done).
     pub fn is_live(&self, now: OffsetDateTime, absolute: time::Duration) -> bool {
         now < self.expires_at && now < plus(self.created_at, absolute)
+    }
+
+    /// The user the record is filed under: its [`USER_KEY`] value, when that is a string.
+    pub fn user(&self) -> Option<&str> {
+        self.data.get(USER_KEY).and_then(Value::as_str)
     }
 }
 
@@ -99,6 +109,17 @@ impl Change {
     /// check on the common save.
     pub fn may_empty(&self) -> bool {
         !self.removed.is_empty() && !self.set.keys().any(|k| !k.starts_with(RESERVED_PREFIX))
+    }
+
+    /// How the change moves the record in the [user index](crate::store::UserIndex): `None` when
+    /// it leaves [`USER_KEY`] alone, `Some(Some(user))` when it files the record under `user`,
+    /// `Some(None)` when it removes the key (or sets it to something other than a string).
+    pub fn user(&self) -> Option<Option<&str>> {
+        match self.set.get(USER_KEY) {
+            Some(v) => Some(v.as_str()),
+            None if self.removed.contains(USER_KEY) => Some(None),
+            None => None,
+        }
     }
 
     /// Applies the change to `record`, as every store must: removals, then sets, then expiry.

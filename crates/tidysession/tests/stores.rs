@@ -3,6 +3,7 @@
 use tidysession::store::{MemoryStore, SessionStore, SqliteStore};
 
 crate::conformance_suite!(memory, async { (MemoryStore::default(), ()) });
+crate::user_index_suite!(memory_user_index, async { (MemoryStore::default(), ()) });
 
 crate::conformance_suite!(sqlite, async {
     let dir = tempfile::tempdir().unwrap();
@@ -24,6 +25,14 @@ crate::conformance_suite!(sqlite_in_memory, async {
 
 #[cfg(feature = "cached")]
 crate::conformance_suite!(cached_memory, async {
+    (
+        tidysession::store::CachedStore::new(MemoryStore::default()),
+        (),
+    )
+});
+
+#[cfg(feature = "cached")]
+crate::user_index_suite!(cached_memory_user_index, async {
     (
         tidysession::store::CachedStore::new(MemoryStore::default()),
         (),

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use moka::sync::Cache;
 use time::OffsetDateTime;
 
-use super::{RecordCounts, SessionStore, StoreError, Updated};
+use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{Change, Record};
 
@@ -245,5 +245,49 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
 
     fn removes_expired_itself(&self) -> bool {
         self.inner.removes_expired_itself()
+    }
+
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        self.inner.user_index().map(|_| self as &dyn UserIndex)
+    }
+}
+
+/// The store behind's index; revoking drops this process's entries of the revoked sessions
+/// at once. Other processes keep theirs for at most the TTL, as for any other change.
+#[async_trait]
+impl<S: SessionStore> UserIndex for CachedStore<S> {
+    async fn sessions_of(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(StorageKey, Record)>, StoreError> {
+        self.index()?.sessions_of(user, now).await
+    }
+
+    async fn delete_sessions_of(
+        &self,
+        user: &str,
+        keep: Option<&StorageKey>,
+    ) -> Result<u64, StoreError> {
+        let index = self.index()?;
+        let listed = index
+            .sessions_of(user, OffsetDateTime::now_utc())
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| Some(key) != keep)
+            .collect::<Vec<_>>();
+        let _writing = self.writing(&listed.iter().collect::<Vec<_>>());
+        index.delete_sessions_of(user, keep).await
+    }
+}
+
+impl<S: SessionStore> CachedStore<S> {
+    fn index(&self) -> Result<&dyn UserIndex, StoreError> {
+        self.inner.user_index().ok_or_else(|| {
+            StoreError::backend(std::io::Error::other(
+                "the store behind the cache keeps no user index",
+            ))
+        })
     }
 }

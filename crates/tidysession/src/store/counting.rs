@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{RecordCounts, SessionStore, StoreError, Updated};
+use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{Change, Record};
 
@@ -153,5 +153,11 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     }
     async fn migrate(&self) -> Result<(), StoreError> {
         self.inner.migrate().await
+    }
+    fn removes_expired_itself(&self) -> bool {
+        self.inner.removes_expired_itself()
+    }
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        self.inner.user_index()
     }
 }

@@ -1,12 +1,12 @@
 //! [`MemoryStore`]: sessions in this process's memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{RecordCounts, SessionStore, StoreError, Updated};
+use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, Record};
 
@@ -23,15 +23,71 @@ use crate::record::{is_empty, Change, Record};
 /// assert_eq!(store.capacity(), 10_000);
 /// ```
 pub struct MemoryStore {
-    records: Mutex<HashMap<StorageKey, Record>>,
+    records: Mutex<Records>,
     capacity: usize,
+}
+
+/// The records, and the keys of each user's records (the user index), changed together.
+#[derive(Default)]
+struct Records {
+    map: HashMap<StorageKey, Record>,
+    /// # Internal invariant
+    ///
+    /// `users[u]` holds exactly the keys of `map` whose record's [`Record::user`] is `u`, and
+    /// no set is empty.
+    users: HashMap<String, HashSet<StorageKey>>,
+}
+
+impl Records {
+    fn get(&self, key: &StorageKey, now: OffsetDateTime) -> Option<&Record> {
+        self.map.get(key).filter(|r| r.expires_at > now)
+    }
+
+    fn insert(&mut self, key: StorageKey, record: Record) {
+        self.remove(&key);
+        if let Some(user) = record.user() {
+            self.users.entry(user.to_owned()).or_default().insert(key);
+        }
+        self.map.insert(key, record);
+    }
+
+    fn remove(&mut self, key: &StorageKey) -> Option<Record> {
+        let record = self.map.remove(key)?;
+        if let Some(user) = record.user() {
+            if let Some(keys) = self.users.get_mut(user) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.users.remove(user);
+                }
+            }
+        }
+        Some(record)
+    }
+
+    /// Applies `change` to the live record under `key` (re-filing it if its user changes);
+    /// deletes it if that leaves no data.
+    fn update(
+        &mut self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let mut record = self.get(key, now).ok_or(StoreError::Gone)?.clone();
+        change.apply(&mut record);
+        if is_empty(&record.data) {
+            self.remove(key);
+            return Ok(Updated::Deleted);
+        }
+        self.insert(*key, record);
+        Ok(Updated::Kept)
+    }
 }
 
 impl std::fmt::Debug for MemoryStore {
     /// Counts only: the records hold other people's session data.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("records", &self.records().len())
+            .field("records", &self.records().map.len())
             .field("capacity", &self.capacity)
             .finish()
     }
@@ -48,7 +104,7 @@ impl MemoryStore {
     /// A store holding at most `capacity` records.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            records: Mutex::new(HashMap::new()),
+            records: Mutex::new(Records::default()),
             capacity,
         }
     }
@@ -58,24 +114,13 @@ impl MemoryStore {
         self.capacity
     }
 
-    fn records(&self) -> std::sync::MutexGuard<'_, HashMap<StorageKey, Record>> {
+    fn records(&self) -> std::sync::MutexGuard<'_, Records> {
         // A panic while holding the lock cannot leave a record half-written (every mutation is
         // a single map call), so a poisoned lock is safe to keep using.
         self.records
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-fn live_mut<'a>(
-    records: &'a mut HashMap<StorageKey, Record>,
-    key: &StorageKey,
-    now: OffsetDateTime,
-) -> Result<&'a mut Record, StoreError> {
-    records
-        .get_mut(key)
-        .filter(|r| r.expires_at > now)
-        .ok_or(StoreError::Gone)
 }
 
 #[async_trait]
@@ -85,22 +130,26 @@ impl SessionStore for MemoryStore {
         key: &StorageKey,
         now: OffsetDateTime,
     ) -> Result<Option<Record>, StoreError> {
-        Ok(self
-            .records()
-            .get(key)
-            .filter(|r| r.expires_at > now)
-            .cloned())
+        Ok(self.records().get(key, now).cloned())
     }
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
         let now = OffsetDateTime::now_utc();
         let mut records = self.records();
-        if records.get(key).is_some_and(|r| r.expires_at > now) {
+        if records.get(key, now).is_some() {
             return Err(StoreError::DuplicateId);
         }
-        if records.len() >= self.capacity && !records.contains_key(key) {
-            records.retain(|_, r| r.expires_at > now);
-            if records.len() >= self.capacity {
+        if records.map.len() >= self.capacity && !records.map.contains_key(key) {
+            let expired: Vec<StorageKey> = records
+                .map
+                .iter()
+                .filter(|(_, r)| r.expires_at <= now)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in &expired {
+                records.remove(k);
+            }
+            if records.map.len() >= self.capacity {
                 return Err(StoreError::Full {
                     capacity: self.capacity,
                 });
@@ -116,14 +165,7 @@ impl SessionStore for MemoryStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let mut records = self.records();
-        let record = live_mut(&mut records, key, now)?;
-        change.apply(record);
-        if is_empty(&record.data) {
-            records.remove(key);
-            return Ok(Updated::Deleted);
-        }
-        Ok(Updated::Kept)
+        self.records().update(key, change, now)
     }
 
     async fn touch(
@@ -133,7 +175,11 @@ impl SessionStore for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut records = self.records();
-        let record = live_mut(&mut records, key, now)?;
+        let record = records
+            .map
+            .get_mut(key)
+            .filter(|r| r.expires_at > now)
+            .ok_or(StoreError::Gone)?;
         record.expires_at = record.expires_at.max(expires_at);
         Ok(())
     }
@@ -146,8 +192,10 @@ impl SessionStore for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut records = self.records();
-        live_mut(&mut records, from, now)?;
-        if records.get(to).is_some_and(|r| r.expires_at > now) {
+        if records.get(from, now).is_none() {
+            return Err(StoreError::Gone);
+        }
+        if records.get(to, now).is_some() {
             return Err(StoreError::DuplicateId);
         }
         let Some(mut record) = records.remove(from) else {
@@ -169,6 +217,7 @@ impl SessionStore for MemoryStore {
     async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
         let mut records = self.records();
         let mut expired: Vec<(OffsetDateTime, StorageKey)> = records
+            .map
             .iter()
             .filter(|(_, r)| r.expires_at <= now)
             .map(|(k, r)| (r.expires_at, *k))
@@ -183,10 +232,49 @@ impl SessionStore for MemoryStore {
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         let records = self.records();
-        let live = records.values().filter(|r| r.expires_at > now).count() as u64;
+        let live = records.map.values().filter(|r| r.expires_at > now).count() as u64;
         Ok(RecordCounts {
             live,
-            expired: records.len() as u64 - live,
+            expired: records.map.len() as u64 - live,
         })
+    }
+
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl UserIndex for MemoryStore {
+    async fn sessions_of(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(StorageKey, Record)>, StoreError> {
+        let records = self.records();
+        let keys = records.users.get(user).into_iter().flatten();
+        Ok(keys
+            .filter_map(|k| Some((*k, records.get(k, now)?.clone())))
+            .collect())
+    }
+
+    async fn delete_sessions_of(
+        &self,
+        user: &str,
+        keep: Option<&StorageKey>,
+    ) -> Result<u64, StoreError> {
+        let mut records = self.records();
+        let doomed: Vec<StorageKey> = records
+            .users
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter(|k| Some(*k) != keep)
+            .copied()
+            .collect();
+        for k in &doomed {
+            records.remove(k);
+        }
+        Ok(doomed.len() as u64)
     }
 }

@@ -20,6 +20,15 @@
 //! [`removes_expired_itself`](SessionStore::removes_expired_itself).
 //!
 //! The conformance suite in this crate's `tests/` runs every store against this table.
+//!
+//! # The user index
+//!
+//! Stores that can list a user's sessions say so through
+//! [`user_index`](SessionStore::user_index). A record is filed under the user named by its
+//! [`USER_KEY`](crate::record::USER_KEY) value, which stores read from the record on
+//! [`create`](SessionStore::create) and from the change ([`Change::user`]) on
+//! [`update`](SessionStore::update) and [`rename`](SessionStore::rename): the index follows the
+//! data in the same atomic step, with no separate write to forget.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -140,6 +149,34 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     fn removes_expired_itself(&self) -> bool {
         false
     }
+
+    /// The store's user index, if it keeps one.
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        None
+    }
+}
+
+/// A store capability: find and delete the sessions of one user (see the
+/// [module docs](self#the-user-index)).
+///
+/// The listing never includes a deleted or expired record. Every record listed belongs to the
+/// user at the time of the call; an entry made stale by a later change is never reported.
+#[async_trait]
+pub trait UserIndex: Send + Sync {
+    /// The live records filed under `user` at `now`, with their keys, in no particular order.
+    async fn sessions_of(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(StorageKey, Record)>, StoreError>;
+
+    /// Deletes every record filed under `user` except the one under `keep`; returns how many
+    /// it deleted.
+    async fn delete_sessions_of(
+        &self,
+        user: &str,
+        keep: Option<&StorageKey>,
+    ) -> Result<u64, StoreError>;
 }
 
 /// What [`SessionStore::update`] did.
@@ -247,5 +284,8 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     fn removes_expired_itself(&self) -> bool {
         (**self).removes_expired_itself()
+    }
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        (**self).user_index()
     }
 }

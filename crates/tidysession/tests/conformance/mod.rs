@@ -15,7 +15,9 @@ use tidysession::{Record, SessionId, StorageKey, StoreError};
 use time::{Duration, OffsetDateTime};
 
 mod cases;
+mod user_index;
 pub use cases::*;
+pub use user_index::*;
 
 /// Expands to one `#[tokio::test]` per conformance case for the store `$make` builds.
 #[macro_export]
