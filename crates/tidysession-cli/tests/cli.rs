@@ -260,6 +260,10 @@ fn demo_shop(url: &str) {
             "--seed-users",
             "3",
         ])
+        .env(
+            "TIDYSESSION_KEYS",
+            tidysession::KeyRing::generate(1).unwrap().to_config(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -305,4 +309,31 @@ fn demo_shop(url: &str) {
         home.contains("Cart: 1 item(s)") && home.contains("user3"),
         "{home}"
     );
+
+    // Two clients of alice; "log out everywhere else" from one ends the other.
+    let alice = |addr: &str| {
+        let r = http(
+            addr,
+            "POST",
+            "/login",
+            None,
+            Some("username=alice&password=password"),
+        );
+        session_cookie(&r).expect("alice logged in")
+    };
+    let (one, two) = (alice(&addr), alice(&addr));
+    let page = http(&addr, "GET", "/account/sessions", Some(&one), None);
+    assert_eq!(page.matches("name=id value=").count(), 3, "{page}");
+    let out = http(
+        &addr,
+        "POST",
+        "/account/sessions/revoke",
+        Some(&one),
+        Some("id=all"),
+    );
+    assert!(out.starts_with("HTTP/1.1 303"), "{out}");
+    let who = http(&addr, "GET", "/whoami", Some(&two), None);
+    assert!(who.ends_with(r#"{"user":null}"#), "{who}");
+    let who = http(&addr, "GET", "/whoami", Some(&one), None);
+    assert!(who.ends_with(r#"{"user":"alice"}"#), "{who}");
 }

@@ -42,11 +42,13 @@
 //! See [`decide`](mod@decide) for the full table, and the repository's `docs/design.md` for
 //! the reasons behind the main choices.
 
+pub mod auth;
 mod config;
 pub mod decide;
 #[cfg(feature = "axum")]
 mod extract;
 mod id;
+mod keyring;
 mod layer;
 pub mod record;
 mod session;
@@ -57,6 +59,7 @@ pub use cookie::SameSite;
 #[cfg(feature = "axum")]
 pub use extract::MissingSessionLayer;
 pub use id::{IdError, SessionId, StorageKey};
+pub use keyring::{KeyRing, KeyRingError, KEY_LEN};
 pub use layer::{SessionLayer, SessionService};
 pub use record::{Change, Record, RESERVED_PREFIX};
 pub use session::{Expiry, Session, SessionError};

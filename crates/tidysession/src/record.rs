@@ -98,6 +98,12 @@ pub fn plus(t: OffsetDateTime, d: time::Duration) -> OffsetDateTime {
         .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_offset(t.offset()))
 }
 
+/// `t - d`, saturating at the smallest representable time.
+pub(crate) fn minus(t: OffsetDateTime, d: time::Duration) -> OffsetDateTime {
+    t.checked_sub(d)
+        .unwrap_or_else(|| time::PrimitiveDateTime::MIN.assume_offset(t.offset()))
+}
+
 impl Change {
     /// Whether the change touches no key (it may still move the expiry).
     pub fn has_no_keys(&self) -> bool {

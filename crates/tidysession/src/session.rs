@@ -14,7 +14,7 @@ use crate::id::SessionId;
 use crate::record::{only_reserved, plus, Change, Data, Edits, Record, RESERVED_PREFIX};
 use crate::store::{SessionStore, StoreError};
 
-const EXPIRY_KEY: &str = "_tidysession.expiry";
+pub(crate) const EXPIRY_KEY: &str = "_tidysession.expiry";
 /// The least a touch must add to a session's expiry to be worth a write.
 const MIN_EXTENSION: Duration = Duration::seconds(1);
 
@@ -270,6 +270,27 @@ impl Session {
         Ok(())
     }
 
+    /// Stores a value under a [`RESERVED_PREFIX`] key: tidysession's own bookkeeping, which
+    /// does not count as data.
+    pub(crate) async fn insert_reserved(
+        &self,
+        key: &str,
+        value: Value,
+    ) -> Result<(), SessionError> {
+        debug_assert!(key.starts_with(RESERVED_PREFIX));
+        self.loaded().await?.edits.set(key.to_owned(), value);
+        Ok(())
+    }
+
+    /// The key the session's record is stored under now, if it may have one: the incoming
+    /// id's, unless the session was flushed in this request.
+    pub(crate) fn storage_key(&self) -> Option<crate::id::StorageKey> {
+        if self.state().flushed {
+            return None;
+        }
+        self.0.id.as_ref().map(SessionId::storage_key)
+    }
+
     /// Removes `key`, returning its value if there was one.
     ///
     /// # Errors
@@ -521,7 +542,7 @@ pub(crate) struct Outcome {
     pub(crate) max_age: Option<Duration>,
 }
 
-fn expiry_of(v: Option<&Value>) -> Option<Expiry> {
+pub(crate) fn expiry_of(v: Option<&Value>) -> Option<Expiry> {
     let v = v?;
     if let Some(s) = v.get("idle_s").and_then(Value::as_i64) {
         return Some(Expiry::OnInactivity(Duration::seconds(s)));

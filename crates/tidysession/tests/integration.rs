@@ -5,6 +5,7 @@
 //! - `layer`: the decision table again through the real layer, counting store I/O.
 //! - `concurrency`: concurrent requests through the layer on every store (lost updates,
 //!   resurrection).
+//! - `auth`: login state through the real layers, on every store with a user index.
 //! - `cached`: the in-process cache, and how stale it may be.
 //! - `failure`: server-backed stores that go away and come back.
 //! - `sqlite`, `postgres`, `mysql`, `redis`: what each store holds at rest, and its own features
@@ -16,6 +17,7 @@
 mod conformance;
 mod util;
 
+mod auth;
 #[cfg(feature = "cached")]
 mod cached;
 mod concurrency;

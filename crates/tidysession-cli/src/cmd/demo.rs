@@ -10,25 +10,35 @@
 //! | `GET /cart/add?item=X`, `POST /cart/add` | writes: adds to the cart |
 //! | `GET /cart` | reads: the cart as JSON |
 //! | `GET /login` | sets the test cookie (a cookie, not a record) |
-//! | `POST /login` | checks the password, cycles the id, stores the user; 303 or 401 |
-//! | `POST /logout` | flushes; 303 |
+//! | `POST /login` | checks the password, logs in (new id, cart kept); 303 or 401 |
+//! | `POST /logout` | logs out (flushes); 303 |
+//! | `GET /account/sessions` | the user's sessions, each with a revoke button |
+//! | `POST /account/sessions/revoke` | form `id`: a listed session's handle, or `all` for every other session; 303 |
+//! | `POST /account/password` | form `password`: changes it, logs out the other sessions; 303 |
+//!
+//! Login state goes through [`tidysession::auth`]. The session auth hash is keyed by the key ring
+//! in `TIDYSESSION_KEYS`, or else by one generated on first start and kept in `--keys-file`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::Context as _;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Form, Query};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use tidysession::auth::{AuthBackend, AuthError, AuthLayer, AuthUser, ClientAddress};
 use tidysession::store::SessionStore;
-use tidysession::{Session, SessionConfig, SessionError, SessionLayer};
+use tidysession::{KeyRing, Session, SessionConfig, SessionError, SessionLayer};
+
+type AuthSession = tidysession::auth::AuthSession<Users>;
 
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
@@ -41,15 +51,21 @@ pub(crate) struct Args {
     /// Also create users user1…userN (password `password`).
     #[arg(long, default_value_t = 0)]
     seed_users: u32,
+    /// Where the generated key ring is kept when `TIDYSESSION_KEYS` is not set.
+    #[arg(long, default_value = "tidysession.keys")]
+    keys_file: PathBuf,
 }
 
 /// The most items a cart holds, and the longest item name: bounds on what a visitor can make
 /// the server store.
 const MAX_CART: usize = 50;
 const MAX_ITEM_LEN: usize = 64;
+/// The longest password the demo hashes.
+const MAX_PASSWORD_LEN: usize = 1024;
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let store = super::open_migrated_store(&args.store).await?;
+    let keys = key_ring(&args.keys_file)?;
     let users = tokio::task::spawn_blocking(move || Users::demo(args.seed_users))
         .await
         .context("hashing demo passwords")??;
@@ -65,18 +81,52 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             n => format!(", user1…user{n}"),
         }
     );
-    axum::serve(listener, router(store, Arc::new(users)))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving the demo")
+    let app = router(store, users, keys);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving the demo")
+}
+
+/// The key ring from `TIDYSESSION_KEYS`; else the one in `file`, made on first start.
+fn key_ring(file: &Path) -> anyhow::Result<KeyRing> {
+    if let Ok(text) = std::env::var("TIDYSESSION_KEYS") {
+        return text.parse().context("reading TIDYSESSION_KEYS");
+    }
+    match std::fs::read_to_string(file) {
+        Ok(text) => text
+            .parse()
+            .with_context(|| format!("reading the key ring in {}", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let ring = KeyRing::generate(1)?;
+            write_secret(file, &ring.to_config())
+                .with_context(|| format!("keeping a new key ring in {}", file.display()))?;
+            Ok(ring)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+}
+
+/// Writes a new file only its owner can read; never replaces an existing one.
+fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// The demo's routes behind the session layer. Cookies are not `Secure` because the demo
 /// serves plain http on loopback.
-pub(crate) fn router(store: Arc<dyn SessionStore>, users: Arc<Users>) -> Router {
+pub(crate) fn router(store: Arc<dyn SessionStore>, users: Users, keys: KeyRing) -> Router {
     let config = SessionConfig::default().with_secure(false);
+    let auth = AuthLayer::new(users, keys).with_client_metadata(ClientAddress::Peer);
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/", get(home))
@@ -85,47 +135,104 @@ pub(crate) fn router(store: Arc<dyn SessionStore>, users: Arc<Users>) -> Router 
         .route("/cart/add", get(cart_add_link).post(cart_add_form))
         .route("/login", get(login_page).post(login))
         .route("/logout", axum::routing::post(logout))
-        .with_state(users)
+        .route("/account/sessions", get(account_sessions))
+        .route("/account/sessions/revoke", axum::routing::post(revoke))
+        .route("/account/password", axum::routing::post(change_password))
+        .layer(auth)
         .layer(SessionLayer::from_arc(store).with_config(config))
 }
 
-/// Demo accounts: name → argon2 hash of the password.
+/// Demo accounts: name → argon2 hash of the password. Cheap to clone; clones share the
+/// accounts.
+#[derive(Debug, Clone)]
+pub(crate) struct Users(Arc<Accounts>);
+
 #[derive(Debug)]
-pub(crate) struct Users {
-    hashes: HashMap<String, String>,
+struct Accounts {
+    hashes: RwLock<HashMap<String, String>>,
     /// Verified against for unknown names, so they take as long as known ones.
     decoy: String,
+}
+
+/// A demo user: the name is the id; the password hash is the credential fingerprint, so a
+/// password change logs out every other session.
+#[derive(Debug, Clone)]
+pub(crate) struct User {
+    name: String,
+    hash: String,
+}
+
+impl AuthUser for User {
+    type Id = String;
+    fn id(&self) -> String {
+        self.name.clone()
+    }
+    fn credential_fingerprint(&self) -> &[u8] {
+        self.hash.as_bytes()
+    }
+}
+
+#[async_trait::async_trait]
+impl AuthBackend for Users {
+    type User = User;
+    type Error = std::convert::Infallible;
+    async fn user(&self, name: &String) -> Result<Option<User>, Self::Error> {
+        Ok(self.get(name))
+    }
+}
+
+fn hash_password(pw: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut password_hash::rand_core::OsRng);
+    Ok(Argon2::default()
+        .hash_password(pw.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?
+        .to_string())
 }
 
 impl Users {
     /// `alice` and `bob`, plus `user1…userN`, all with password `password`. The seeded users
     /// share one hash so that seeding thousands stays fast; alice and bob get their own.
     pub(crate) fn demo(seed: u32) -> anyhow::Result<Self> {
-        let hash = |pw: &str| -> anyhow::Result<String> {
-            let salt = SaltString::generate(&mut password_hash::rand_core::OsRng);
-            Ok(Argon2::default()
-                .hash_password(pw.as_bytes(), &salt)
-                .map_err(|e| anyhow::anyhow!("hashing a demo password: {e}"))?
-                .to_string())
-        };
         let mut hashes = HashMap::new();
-        hashes.insert("alice".to_owned(), hash("password")?);
-        hashes.insert("bob".to_owned(), hash("password")?);
+        hashes.insert("alice".to_owned(), hash_password("password")?);
+        hashes.insert("bob".to_owned(), hash_password("password")?);
         if seed > 0 {
-            let shared = hash("password")?;
+            let shared = hash_password("password")?;
             hashes.extend((1..=seed).map(|i| (format!("user{i}"), shared.clone())));
         }
-        Ok(Self {
-            hashes,
-            decoy: hash("decoy password")?,
+        Ok(Self(Arc::new(Accounts {
+            hashes: RwLock::new(hashes),
+            decoy: hash_password("decoy password")?,
+        })))
+    }
+
+    /// A copy whose accounts change independently of this one's.
+    #[cfg(test)]
+    pub(crate) fn fork(&self) -> Self {
+        let hashes = self.hashes().clone();
+        Self(Arc::new(Accounts {
+            hashes: RwLock::new(hashes),
+            decoy: self.0.decoy.clone(),
+        }))
+    }
+
+    fn hashes(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, String>> {
+        self.0.hashes.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, name: &str) -> Option<User> {
+        self.hashes().get(name).map(|hash| User {
+            name: name.to_owned(),
+            hash: hash.clone(),
         })
     }
 
-    fn verify(&self, name: &str, password: &str) -> bool {
-        let (known, stored) = match self.hashes.get(name) {
-            Some(h) => (true, h.as_str()),
-            None => (false, self.decoy.as_str()),
-        };
+    /// The user, if the password is theirs. Slow (argon2): call it off the async threads.
+    fn verify(&self, name: &str, password: &str) -> Option<User> {
+        let user = self.get(name);
+        let stored = user
+            .as_ref()
+            .map_or(self.0.decoy.as_str(), |u| u.hash.as_str());
         let ok = PasswordHash::new(stored)
             .map(|h| {
                 Argon2::default()
@@ -133,24 +240,41 @@ impl Users {
                     .is_ok()
             })
             .unwrap_or(false);
-        known && ok
+        user.filter(|_| ok)
+    }
+
+    /// Gives `name` a new password; returns the user as they are now.
+    fn set_password(&self, name: &str, password: &str) -> anyhow::Result<User> {
+        let hash = hash_password(password)?;
+        let mut hashes = self
+            .0
+            .hashes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let slot = hashes.get_mut(name).context("no such user")?;
+        slot.clone_from(&hash);
+        Ok(User {
+            name: name.to_owned(),
+            hash,
+        })
     }
 }
 
-async fn user(session: &Session) -> Result<Option<String>, SessionError> {
-    session.get("user").await
+async fn user_name(auth: &AuthSession) -> Result<Option<String>, AuthError> {
+    Ok(auth.user().await?.map(|u| u.name))
 }
 
 async fn cart_items(session: &Session) -> Result<Vec<String>, SessionError> {
     Ok(session.get("cart").await?.unwrap_or_default())
 }
 
-async fn home(session: Session) -> Result<Html<String>, SessionError> {
-    let user = user(&session).await?;
-    let cart = cart_items(&session).await?;
+async fn home(auth: AuthSession) -> Result<Html<String>, AuthError> {
+    let user = user_name(&auth).await?;
+    let cart = cart_items(auth.session()).await?;
     let who = match &user {
         Some(name) => format!(
-            "Logged in as <b>{}</b>. <form method=post action=/logout><button>Log out</button></form>",
+            "Logged in as <b>{}</b>. <a href=/account/sessions>Your sessions</a> \
+             <form method=post action=/logout><button>Log out</button></form>",
             escape(name)
         ),
         None => "Not logged in. <a href=/login>Log in</a>".to_owned(),
@@ -166,8 +290,8 @@ async fn home(session: Session) -> Result<Html<String>, SessionError> {
     )))
 }
 
-async fn whoami(session: Session) -> Result<Json<serde_json::Value>, SessionError> {
-    Ok(Json(json!({ "user": user(&session).await? })))
+async fn whoami(auth: AuthSession) -> Result<Json<serde_json::Value>, AuthError> {
+    Ok(Json(json!({ "user": user_name(&auth).await? })))
 }
 
 async fn cart(session: Session) -> Result<Json<Vec<String>>, SessionError> {
@@ -237,36 +361,122 @@ struct Login {
     password: String,
 }
 
-async fn login(
-    session: Session,
-    State(users): State<Arc<Users>>,
-    Form(form): Form<Login>,
-) -> Result<Response, SessionError> {
-    let name = form.username.clone();
-    let ok = tokio::task::spawn_blocking(move || users.verify(&form.username, &form.password))
+async fn login(auth: AuthSession, Form(form): Form<Login>) -> Result<Response, AuthError> {
+    let users = auth.backend().clone();
+    let user = tokio::task::spawn_blocking(move || users.verify(&form.username, &form.password))
         .await
-        .unwrap_or(false);
-    if !ok {
+        .ok()
+        .flatten();
+    let Some(user) = user else {
         let page = login_form("Wrong username or password.");
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
-    }
+    };
+    let session = auth.session();
     if session.test_cookie_worked() {
         session.delete_test_cookie();
     }
-    if user(&session).await?.is_some_and(|current| current != name) {
-        // Another user's session in this browser: start clean, keep nothing of theirs.
-        session.flush();
-    } else {
-        // A new id at login: an id planted before login is worthless after it.
-        session.cycle_id().await?;
-    }
-    session.insert("user", &name).await?;
+    auth.login(&user).await?;
     Ok(Redirect::to("/").into_response())
 }
 
-async fn logout(session: Session) -> Redirect {
-    session.flush();
+async fn logout(auth: AuthSession) -> Redirect {
+    auth.logout().await;
     Redirect::to("/")
+}
+
+async fn account_sessions(auth: AuthSession) -> Result<Response, AuthError> {
+    let Some(name) = user_name(&auth).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let when = |t: time::OffsetDateTime| {
+        t.replace_nanosecond(0)
+            .map_or_else(|_| t.to_string(), |t| t.to_string())
+    };
+    let rows: String = auth
+        .sessions()
+        .await?
+        .iter()
+        .map(|s| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>\
+                 <form method=post action=/account/sessions/revoke>\
+                 <input type=hidden name=id value=\"{}\"><button>Revoke</button></form></td></tr>",
+                if s.current { "this session" } else { "" },
+                when(s.created_at),
+                s.last_seen.map(when).unwrap_or_default(),
+                when(s.expires_at),
+                escape(&format!(
+                    "{} {}",
+                    s.user_agent.as_deref().unwrap_or(""),
+                    s.address.as_deref().unwrap_or("")
+                )),
+                escape(&s.handle),
+            )
+        })
+        .collect();
+    Ok(Html(page(
+        "Your sessions",
+        &format!(
+            "<p>Logged in as <b>{}</b>. <a href=/>Home</a></p>\
+             <table><tr><th></th><th>created</th><th>last seen</th><th>expires</th><th>client</th><th></th></tr>{rows}</table>\
+             <form method=post action=/account/sessions/revoke><input type=hidden name=id value=all>\
+             <button>Log out everywhere else</button></form>\
+             <form method=post action=/account/password><input name=password type=password placeholder=\"new password\">\
+             <button>Change password</button></form>",
+            escape(&name)
+        ),
+    ))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct Revoke {
+    id: String,
+}
+
+async fn revoke(auth: AuthSession, Form(form): Form<Revoke>) -> Result<Response, AuthError> {
+    if user_name(&auth).await?.is_none() {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    if form.id == "all" {
+        auth.revoke_others().await?;
+    } else {
+        auth.revoke(&form.id).await?;
+    }
+    Ok(Redirect::to("/account/sessions").into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct NewPassword {
+    password: String,
+}
+
+async fn change_password(
+    auth: AuthSession,
+    Form(form): Form<NewPassword>,
+) -> Result<Response, AuthError> {
+    let Some(name) = user_name(&auth).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    if form.password.is_empty() || form.password.len() > MAX_PASSWORD_LEN {
+        let msg = format!("a password is 1 to {MAX_PASSWORD_LEN} bytes");
+        return Ok((StatusCode::BAD_REQUEST, msg).into_response());
+    }
+    let users = auth.backend().clone();
+    let changed = tokio::task::spawn_blocking(move || users.set_password(&name, &form.password))
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+    match changed {
+        Ok(user) => {
+            auth.update_credentials(&user).await?;
+            Ok(Redirect::to("/account/sessions").into_response())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "changing a demo password");
+            Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+    }
 }
 
 fn page(title: &str, body: &str) -> String {

@@ -7,13 +7,14 @@ use axum::http::{header, Request, StatusCode};
 use tidysession::store::{CountingStore, MemoryStore, OpCounts};
 use tower::ServiceExt;
 
+use tidysession::KeyRing;
+
 use super::{router, Users};
 
-fn users() -> Arc<Users> {
-    static USERS: OnceLock<Arc<Users>> = OnceLock::new();
-    USERS
-        .get_or_init(|| Arc::new(Users::demo(2).unwrap()))
-        .clone()
+/// Fresh accounts for each test, hashed once for all of them (argon2 is slow).
+fn users() -> Users {
+    static USERS: OnceLock<Users> = OnceLock::new();
+    USERS.get_or_init(|| Users::demo(2).unwrap()).fork()
 }
 
 struct Demo {
@@ -41,7 +42,7 @@ impl Demo {
     fn new() -> Self {
         let store = Arc::new(CountingStore::new(MemoryStore::default()));
         Self {
-            app: router(store.clone(), users()),
+            app: router(store.clone(), users(), KeyRing::generate(1).unwrap()),
             store,
         }
     }
@@ -278,4 +279,156 @@ async fn logging_in_as_someone_else_keeps_nothing_of_the_first_user() {
     );
     assert_eq!(d.send("GET", "/cart", Some(&bob), None).await.body, "[]");
     assert_eq!(d.rows().await, 1);
+}
+
+async fn log_in(d: &Demo, name: &str) -> String {
+    d.send(
+        "POST",
+        "/login",
+        None,
+        Some(&format!("username={name}&password=password")),
+    )
+    .await
+    .session()
+    .expect("logged in")
+}
+
+async fn whoami(d: &Demo, cookie: &str) -> String {
+    d.send("GET", "/whoami", Some(cookie), None).await.body
+}
+
+/// The revoke handles on a sessions page, in order.
+fn handles(page: &str) -> Vec<String> {
+    page.split("name=id value=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn log_out_everywhere_else_ends_the_other_clients() {
+    let d = Demo::new();
+    let (one, two) = (log_in(&d, "alice").await, log_in(&d, "alice").await);
+    let bob = log_in(&d, "bob").await;
+    let page = d
+        .send("GET", "/account/sessions", Some(&one), None)
+        .await
+        .body;
+    assert_eq!(handles(&page).len(), 2, "{page}");
+    assert_eq!(page.matches("this session").count(), 1);
+    for cookie in [&one, &two] {
+        let id = cookie.trim_start_matches("id=");
+        assert!(!page.contains(id), "the page never shows a session id");
+    }
+    let r = d
+        .send(
+            "POST",
+            "/account/sessions/revoke",
+            Some(&one),
+            Some("id=all"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/account/sessions"))
+    );
+    assert_eq!(whoami(&d, &two).await, r#"{"user":null}"#);
+    assert_eq!(whoami(&d, &one).await, r#"{"user":"alice"}"#);
+    assert_eq!(whoami(&d, &bob).await, r#"{"user":"bob"}"#);
+    assert_eq!(d.rows().await, 2);
+}
+
+#[tokio::test]
+async fn revoke_one_session_by_its_handle() {
+    let d = Demo::new();
+    let (one, two) = (log_in(&d, "alice").await, log_in(&d, "alice").await);
+    let page = d
+        .send("GET", "/account/sessions", Some(&two), None)
+        .await
+        .body;
+    // The row marked as the current session is the one to keep; revoke the other.
+    let rows: Vec<&str> = page.split("<tr>").skip(2).collect();
+    let other = rows.iter().find(|r| !r.contains("this session")).unwrap();
+    let handle = handles(other).remove(0);
+    let r = d
+        .send(
+            "POST",
+            "/account/sessions/revoke",
+            Some(&two),
+            Some(&format!("id={handle}")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(whoami(&d, &one).await, r#"{"user":null}"#);
+    assert_eq!(whoami(&d, &two).await, r#"{"user":"alice"}"#);
+    // Unknown handles and anonymous visitors change nothing.
+    d.send(
+        "POST",
+        "/account/sessions/revoke",
+        Some(&two),
+        Some("id=nope"),
+    )
+    .await;
+    let anon = d
+        .send("POST", "/account/sessions/revoke", None, Some("id=all"))
+        .await;
+    assert_eq!(anon.location.as_deref(), Some("/login"));
+    assert_eq!(whoami(&d, &two).await, r#"{"user":"alice"}"#);
+}
+
+#[tokio::test]
+async fn password_change_logs_out_the_other_sessions() {
+    let d = Demo::new();
+    let (one, two) = (log_in(&d, "alice").await, log_in(&d, "alice").await);
+    let r = d
+        .send(
+            "POST",
+            "/account/password",
+            Some(&one),
+            Some("password=s3cret"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(whoami(&d, &one).await, r#"{"user":"alice"}"#);
+    assert_eq!(whoami(&d, &two).await, r#"{"user":null}"#);
+    let old = d
+        .send(
+            "POST",
+            "/login",
+            None,
+            Some("username=alice&password=password"),
+        )
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let new = d
+        .send(
+            "POST",
+            "/login",
+            None,
+            Some("username=alice&password=s3cret"),
+        )
+        .await;
+    assert_eq!(new.status, StatusCode::SEE_OTHER);
+    let empty = d
+        .send("POST", "/account/password", Some(&one), Some("password="))
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn the_key_ring_is_made_once_and_kept_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys");
+    let first = super::key_ring(&file).unwrap();
+    let again = super::key_ring(&file).unwrap();
+    assert_eq!(first.to_config(), again.to_config());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    std::fs::write(&file, "not a key ring").unwrap();
+    let err = super::key_ring(&file).unwrap_err();
+    assert!(format!("{err:#}").contains("key entry 1"), "{err:#}");
 }

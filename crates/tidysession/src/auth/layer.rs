@@ -1,0 +1,200 @@
+//! [`AuthLayer`]: gives every request an [`AuthSession`].
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::USER_AGENT;
+use http::{HeaderName, Request};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::session::{AuthSession, ClientInfo};
+use super::AuthBackend;
+use crate::keyring::KeyRing;
+use crate::session::Session;
+
+/// The longest user agent kept with a session; longer ones are cut.
+const MAX_USER_AGENT: usize = 256;
+
+/// Adds an [`AuthSession`] to every request. Install it *inside*
+/// [`SessionLayer`](crate::SessionLayer): with axum's `Router::layer`, call it before the
+/// session layer's `.layer(…)`.
+///
+/// Building the [`AuthSession`] does no I/O; the user is loaded when a handler asks.
+pub struct AuthLayer<B> {
+    auth: Auth<B>,
+}
+
+impl<B> Clone for AuthLayer<B> {
+    fn clone(&self) -> Self {
+        Self {
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for AuthLayer<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("keys", &self.auth.keys)
+            .field("max_sessions_per_user", &self.auth.max_sessions_per_user)
+            .field("client_metadata", &self.auth.client)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every request's [`AuthSession`] shares.
+pub(crate) struct Auth<B> {
+    pub(crate) backend: Arc<B>,
+    pub(crate) keys: KeyRing,
+    pub(crate) max_sessions_per_user: Option<usize>,
+    /// `Some` when client metadata is kept, with where the address comes from.
+    pub(crate) client: Option<ClientAddress>,
+}
+
+impl<B> Clone for Auth<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            keys: self.keys.clone(),
+            max_sessions_per_user: self.max_sessions_per_user,
+            client: self.client.clone(),
+        }
+    }
+}
+
+/// Where a client's address comes from, for client metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAddress {
+    /// Keep no address, only the user agent.
+    None,
+    /// The peer of the connection, from axum's `ConnectInfo<SocketAddr>` (serve the app with
+    /// `into_make_service_with_connect_info`).
+    Peer,
+    /// A header set by a proxy you trust (e.g. `x-real-ip`). When it lists several addresses
+    /// (`x-forwarded-for`), the last one is kept: the one your proxy saw. Never name a header
+    /// that clients can set on requests reaching the app directly.
+    Header(HeaderName),
+}
+
+impl<B: AuthBackend> AuthLayer<B> {
+    /// Users from `backend`; session auth hashes keyed by `keys`.
+    pub fn new(backend: B, keys: KeyRing) -> Self {
+        Self {
+            auth: Auth {
+                backend: Arc::new(backend),
+                keys,
+                max_sessions_per_user: None,
+                client: None,
+            },
+        }
+    }
+
+    /// At most `n` sessions per user: logging in evicts the user's oldest sessions beyond it.
+    /// Needs a store with a [user index](crate::store::UserIndex). Unlimited by default.
+    pub fn with_max_sessions_per_user(mut self, n: usize) -> Self {
+        self.auth.max_sessions_per_user = Some(n.max(1));
+        self
+    }
+
+    /// Keep each logged-in session's user agent and, from `address`, the client's address,
+    /// for [`AuthSession::sessions`]. Off by default: it is personal data kept for as long
+    /// as the session lives.
+    pub fn with_client_metadata(mut self, address: ClientAddress) -> Self {
+        self.auth.client = Some(address);
+        self
+    }
+}
+
+impl<S, B> Layer<S> for AuthLayer<B> {
+    type Service = AuthService<S, B>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            auth: Arc::new(self.auth.clone()),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] wraps around an inner service.
+pub struct AuthService<S, B> {
+    inner: S,
+    auth: Arc<Auth<B>>,
+}
+
+impl<S: Clone, B> Clone for AuthService<S, B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, B> std::fmt::Debug for AuthService<S, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, ReqBody> Service<Request<ReqBody>> for AuthService<S, B>
+where
+    S: Service<Request<ReqBody>>,
+    B: AuthBackend,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // Without a session there is nothing to log in to; the extractor then names the
+        // wiring mistake.
+        if let Some(session) = req.extensions().get::<Session>().cloned() {
+            let client = self
+                .auth
+                .client
+                .as_ref()
+                .map(|from| client_info(&req, from));
+            let auth = AuthSession::new(session, self.auth.clone(), client);
+            req.extensions_mut().insert(auth);
+        }
+        self.inner.call(req)
+    }
+}
+
+fn client_info<T>(req: &Request<T>, from: &ClientAddress) -> ClientInfo {
+    let header = |name: &HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let user_agent = header(&USER_AGENT).map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+    let address = match from {
+        ClientAddress::None => None,
+        #[cfg(feature = "axum")]
+        ClientAddress::Peer => req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+        #[cfg(not(feature = "axum"))]
+        ClientAddress::Peer => None,
+        ClientAddress::Header(name) => header(name).and_then(|v| {
+            v.rsplit(',')
+                .next()
+                .map(|a| a.trim().chars().take(64).collect())
+        }),
+    };
+    ClientInfo {
+        user_agent,
+        address,
+    }
+}
