@@ -58,9 +58,16 @@ crate::conformance_suite!(cached_postgres, async {
     let (store, guard) = crate::util::servers::postgres().await;
     (tidysession::store::CachedStore::new(store), guard)
 });
+#[cfg(all(feature = "cached", feature = "postgres"))]
+crate::user_index_suite!(cached_postgres_user_index, async {
+    let (store, guard) = crate::util::servers::postgres().await;
+    (tidysession::store::CachedStore::new(store), guard)
+});
 
 #[cfg(feature = "postgres")]
 crate::conformance_suite!(postgres, crate::util::servers::postgres());
+#[cfg(feature = "postgres")]
+crate::user_index_suite!(postgres_user_index, crate::util::servers::postgres());
 
 // Each test files its keys under a prefix of its own, so counts see only its records.
 #[cfg(feature = "redis")]
