@@ -469,3 +469,67 @@ async fn a_deadlock_victim_is_retried() {
         data(json!({"a": 1, "b": 2}))
     );
 }
+
+#[tokio::test]
+async fn a_corrupt_row_is_left_out_of_its_users_listing_with_a_warning() {
+    use tidysession::record::USER_KEY;
+
+    crate::util::logs::captured();
+    let (store, guard) = mysql().await;
+    let (good, bad) = (key(), key());
+    for k in [&good, &bad] {
+        store
+            .create(k, &fresh(json!({USER_KEY: "alice"})))
+            .await
+            .unwrap();
+    }
+    let mut db = side_connection().await;
+    sqlx::query(&format!(
+        "UPDATE `{}` SET data = '[1, 2]' WHERE id = ?",
+        guard.name
+    ))
+    .bind(bad.as_bytes().as_slice())
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let index = store.user_index().unwrap();
+    let listed = index.sessions_of("alice", now()).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [good],
+        "the corrupt record hides nothing"
+    );
+    assert!(
+        crate::util::logs::captured().contains("corrupt"),
+        "skipping it is logged"
+    );
+    // Revoking the user's sessions takes the corrupt one too.
+    assert_eq!(index.delete_sessions_of("alice", None).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_user_id_longer_than_the_column_fails_the_save_rather_than_filing_it_wrongly() {
+    use tidysession::record::USER_KEY;
+
+    let (store, _guard) = mysql().await;
+    let long = "u".repeat(256);
+    let k = key();
+    let created = store.create(&k, &fresh(json!({USER_KEY: long}))).await;
+    assert!(
+        matches!(created, Err(StoreError::Backend(_))),
+        "{created:?}"
+    );
+    assert!(store.load(&k, now()).await.unwrap().is_none());
+    let fits = "u".repeat(255);
+    store
+        .create(&k, &fresh(json!({USER_KEY: fits})))
+        .await
+        .unwrap();
+    let listed = store
+        .user_index()
+        .unwrap()
+        .sessions_of(&fits, now())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+}

@@ -226,3 +226,40 @@ async fn a_corrupt_row_reads_as_no_session_and_is_left_in_place() {
     assert_eq!(left, 1, "left in place for an operator to inspect");
     let _ = Change::default();
 }
+
+#[tokio::test]
+async fn a_corrupt_row_is_left_out_of_its_users_listing_with_a_warning() {
+    use tidysession::record::USER_KEY;
+
+    crate::util::logs::captured();
+    let (store, guard) = postgres().await;
+    let (good, bad) = (key(), key());
+    for k in [&good, &bad] {
+        store
+            .create(k, &fresh(json!({USER_KEY: "alice"})))
+            .await
+            .unwrap();
+    }
+    let mut db = side_connection().await;
+    sqlx::query(&format!(
+        "UPDATE \"{}\".tidysession_sessions SET data = '[1, 2]'::jsonb WHERE id = $1",
+        guard.name
+    ))
+    .bind(bad.as_bytes().as_slice())
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let index = store.user_index().unwrap();
+    let listed = index.sessions_of("alice", now()).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [good],
+        "the corrupt record hides nothing"
+    );
+    assert!(
+        crate::util::logs::captured().contains("corrupt"),
+        "skipping it is logged"
+    );
+    // Revoking the user's sessions takes the corrupt one too.
+    assert_eq!(index.delete_sessions_of("alice", None).await.unwrap(), 2);
+}

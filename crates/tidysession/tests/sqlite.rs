@@ -94,3 +94,42 @@ async fn a_store_that_fails_gives_a_503_and_untouched_requests_still_work() {
     assert_eq!(write.status, 503, "save failure is not a 200: {write:?}");
     assert!(write.sets_nothing());
 }
+
+#[tokio::test]
+async fn a_corrupt_row_is_left_out_of_its_users_listing_with_a_warning() {
+    use crate::conformance::{fresh, key, now};
+    use serde_json::json;
+    use tidysession::record::USER_KEY;
+
+    crate::util::logs::captured();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("u.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    store.migrate().await.unwrap();
+    let (good, bad) = (key(), key());
+    for k in [&good, &bad] {
+        store
+            .create(k, &fresh(json!({USER_KEY: "alice"})))
+            .await
+            .unwrap();
+    }
+    let mut db = side_connection(&path).await;
+    sqlx::query("UPDATE tidysession_sessions SET data = 'not json' WHERE id = ?")
+        .bind(bad.as_bytes().as_slice())
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let index = store.user_index().unwrap();
+    let listed = index.sessions_of("alice", now()).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [good],
+        "the corrupt record hides nothing"
+    );
+    assert!(
+        crate::util::logs::captured().contains("corrupt"),
+        "skipping it is logged"
+    );
+    // Revoking the user's sessions takes the corrupt one too.
+    assert_eq!(index.delete_sessions_of("alice", None).await.unwrap(), 2);
+}

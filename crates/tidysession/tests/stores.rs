@@ -12,12 +12,26 @@ crate::conformance_suite!(sqlite, async {
     store.migrate().await.unwrap();
     (store, dir)
 });
+crate::user_index_suite!(sqlite_user_index, async {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+});
 
 // A fresh table per test, dropped when the test ends (see `mysql::fresh_store`).
 #[cfg(feature = "mysql")]
 crate::conformance_suite!(mysql, crate::util::servers::mysql());
+#[cfg(feature = "mysql")]
+crate::user_index_suite!(mysql_user_index, crate::util::servers::mysql());
 
 crate::conformance_suite!(sqlite_in_memory, async {
+    let store = SqliteStore::open(":memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    (store, ())
+});
+crate::user_index_suite!(sqlite_in_memory_user_index, async {
     let store = SqliteStore::open(":memory:").await.unwrap();
     store.migrate().await.unwrap();
     (store, ())
@@ -44,9 +58,16 @@ crate::conformance_suite!(cached_postgres, async {
     let (store, guard) = crate::util::servers::postgres().await;
     (tidysession::store::CachedStore::new(store), guard)
 });
+#[cfg(all(feature = "cached", feature = "postgres"))]
+crate::user_index_suite!(cached_postgres_user_index, async {
+    let (store, guard) = crate::util::servers::postgres().await;
+    (tidysession::store::CachedStore::new(store), guard)
+});
 
 #[cfg(feature = "postgres")]
 crate::conformance_suite!(postgres, crate::util::servers::postgres());
+#[cfg(feature = "postgres")]
+crate::user_index_suite!(postgres_user_index, crate::util::servers::postgres());
 
 // Each test files its keys under a prefix of its own, so counts see only its records.
 #[cfg(feature = "redis")]

@@ -9,7 +9,7 @@
 //! | `id` | `BINARY(32)` primary key | SHA-256 of the session id, never the id itself (I6) |
 //! | `data` | `JSON` | the session data, one object |
 //! | `created_at`, `expires_at` | `BIGINT` | Unix milliseconds; `expires_at` is indexed |
-//! | `user_id` | `VARCHAR(255) NULL` | indexed, for the user index |
+//! | `user_id` | `VARCHAR(255) NULL` | the record's [`USER_KEY`](crate::record::USER_KEY) string, `NULL` when none; indexed, for the [user index](UserIndex) |
 //! | `version` | `BIGINT` | bumped by every data change |
 //!
 //! `JSON` is a real binary type on MySQL 8 and an alias of `LONGTEXT` with a `JSON_VALID`
@@ -28,6 +28,15 @@
 //! When an update removes keys it may leave only [reserved](crate::RESERVED_PREFIX) keys: the
 //! store then reads the remaining key names and deletes the record only if its `version` is
 //! still the one it read, so a key set meanwhile by another request survives.
+//!
+//! # The user index
+//!
+//! `user_id` follows the data in the same statement or transaction: a create writes it from
+//! the record, an in-place update writes it when the change sets or removes the user key,
+//! and the read-modify-write paths (odd keys, rename) write it from the changed record.
+//! Lookups compare it byte for byte: the `utf8mb4_bin` collation alone pads with spaces, so
+//! `alice` would match `alice `. A user id longer than 255 characters does not fit: in
+//! strict SQL mode (the default) its save fails.
 //!
 //! Statements that find a record by id force the primary key (`FORCE INDEX (PRIMARY)`): on a
 //! small table the optimizer would otherwise scan the `expires_at` index and lock ranges of
@@ -55,8 +64,11 @@ use sqlx::{ConnectOptions as _, Connection as _, MySql};
 use time::OffsetDateTime;
 
 use super::connections::{Connections, Settings};
-use super::sql::{in_place_assignments, millis, record_from, to_json, JsonDialect, SchemaTooNew};
-use super::{RecordCounts, SessionStore, StoreError, Updated};
+use super::sql::{
+    bind_user, in_place_assignments, listed_from, millis, record_from, to_json, JsonDialect,
+    SchemaTooNew,
+};
+use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{is_empty, only_reserved, Change, ExpiryChange, Record};
 
@@ -110,7 +122,7 @@ const ER_LOCK_DEADLOCK: u16 = 1213;
 /// | `id` | `BINARY(32)` primary key | SHA-256 of the session id, never the id itself (I6) |
 /// | `data` | `JSON` | the session data, one object |
 /// | `created_at`, `expires_at` | `BIGINT` | Unix milliseconds; `expires_at` is indexed |
-/// | `user_id` | `VARCHAR(255) NULL` | indexed, for the user index |
+/// | `user_id` | `VARCHAR(255) NULL` | the record's [`USER_KEY`](crate::record::USER_KEY) string, `NULL` when none; indexed, for the [user index](UserIndex) |
 /// | `version` | `BIGINT` | bumped by every data change |
 ///
 /// `JSON` is a binary type on MySQL 8 and `LONGTEXT` with a `JSON_VALID` check on MariaDB;
@@ -308,7 +320,9 @@ impl MySqlStore {
             if let Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) = change.expiry {
                 query = query.bind(millis(at));
             }
-            query.bind(key.as_bytes().as_slice()).bind(millis(now))
+            bind_user(query, change)
+                .bind(key.as_bytes().as_slice())
+                .bind(millis(now))
         };
         if !change.may_empty() {
             let done = retry_deadlocks(|| self.execute(query())).await?;
@@ -384,11 +398,13 @@ impl MySqlStore {
                     Updated::Deleted
                 } else {
                     sqlx::query(&format!(
-                    "UPDATE {} SET data = ?, expires_at = ?, version = version + 1 WHERE id = ?",
-                    self.table.sessions
-                ))
+                        "UPDATE {} SET data = ?, expires_at = ?, user_id = ?, version = version + 1
+                         WHERE id = ?",
+                        self.table.sessions
+                    ))
                     .bind(to_json(&record.data))
                     .bind(millis(record.expires_at))
+                    .bind(record.user())
                     .bind(key.as_bytes().as_slice())
                     .execute(&mut *tx)
                     .await
@@ -606,7 +622,7 @@ impl SessionStore for MySqlStore {
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
         let insert = format!(
-            "INSERT INTO {} (id, data, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO {} (id, data, created_at, expires_at, user_id) VALUES (?, ?, ?, ?, ?)",
             self.table.sessions
         );
         let data = to_json(&record.data);
@@ -617,7 +633,8 @@ impl SessionStore for MySqlStore {
                         .bind(key.as_bytes().as_slice())
                         .bind(&data)
                         .bind(millis(record.created_at))
-                        .bind(millis(record.expires_at)),
+                        .bind(millis(record.expires_at))
+                        .bind(record.user()),
                 )
             })
             .await;
@@ -741,12 +758,14 @@ impl SessionStore for MySqlStore {
                 }
                 // One statement moves the record: no moment where both ids or neither is valid.
                 let moved = sqlx::query(&format!(
-                    "UPDATE {t} SET id = ?, data = ?, expires_at = ?, version = version + 1
-                 WHERE id = ?"
+                    "UPDATE {t} SET id = ?, data = ?, expires_at = ?, user_id = ?,
+                        version = version + 1
+                     WHERE id = ?"
                 ))
                 .bind(to.as_bytes().as_slice())
                 .bind(to_json(&record.data))
                 .bind(millis(record.expires_at))
+                .bind(record.user())
                 .bind(from.as_bytes().as_slice())
                 .execute(&mut *tx)
                 .await
@@ -812,6 +831,10 @@ impl SessionStore for MySqlStore {
         })
     }
 
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         // A connection of its own, not a shared one: if this future is dropped midway, the
         // connection closes and the server releases the lock with it.
@@ -844,6 +867,53 @@ impl SessionStore for MySqlStore {
         result?;
         released.map_err(StoreError::backend)?;
         closed.map_err(StoreError::backend)
+    }
+}
+
+/// "Filed under `?`, byte for byte", for the user index (`s` is the sessions table). The
+/// first comparison walks the index; the second refuses what `utf8mb4_bin`'s space padding
+/// lets through (`alice` = `alice `). Binds the user twice.
+const FILED_UNDER: &str = "s.user_id = ? AND s.user_id = CAST(? AS BINARY)";
+
+#[async_trait]
+impl UserIndex for MySqlStore {
+    async fn sessions_of(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(StorageKey, Record)>, StoreError> {
+        let sql = format!(
+            "SELECT CAST(s.data AS CHAR), s.created_at, s.expires_at, s.id
+             FROM {} AS s FORCE INDEX (user_id) WHERE {FILED_UNDER} AND s.expires_at > ?",
+            self.table.sessions
+        );
+        let query = sqlx::query(&sql).bind(user).bind(user).bind(millis(now));
+        let mut lease = self.connections.get().await?;
+        let rows = query
+            .fetch_all(lease.conn()?)
+            .await
+            .map_err(StoreError::backend);
+        let rows = lease.checked(rows)?;
+        Ok(rows.iter().filter_map(listed_from).collect())
+    }
+
+    async fn delete_sessions_of(
+        &self,
+        user: &str,
+        keep: Option<&StorageKey>,
+    ) -> Result<u64, StoreError> {
+        // The multi-table form, because only it takes an index hint: a scan of the whole
+        // table would lock every row it reads. `<=>` is NULL-safe, so with no key to keep
+        // nothing is spared.
+        let sql = format!(
+            "DELETE s FROM {} AS s FORCE INDEX (user_id) WHERE {FILED_UNDER} AND NOT (s.id <=> ?)",
+            self.table.sessions
+        );
+        let keep = keep.map(|k| k.as_bytes().as_slice());
+        let done =
+            retry_deadlocks(|| self.execute(sqlx::query(&sql).bind(user).bind(user).bind(keep)))
+                .await?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -9,7 +9,7 @@
 //! | `id` | `bytea` primary key | SHA-256 of the session id (I6) |
 //! | `data` | `jsonb` | the session's keys and values |
 //! | `created_at`, `expires_at` | `bigint` | Unix milliseconds; `expires_at` is indexed |
-//! | `user_id` | `text` | the logged-in user, indexed |
+//! | `user_id` | `text` | the record's [`USER_KEY`](crate::record::USER_KEY) string, `NULL` when none; indexed, for the [user index](UserIndex) |
 //! | `version` | `bigint` | bumped by every change |
 //!
 //! # How a save stays small and atomic
@@ -20,6 +20,10 @@
 //! deleted instead of written (I2), and an update that finds no live row changes nothing: the
 //! session is [`Gone`](StoreError::Gone) and never re-created. Renaming (I7) is one `UPDATE` of
 //! the primary key, so readers see the old id or the new one, never both or neither.
+//!
+//! `user_id` follows the data in the same statement: a create writes it from the record, and
+//! an update or rename whose change sets or removes the user key writes it too (others leave
+//! it alone, and a rename carries it along with the row).
 //!
 //! Expired rows are deleted in bounded batches with `FOR UPDATE SKIP LOCKED`, so several
 //! processes can clean up at once without waiting on each other or on live traffic.
@@ -34,8 +38,8 @@ use sqlx::{Connection as _, Postgres, Row as _};
 use time::OffsetDateTime;
 
 use super::connections::{Connections, Settings};
-use super::sql::{millis, record_from, to_json};
-use super::{RecordCounts, SessionStore, StoreError, Updated};
+use super::sql::{listed_from, millis, record_from, to_json};
+use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{Change, ExpiryChange, Record, RESERVED_PREFIX};
 
@@ -221,6 +225,8 @@ struct Statements {
     exists: String,
     delete_if_emptied: String,
     delete_expired_under: String,
+    sessions_of: String,
+    delete_sessions_of: String,
 }
 
 /// `data` after the change: `$3` removed keys (`text[]`), `$4` set pairs (a `jsonb` object).
@@ -253,12 +259,12 @@ impl Statements {
             ),
             // An expired row under the same key may be replaced; a live one never.
             create: format!(
-                "INSERT INTO {t} AS s (id, data, created_at, expires_at)
-                 VALUES ($1, $2::jsonb, $3, $4)
+                "INSERT INTO {t} AS s (id, data, created_at, expires_at, user_id)
+                 VALUES ($1, $2::jsonb, $3, $4, $5)
                  ON CONFLICT (id) DO UPDATE SET
                     data = excluded.data, created_at = excluded.created_at,
-                    expires_at = excluded.expires_at, user_id = NULL, version = 0
-                 WHERE s.expires_at <= $5"
+                    expires_at = excluded.expires_at, user_id = excluded.user_id, version = 0
+                 WHERE s.expires_at <= $6"
             ),
             touch: format!(
                 "UPDATE {t} SET expires_at = GREATEST(expires_at, $3)
@@ -280,37 +286,70 @@ impl Statements {
                 "DELETE FROM {t} WHERE id = $1 AND expires_at > $2 AND NOT {}",
                 holds_data(CHANGED_DATA, "$5")
             ),
+            // Through the partial user_id index: `user_id = $1` implies its `IS NOT NULL`.
+            sessions_of: format!(
+                "SELECT data::text, created_at, expires_at, id FROM {t}
+                 WHERE user_id = $1 AND expires_at > $2"
+            ),
+            // IS DISTINCT FROM, not <>: with no key to keep (NULL) it spares nothing.
+            delete_sessions_of: format!(
+                "DELETE FROM {t} WHERE user_id = $1 AND id IS DISTINCT FROM $2"
+            ),
             table: t,
         }
     }
 
     /// `UPDATE` applying a change: `$1` key, `$2` now, `$3`/`$4` the change, then the
     /// reserved prefix when `guard` (refuse to write a row the change leaves without data),
-    /// then the expiry when it moves. Only parameters the statement uses may be bound.
-    fn update(&self, expiry: Option<ExpiryChange>, guard: bool) -> String {
+    /// then the expiry when it moves, then the user when the change files or unfiles the
+    /// record ([`bind_expiry_and_user`]). Only parameters the statement uses may be bound.
+    fn update(&self, change: &Change, guard: bool) -> String {
         let (guard, next) = match guard {
             true => (format!(" AND {}", holds_data(CHANGED_DATA, "$5")), 6),
             false => (String::new(), 5),
         };
         format!(
-            "UPDATE {t} SET data = {CHANGED_DATA}{expiry}, version = version + 1
+            "UPDATE {t} SET data = {CHANGED_DATA}{rest}, version = version + 1
              WHERE id = $1 AND expires_at > $2{guard}",
             t = self.table,
-            expiry = set_expiry(expiry, &format!("${next}")),
+            rest = set_expiry_and_user(change, next),
         )
     }
 
     /// Like a guarded [`update`](Self::update) that also moves the row to key `$6`; the
-    /// expiry, when it moves, is `$7`.
-    fn rename(&self, expiry: Option<ExpiryChange>) -> String {
+    /// expiry and the user, when they change, follow from `$7`.
+    fn rename(&self, change: &Change) -> String {
         format!(
-            "UPDATE {t} SET id = $6, data = {CHANGED_DATA}{expiry}, version = version + 1
+            "UPDATE {t} SET id = $6, data = {CHANGED_DATA}{rest}, version = version + 1
              WHERE id = $1 AND expires_at > $2 AND {guard}",
             t = self.table,
-            expiry = set_expiry(expiry, "$7"),
+            rest = set_expiry_and_user(change, 7),
             guard = holds_data(CHANGED_DATA, "$5"),
         )
     }
+}
+
+/// `, expires_at = …` and `, user_id = …` for the parts of `change` that move them, numbered
+/// from `$next` in that order; nothing for parts that stay.
+fn set_expiry_and_user(change: &Change, next: usize) -> String {
+    let mut sql = set_expiry(change.expiry, &format!("${next}"));
+    if change.user().is_some() {
+        let n = next + usize::from(change.expiry.is_some());
+        sql.push_str(&format!(", user_id = ${n}"));
+    }
+    sql
+}
+
+/// Binds the trailing parameters of [`Statements::update`] and [`Statements::rename`]: the
+/// expiry when it moves, then the user when it changes.
+fn bind_expiry_and_user<'q>(mut query: PgQuery<'q>, change: &'q Change) -> PgQuery<'q> {
+    if let Some(at) = expiry_millis(change) {
+        query = query.bind(at);
+    }
+    if let Some(user) = change.user() {
+        query = query.bind(user);
+    }
+    query
 }
 
 fn removed_keys(change: &Change) -> Vec<&str> {
@@ -358,6 +397,7 @@ impl SessionStore for PostgresStore {
             .bind(to_json(&record.data))
             .bind(millis(record.created_at))
             .bind(millis(record.expires_at))
+            .bind(record.user())
             .bind(millis(OffsetDateTime::now_utc()));
         let done = self.execute(query).await?;
         match done.rows_affected() {
@@ -377,7 +417,7 @@ impl SessionStore for PostgresStore {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let guard = change.may_empty();
-        let sql = self.sql.update(change.expiry, guard);
+        let sql = self.sql.update(change, guard);
         for _ in 0..RACE_RETRIES {
             let mut query = sqlx::query(&sql)
                 .bind(key.as_bytes().as_slice())
@@ -387,10 +427,7 @@ impl SessionStore for PostgresStore {
             if guard {
                 query = query.bind(RESERVED_PREFIX);
             }
-            if let Some(at) = expiry_millis(change) {
-                query = query.bind(at);
-            }
-            let done = self.execute(query).await?;
+            let done = self.execute(bind_expiry_and_user(query, change)).await?;
             if done.rows_affected() > 0 {
                 return Ok(Updated::Kept);
             }
@@ -433,18 +470,16 @@ impl SessionStore for PostgresStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let sql = self.sql.rename(change.expiry);
+        let sql = self.sql.rename(change);
         for _ in 0..RACE_RETRIES {
-            let mut query = sqlx::query(&sql)
+            let query = sqlx::query(&sql)
                 .bind(from.as_bytes().as_slice())
                 .bind(millis(now))
                 .bind(removed_keys(change))
                 .bind(set_pairs(change))
                 .bind(RESERVED_PREFIX)
                 .bind(to.as_bytes().as_slice());
-            if let Some(at) = expiry_millis(change) {
-                query = query.bind(at);
-            }
+            let query = bind_expiry_and_user(query, change);
             match self.execute(query).await {
                 Ok(done) if done.rows_affected() > 0 => return Ok(()),
                 Ok(_) => {
@@ -499,6 +534,10 @@ impl SessionStore for PostgresStore {
         })
     }
 
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut lease = self.connections.get().await?;
         let result = async {
@@ -514,6 +553,38 @@ impl SessionStore for PostgresStore {
         }
         .await;
         lease.checked(result)
+    }
+}
+
+#[async_trait]
+impl UserIndex for PostgresStore {
+    async fn sessions_of(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(StorageKey, Record)>, StoreError> {
+        let query = sqlx::query(&self.sql.sessions_of)
+            .bind(user)
+            .bind(millis(now));
+        let mut lease = self.connections.get().await?;
+        let rows = query
+            .fetch_all(lease.conn()?)
+            .await
+            .map_err(StoreError::backend);
+        let rows = lease.checked(rows)?;
+        Ok(rows.iter().filter_map(listed_from).collect())
+    }
+
+    async fn delete_sessions_of(
+        &self,
+        user: &str,
+        keep: Option<&StorageKey>,
+    ) -> Result<u64, StoreError> {
+        let query = sqlx::query(&self.sql.delete_sessions_of)
+            .bind(user)
+            .bind(keep.map(|k| k.as_bytes().as_slice()));
+        let done = self.execute(query).await?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the SQL stores share: how times and data are written to a row and read back.
 
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
 pub(crate) use super::millis::{from_millis, millis};
 use super::StoreError;
@@ -31,9 +31,10 @@ pub(crate) struct JsonDialect {
     pub(crate) max: &'static str,
 }
 
-/// `data = …[, expires_at = …]` applying `change` in place. Its parameters, in order: one
-/// path per removed key, a path and a JSON text per set key, then the expiry if it moves.
-/// Leaving `expires_at` out when it does not move spares an index write.
+/// `data = …[, expires_at = …][, user_id = ?]` applying `change` in place. Its parameters, in
+/// order: one path per removed key, a path and a JSON text per set key, the expiry if it
+/// moves, then the user if the change files or unfiles the record ([`bind_user`]). Leaving
+/// `expires_at` and `user_id` out when they do not move spares index writes.
 pub(crate) fn in_place_assignments(change: &Change, d: &JsonDialect) -> String {
     let mut expr = String::from("data");
     if !change.removed.is_empty() {
@@ -49,7 +50,27 @@ pub(crate) fn in_place_assignments(change: &Change, d: &JsonDialect) -> String {
         Some(ExpiryChange::Extend(_)) => format!(", expires_at = {}(expires_at, ?)", d.max),
         Some(ExpiryChange::Set(_)) => ", expires_at = ?".to_owned(),
     };
-    format!("data = {expr}{expiry}")
+    let user = match change.user() {
+        Some(_) => ", user_id = ?",
+        None => "",
+    };
+    format!("data = {expr}{expiry}{user}")
+}
+
+/// Binds the `user_id` parameter of [`in_place_assignments`]: `NULL` when the change unfiles
+/// the record, nothing when it leaves the user alone.
+pub(crate) fn bind_user<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    change: &'q Change,
+) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    DB: Database,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    match change.user() {
+        Some(user) => query.bind(user),
+        None => query,
+    }
 }
 
 /// A record from a row whose first three columns are `data` (JSON text), `created_at` and
@@ -70,6 +91,32 @@ where
         created_at: from_millis(key, row.try_get(1).map_err(corrupt)?)?,
         expires_at: from_millis(key, row.try_get(2).map_err(corrupt)?)?,
     })
+}
+
+/// A listed record from a row whose columns are those [`record_from`] reads, then `id`.
+/// A row that cannot be read is logged and skipped, so one corrupt record does not hide the
+/// user's others (a load of it reports it as [`StoreError::Corrupt`] and leaves it in place).
+pub(crate) fn listed_from<R>(row: &R) -> Option<(StorageKey, Record)>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> &'r [u8]: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id = row.try_get::<&[u8], _>(3).ok();
+    let Some(key) = id.and_then(|id| <[u8; 32]>::try_from(id).ok()) else {
+        tracing::warn!("skipping a session record whose id is not 32 bytes in a user's listing");
+        return None;
+    };
+    let key = StorageKey::from_bytes(key);
+    match record_from(&key, row) {
+        Ok(record) => Some((key, record)),
+        Err(e) => {
+            tracing::warn!(?key, error = %e, "skipping a corrupt session record in a user's listing");
+            None
+        }
+    }
 }
 
 /// The database was migrated by a newer tidysession than this one.

@@ -26,6 +26,8 @@ macro_rules! user_index_suite {
                 user_index_follows_touches,
                 user_index_follows_a_create_over_an_expired_record,
                 delete_sessions_of_spares_the_kept_record_and_other_users,
+                user_index_follows_changes_to_keys_of_any_shape,
+                user_index_tells_apart_users_that_differ_in_case_or_spaces,
             );
         }
     };
@@ -257,4 +259,77 @@ pub async fn delete_sessions_of_spares_the_kept_record_and_other_users<S: Sessio
     assert_eq!(n, 1);
     assert_eq!(listed(&store, &alice).await, keys(&[]));
     assert_eq!(listed(&store, &bob).await, keys(&[&b1]));
+}
+
+/// Keys a JSON path cannot name take a store's read-modify-write path: the user moves there too.
+pub async fn user_index_follows_changes_to_keys_of_any_shape<S: SessionStore>(store: Arc<S>) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let odd = "q\"x\\";
+    let k = key();
+    store
+        .create(&k, &fresh(json!({"cart": [1]})))
+        .await
+        .unwrap();
+    store
+        .update(
+            &k,
+            &set(&[(USER_KEY, json!(alice)), (odd, json!(1))]),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed(&store, &alice).await, keys(&[&k]));
+    let k2 = key();
+    store
+        .rename(
+            &k,
+            &k2,
+            &set(&[(USER_KEY, json!(bob)), ("", json!(2))]),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed(&store, &alice).await, keys(&[]));
+    assert_eq!(listed(&store, &bob).await, keys(&[&k2]));
+    // Unchanged user, odd key: the record stays filed.
+    store
+        .update(&k2, &set(&[(odd, json!(3))]), now())
+        .await
+        .unwrap();
+    assert_eq!(listed(&store, &bob).await, keys(&[&k2]));
+    let change = Change {
+        removed: [USER_KEY.to_owned(), odd.to_owned()].into(),
+        ..Change::default()
+    };
+    store.update(&k2, &change, now()).await.unwrap();
+    assert_eq!(listed(&store, &bob).await, keys(&[]));
+    assert!(load(&store, &k2).await.is_some(), "the cart is still there");
+}
+
+/// User ids are compared exactly: no case folding, no trailing-space padding.
+pub async fn user_index_tells_apart_users_that_differ_in_case_or_spaces<S: SessionStore>(
+    store: Arc<S>,
+) {
+    let alice = user("alice");
+    let variants = [
+        alice.clone(),
+        format!("{alice} "),
+        alice.to_uppercase(),
+        format!(" {alice}"),
+    ];
+    let ks: Vec<StorageKey> = variants.iter().map(|_| key()).collect();
+    for (k, u) in ks.iter().zip(&variants) {
+        store.create(k, &fresh(json!({USER_KEY: u}))).await.unwrap();
+    }
+    for (k, u) in ks.iter().zip(&variants) {
+        assert_eq!(listed(&store, u).await, keys(&[k]), "{u:?}");
+    }
+    let n = index(&store)
+        .delete_sessions_of(&variants[0], None)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "only {alice:?}'s own session goes");
+    for (k, u) in ks.iter().zip(&variants).skip(1) {
+        assert_eq!(listed(&store, u).await, keys(&[k]), "{u:?}");
+    }
 }

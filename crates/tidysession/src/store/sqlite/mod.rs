@@ -8,8 +8,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::Connection as _;
 use time::OffsetDateTime;
 
-use super::sql::{in_place_assignments, millis, record_from, to_json, JsonDialect, SchemaTooNew};
-use super::{RecordCounts, SessionStore, StoreError, Updated};
+use super::sql::{
+    bind_user, in_place_assignments, listed_from, millis, record_from, to_json, JsonDialect,
+    SchemaTooNew,
+};
+use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, ExpiryChange, Record, RESERVED_PREFIX};
 
@@ -41,6 +44,10 @@ const MIGRATIONS: &[&[&str]] = &[
 /// concurrent writers wait instead of failing. Only the SHA-256 of each session id is stored
 /// (I6); data is a JSON object updated key by key inside short `BEGIN IMMEDIATE`
 /// transactions, so concurrent requests writing different keys never lose each other's work.
+///
+/// It keeps a [user index](UserIndex): the indexed `user_id` column holds the record's
+/// [`USER_KEY`](crate::record::USER_KEY) string (`NULL` when there is none), written by the
+/// same statement or transaction that writes the data.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
@@ -117,6 +124,7 @@ impl SqliteStore {
         if let Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) = change.expiry {
             query = query.bind(millis(at));
         }
+        let query = bind_user(query, change);
         let mut lease = self.connections.get().await?;
         let query = query.bind(key.as_bytes().as_slice()).bind(millis(now));
         let done = lease.execute(query).await?;
@@ -164,10 +172,12 @@ impl SqliteStore {
                 Updated::Deleted
             } else {
                 sqlx::query(
-                    "UPDATE tidysession_sessions SET data = ?, expires_at = ? WHERE id = ?",
+                    "UPDATE tidysession_sessions SET data = ?, expires_at = ?, user_id = ?
+                     WHERE id = ?",
                 )
                 .bind(to_json(&record.data))
                 .bind(millis(record.expires_at))
+                .bind(record.user())
                 .bind(key.as_bytes().as_slice())
                 .execute(&mut *tx)
                 .await
@@ -262,17 +272,18 @@ impl SessionStore for SqliteStore {
         let mut lease = self.connections.get().await?;
         // An expired record under the same key may be replaced; a live one never.
         let query = sqlx::query(
-            "INSERT INTO tidysession_sessions (id, data, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO tidysession_sessions (id, data, created_at, expires_at, user_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (id) DO UPDATE SET
                 data = excluded.data, created_at = excluded.created_at,
-                expires_at = excluded.expires_at, user_id = NULL, version = 0
-             WHERE tidysession_sessions.expires_at <= ?5",
+                expires_at = excluded.expires_at, user_id = excluded.user_id, version = 0
+             WHERE tidysession_sessions.expires_at <= ?6",
         )
         .bind(key.as_bytes().as_slice())
         .bind(to_json(&record.data))
         .bind(millis(record.created_at))
         .bind(millis(record.expires_at))
+        .bind(record.user())
         .bind(millis(OffsetDateTime::now_utc()));
         let done = lease.execute(query).await?;
         match done.rows_affected() {
@@ -361,11 +372,13 @@ impl SessionStore for SqliteStore {
             }
             // One statement moves the record: no moment where both ids or neither is valid.
             sqlx::query(
-                "UPDATE tidysession_sessions SET id = ?, data = ?, expires_at = ? WHERE id = ?",
+                "UPDATE tidysession_sessions SET id = ?, data = ?, expires_at = ?, user_id = ?
+                 WHERE id = ?",
             )
             .bind(to.as_bytes().as_slice())
             .bind(to_json(&record.data))
             .bind(millis(record.expires_at))
+            .bind(record.user())
             .bind(from.as_bytes().as_slice())
             .execute(&mut *tx)
             .await
@@ -414,6 +427,10 @@ impl SessionStore for SqliteStore {
         })
     }
 
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut lease = self.connections.get().await?;
         let result = async {
@@ -455,6 +472,45 @@ impl SessionStore for SqliteStore {
         }
         .await;
         lease.checked(result)
+    }
+}
+
+#[async_trait]
+impl UserIndex for SqliteStore {
+    async fn sessions_of(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(StorageKey, Record)>, StoreError> {
+        let mut lease = self.connections.get().await?;
+        // Through the partial user_id index: `user_id = ?` implies its `IS NOT NULL`.
+        let rows = sqlx::query(
+            "SELECT data, created_at, expires_at, id FROM tidysession_sessions
+             WHERE user_id = ? AND expires_at > ?",
+        )
+        .bind(user)
+        .bind(millis(now))
+        .fetch_all(lease.conn()?)
+        .await
+        .map_err(StoreError::backend);
+        let rows = lease.checked(rows)?;
+        Ok(rows.iter().filter_map(listed_from).collect())
+    }
+
+    async fn delete_sessions_of(
+        &self,
+        user: &str,
+        keep: Option<&StorageKey>,
+    ) -> Result<u64, StoreError> {
+        let mut lease = self.connections.get().await?;
+        // `IS NOT`, not `<>`: with no key to keep (NULL) it spares nothing, where `<>` would
+        // match nothing.
+        let query =
+            sqlx::query("DELETE FROM tidysession_sessions WHERE user_id = ? AND id IS NOT ?")
+                .bind(user)
+                .bind(keep.map(|k| k.as_bytes().as_slice()));
+        let done = lease.execute(query).await?;
+        Ok(done.rows_affected())
     }
 }
 
