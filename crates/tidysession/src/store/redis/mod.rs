@@ -16,6 +16,8 @@
 //! | `m:moving_until` | with `m:moving`: when the hold lapses, Unix milliseconds of the server's clock |
 //! | `m:moved_to` | only in a *tombstone*, the one field left under the old key by a cluster rename: the Redis key the record moved to |
 //!
+//! Each logged-in user also has an index under `<prefix>u:<user>`: see [User index](#user-index).
+//!
 //! Data fields all start with `d:` and metadata fields with `m:`, so any string is a valid
 //! data key. An update sends only the changed fields to a Lua script that applies them to the
 //! hash as it is (I5), so one request setting a key never overwrites another request's keys.
@@ -24,6 +26,48 @@
 //! so the application's and Redis' clocks need not agree to the millisecond: every load and
 //! write compares `m:expires` with the `now` it is given, and that decides. Expired records
 //! are therefore never counted or cleaned up by tidysession; Redis drops them.
+//!
+//! # User index
+//!
+//! Each user with a session has a sorted set under `<prefix>u:<user>` (the user as
+//! [`USER_KEY`] names it, see [`RedisStore::user_index_key`]). Its members are the hex keys of
+//! the user's sessions, each scored by when Redis drops that session's hash (its expiry plus
+//! the grace), and in-flight markers `f:<hex>` scored by when they lapse (a minute after the
+//! entry was last added, on the server's clock). The record itself needs no extra field: its
+//! `d:_auth_user_id` field is the user.
+//!
+//! Every session script still touches one key (one hash slot), so the index is written by
+//! separate commands, ordered so that a live record filed under a user is always in that
+//! user's index:
+//!
+//! - a create, update or rename that files a record under a user adds the entry first. An
+//!   update or rename passes the expiry its entry covers; a script that would leave the
+//!   record expiring later, or (a rename carrying the old record's user) filed under another
+//!   user than the one read, changes nothing and the store adds the right entry and tries
+//!   again. A cluster rename indexes the new key while it holds the old record;
+//! - a touch or update that moves the expiry of a filed record returns the record's user, and
+//!   the store then raises the entry's score. Only logged-in sessions pay this round trip, at
+//!   most once per touch window;
+//! - adding an entry drops members whose score has passed and sets the index key to expire
+//!   with its latest member, so an index never outlives its sessions.
+//!
+//! Entries can go stale (the session was deleted, expired, renamed away, re-filed under
+//! another user, or the write that indexed it failed). They are harmless:
+//! [`sessions_of`](UserIndex::sessions_of) reads each member's hash, lists it only if it is
+//! live and still filed under the user, and prunes the others, except those whose in-flight
+//! marker has not lapsed: their write may not have filed the record yet.
+//! [`delete_sessions_of`](UserIndex::delete_sessions_of) checks the user and deletes in one
+//! script per session.
+//!
+//! What remains open is a process dying (or Redis failing) between two commands:
+//!
+//! - between a touch or update that extended a filed session and the entry's extension (a
+//!   failed extension is logged): the entry and the index key may lapse before the session,
+//!   which then goes unlisted and unrevoked until its next touch re-files it or it expires;
+//! - between indexing and filing, for longer than the in-flight marker lasts (a minute),
+//!   while a listing of the same user runs: the listing may prune the entry first, with the
+//!   same effect;
+//! - before filing at all: a stale entry is left, pruned later.
 //!
 //! # Rename on Redis Cluster (I7)
 //!
@@ -145,6 +189,13 @@ const INDEX_ATTEMPTS: usize = 8;
 /// marked pending, and replaces the old one with a tombstone naming the new one; a pending
 /// record counts only once such a tombstone names it, so no reader ever sees both ids valid,
 /// or neither (I7). Both connection kinds reconnect by themselves when the server comes back.
+///
+/// It keeps a [user index](UserIndex): a sorted set per user (see
+/// [`user_index_key`](Self::user_index_key)), written before a record is filed under the
+/// user, so a logged-in session is never missing from it, and pruned when read. Anonymous
+/// sessions cost it nothing; a touch that moves a logged-in session's expiry extends its
+/// entry right after, and a process dying between the two may let the entry lapse before the
+/// session does, until the session's next touch.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
@@ -321,8 +372,10 @@ impl RedisStore {
         format!("{}{}", self.prefix, key.to_hex())
     }
 
-    /// The Redis key of `user`'s index: a sorted set of the hex keys of the user's sessions
-    /// (see the [module docs](self#user-index)).
+    /// The Redis key of `user`'s index, `<prefix>u:<user>`: a sorted set of the hex keys of
+    /// the user's sessions, each scored by when Redis drops its hash, plus in-flight markers
+    /// `f:<hex>` that keep a just-added entry from being pruned. It expires with its latest
+    /// member.
     pub fn user_index_key(&self, user: &str) -> String {
         format!("{}u:{user}", self.prefix)
     }
@@ -1269,7 +1322,7 @@ impl SessionStore for RedisStore {
         // it will have. Without an expiry change that expiry is unknown: the first attempt,
         // covering nothing, files nothing and reports it.
         let files = change.user().flatten();
-        let mut covered = files.map(|_| change.expiry.map_or(0, |e| target_ms(e)));
+        let mut covered = files.map(|_| change.expiry.map_or(0, target_ms));
         for _ in 0..INDEX_ATTEMPTS {
             if let (Some(user), Some(until)) = (files, covered) {
                 if until > 0 {
