@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use redis::AsyncCommands;
 use serde_json::json;
-use tidysession::record::{Change, ExpiryChange};
+use tidysession::record::{Change, ExpiryChange, USER_KEY};
 use tidysession::store::{RedisStore, SessionStore};
 use tidysession::{SessionId, StorageKey, StoreError};
 use time::{Duration, OffsetDateTime};
@@ -649,4 +649,183 @@ async fn rename_judges_the_new_key_at_the_renames_own_now() {
         let got = store.load(&to, later).await.unwrap().unwrap();
         assert_eq!(got.data, data(json!({"a": 1})), "{store:?}");
     }
+}
+
+/// The members of a user's index: session keys in hex, and in-flight markers `f:<hex>`.
+async fn index_members<C: redis::aio::ConnectionLike + Send>(
+    side: &mut C,
+    index: &str,
+) -> std::collections::BTreeSet<String> {
+    redis::cmd("ZRANGE")
+        .arg(index)
+        .arg(0)
+        .arg(-1)
+        .query_async(side)
+        .await
+        .unwrap()
+}
+
+async fn index_expiry<C: redis::aio::ConnectionLike + Send>(
+    side: &mut C,
+    index: &str,
+    k: &StorageKey,
+) -> (i64, i64) {
+    let score: f64 = redis::cmd("ZSCORE")
+        .arg(index)
+        .arg(k.to_hex())
+        .query_async(side)
+        .await
+        .unwrap();
+    let expire_time: i64 = redis::cmd("PEXPIRETIME")
+        .arg(index)
+        .query_async(side)
+        .await
+        .unwrap();
+    (score as i64, expire_time)
+}
+
+/// The index key expires no earlier than the latest session in it, through touches and
+/// updates that move a session's expiry.
+async fn index_expires_with_its_sessions<C: redis::aio::ConnectionLike + Send>(
+    store: RedisStore,
+    mut side: C,
+) {
+    let grace = RedisStore::EXPIRY_GRACE_MS;
+    let alice = unique_name("alice");
+    let index = store.user_index_key(&alice);
+    let k = key();
+    let r = fresh(json!({USER_KEY: alice}));
+    store.create(&k, &r).await.unwrap();
+    let (score, expires) = index_expiry(&mut side, &index, &k).await;
+    assert_eq!(
+        score,
+        millis(r.expires_at) + grace,
+        "scored by when the hash drops"
+    );
+    assert!(expires >= score, "{expires} < {score}");
+    let later = r.expires_at + Duration::hours(2);
+    store.touch(&k, later, now()).await.unwrap();
+    let (score, expires) = index_expiry(&mut side, &index, &k).await;
+    assert_eq!(score, millis(later) + grace, "a touch extends the entry");
+    assert!(expires >= score);
+    let latest = later + Duration::hours(2);
+    let change = Change {
+        expiry: Some(ExpiryChange::Extend(latest)),
+        ..set(&[("seen", json!(true))])
+    };
+    store.update(&k, &change, now()).await.unwrap();
+    let (score, expires) = index_expiry(&mut side, &index, &k).await;
+    assert_eq!(score, millis(latest) + grace, "so does an update");
+    assert!(expires >= score);
+    // An anonymous session has no index to extend.
+    let anon = key();
+    store.create(&anon, &fresh(json!({"a": 1}))).await.unwrap();
+    store.touch(&anon, latest, now()).await.unwrap();
+    let members = index_members(&mut side, &index).await;
+    assert!(!members.contains(&anon.to_hex()), "{members:?}");
+}
+
+#[tokio::test]
+async fn the_user_index_expires_with_its_sessions() {
+    index_expires_with_its_sessions(redis().await, side().await).await;
+}
+
+#[tokio::test]
+async fn the_user_index_expires_with_its_sessions_on_a_cluster() {
+    index_expires_with_its_sessions(redis_cluster().await, side_cluster().await).await;
+}
+
+/// Entries of deleted, expired, re-filed and renamed sessions are skipped when read, and
+/// pruned once their in-flight markers lapse; revocation deletes only the user's own.
+async fn stale_entries_are_pruned_on_read<C: redis::aio::ConnectionLike + Send>(
+    store: RedisStore,
+    mut side: C,
+) {
+    let (alice, bob) = (unique_name("alice"), unique_name("bob"));
+    let index = store.user_index_key(&alice);
+    let as_alice = || fresh(json!({USER_KEY: alice}));
+    let (live, deleted, expired, refiled, renamed) = (key(), key(), key(), key(), key());
+    for k in [&live, &deleted, &refiled, &renamed] {
+        store.create(k, &as_alice()).await.unwrap();
+    }
+    let t = now();
+    let short = record(json!({USER_KEY: alice}), t, t + Duration::milliseconds(300));
+    store.create(&expired, &short).await.unwrap();
+    store.delete(&deleted).await.unwrap();
+    store
+        .update(&refiled, &set(&[(USER_KEY, json!(bob))]), now())
+        .await
+        .unwrap();
+    let moved = key();
+    store
+        .rename(&renamed, &moved, &Change::default(), now())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let listed = |sessions: Vec<(StorageKey, tidysession::Record)>| {
+        sessions
+            .into_iter()
+            .map(|(k, _)| k.to_hex())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let index_of = store.user_index().unwrap();
+    let want: std::collections::BTreeSet<String> =
+        [live.to_hex(), moved.to_hex()].into_iter().collect();
+    assert_eq!(
+        listed(index_of.sessions_of(&alice, now()).await.unwrap()),
+        want
+    );
+    // Within a minute of being indexed an entry may belong to a write still on its way,
+    // so the listing leaves it in place.
+    let stale = [&deleted, &expired, &refiled, &renamed];
+    let members = index_members(&mut side, &index).await;
+    for k in stale {
+        assert!(members.contains(&k.to_hex()), "pruned too early");
+    }
+    // As if that minute had passed: the markers lapse.
+    for k in stale {
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&index)
+            .arg(1)
+            .arg(format!("f:{}", k.to_hex()))
+            .query_async(&mut side)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        listed(index_of.sessions_of(&alice, now()).await.unwrap()),
+        want
+    );
+    let entries: std::collections::BTreeSet<String> = index_members(&mut side, &index)
+        .await
+        .into_iter()
+        .filter(|m| !m.starts_with("f:"))
+        .collect();
+    assert_eq!(entries, want, "stale entries pruned, live ones kept");
+    // Revocation deletes what really is alice's, whatever her index holds.
+    let _: i64 = redis::cmd("ZADD")
+        .arg(&index)
+        .arg(millis(now() + Duration::hours(2)))
+        .arg(refiled.to_hex())
+        .query_async(&mut side)
+        .await
+        .unwrap();
+    assert_eq!(index_of.delete_sessions_of(&alice, None).await.unwrap(), 2);
+    assert!(
+        store.load(&refiled, now()).await.unwrap().is_some(),
+        "bob's"
+    );
+    assert!(store.load(&live, now()).await.unwrap().is_none());
+    assert!(store.load(&moved, now()).await.unwrap().is_none());
+    assert!(listed(index_of.sessions_of(&alice, now()).await.unwrap()).is_empty());
+}
+
+#[tokio::test]
+async fn stale_user_index_entries_are_pruned_on_read() {
+    stale_entries_are_pruned_on_read(redis().await, side().await).await;
+}
+
+#[tokio::test]
+async fn stale_user_index_entries_are_pruned_on_read_on_a_cluster() {
+    stale_entries_are_pruned_on_read(redis_cluster().await, side_cluster().await).await;
 }

@@ -78,6 +78,16 @@ crate::conformance_suite!(redis_cluster, async {
     (crate::util::servers::redis_cluster().await, ())
 });
 
+#[cfg(feature = "redis")]
+crate::user_index_suite!(redis_user_index, async {
+    (crate::util::servers::redis().await, ())
+});
+
+#[cfg(feature = "redis")]
+crate::user_index_suite!(redis_cluster_user_index, async {
+    (crate::util::servers::redis_cluster().await, ())
+});
+
 #[tokio::test]
 async fn memory_store_is_bounded_and_evicts_only_expired_records() {
     use crate::conformance::{fresh, key, now, record};

@@ -16,6 +16,8 @@
 //! | `m:moving_until` | with `m:moving`: when the hold lapses, Unix milliseconds of the server's clock |
 //! | `m:moved_to` | only in a *tombstone*, the one field left under the old key by a cluster rename: the Redis key the record moved to |
 //!
+//! Each logged-in user also has an index under `<prefix>u:<user>`: see [User index](#user-index).
+//!
 //! Data fields all start with `d:` and metadata fields with `m:`, so any string is a valid
 //! data key. An update sends only the changed fields to a Lua script that applies them to the
 //! hash as it is (I5), so one request setting a key never overwrites another request's keys.
@@ -24,6 +26,48 @@
 //! so the application's and Redis' clocks need not agree to the millisecond: every load and
 //! write compares `m:expires` with the `now` it is given, and that decides. Expired records
 //! are therefore never counted or cleaned up by tidysession; Redis drops them.
+//!
+//! # User index
+//!
+//! Each user with a session has a sorted set under `<prefix>u:<user>` (the user as
+//! [`USER_KEY`] names it, see [`RedisStore::user_index_key`]). Its members are the hex keys of
+//! the user's sessions, each scored by when Redis drops that session's hash (its expiry plus
+//! the grace), and in-flight markers `f:<hex>` scored by when they lapse (a minute after the
+//! entry was last added, on the server's clock). The record itself needs no extra field: its
+//! `d:_auth_user_id` field is the user.
+//!
+//! Every session script still touches one key (one hash slot), so the index is written by
+//! separate commands, ordered so that a live record filed under a user is always in that
+//! user's index:
+//!
+//! - a create, update or rename that files a record under a user adds the entry first. An
+//!   update or rename passes the expiry its entry covers; a script that would leave the
+//!   record expiring later, or (a rename carrying the old record's user) filed under another
+//!   user than the one read, changes nothing and the store adds the right entry and tries
+//!   again. A cluster rename indexes the new key while it holds the old record;
+//! - a touch or update that moves the expiry of a filed record returns the record's user, and
+//!   the store then raises the entry's score. Only logged-in sessions pay this round trip, at
+//!   most once per touch window;
+//! - adding an entry drops members whose score has passed and sets the index key to expire
+//!   with its latest member, so an index never outlives its sessions.
+//!
+//! Entries can go stale (the session was deleted, expired, renamed away, re-filed under
+//! another user, or the write that indexed it failed). They are harmless:
+//! [`sessions_of`](UserIndex::sessions_of) reads each member's hash, lists it only if it is
+//! live and still filed under the user, and prunes the others, except those whose in-flight
+//! marker has not lapsed: their write may not have filed the record yet.
+//! [`delete_sessions_of`](UserIndex::delete_sessions_of) checks the user and deletes in one
+//! script per session.
+//!
+//! What remains open is a process dying (or Redis failing) between two commands:
+//!
+//! - between a touch or update that extended a filed session and the entry's extension (a
+//!   failed extension is logged): the entry and the index key may lapse before the session,
+//!   which then goes unlisted and unrevoked until its next touch re-files it or it expires;
+//! - between indexing and filing, for longer than the in-flight marker lasts (a minute),
+//!   while a listing of the same user runs: the listing may prune the entry first, with the
+//!   same effect;
+//! - before filing at all: a stale entry is left, pruned later.
 //!
 //! # Rename on Redis Cluster (I7)
 //!
@@ -87,9 +131,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::millis::{from_millis, millis};
-use super::{RecordCounts, SessionStore, StoreError, Updated};
+use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
-use crate::record::{Change, Data, ExpiryChange, Record, RESERVED_PREFIX};
+use crate::record::{Change, Data, ExpiryChange, Record, RESERVED_PREFIX, USER_KEY};
 
 mod scripts;
 #[cfg(test)]
@@ -122,6 +166,15 @@ const WAIT_MAX: Duration = Duration::from_millis(50);
 /// Keys looked at per `SCAN` step when counting.
 const SCAN_BATCH: usize = 500;
 
+/// How long a user index entry is protected from pruning after it was added, in
+/// milliseconds of the server's clock: the time a create, update or rename may take between
+/// indexing a record and filing it.
+const IN_FLIGHT_MS: i64 = 60_000;
+
+/// How often an update or rename that files a record starts over because a concurrent write
+/// moved its expiry past the index entry, before it gives up.
+const INDEX_ATTEMPTS: usize = 8;
+
 /// Sessions in Redis (a single server) or Redis Cluster.
 ///
 /// Each session is one hash under `<prefix><hex SHA-256 of the id>` (only the hash of the
@@ -136,6 +189,13 @@ const SCAN_BATCH: usize = 500;
 /// marked pending, and replaces the old one with a tombstone naming the new one; a pending
 /// record counts only once such a tombstone names it, so no reader ever sees both ids valid,
 /// or neither (I7). Both connection kinds reconnect by themselves when the server comes back.
+///
+/// It keeps a [user index](UserIndex): a sorted set per user (see
+/// [`user_index_key`](Self::user_index_key)), written before a record is filed under the
+/// user, so a logged-in session is never missing from it, and pruned when read. Anonymous
+/// sessions cost it nothing; a touch that moves a logged-in session's expiry extends its
+/// entry right after, and a process dying between the two may let the entry lapse before the
+/// session does, until the session's next touch.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
@@ -312,8 +372,79 @@ impl RedisStore {
         format!("{}{}", self.prefix, key.to_hex())
     }
 
+    /// The Redis key of `user`'s index, `<prefix>u:<user>`: a sorted set of the hex keys of
+    /// the user's sessions, each scored by when Redis drops its hash, plus in-flight markers
+    /// `f:<hex>` that keep a just-added entry from being pruned. It expires with its latest
+    /// member.
+    pub fn user_index_key(&self, user: &str) -> String {
+        format!("{}u:{user}", self.prefix)
+    }
+
     fn conn(&self) -> Conn {
         self.conn.clone()
+    }
+
+    /// Files `key`, expiring at `expires_ms`, in `user`'s index, before the operation that
+    /// files the record itself (see the [module docs](self#user-index)).
+    async fn index_add(
+        &self,
+        user: &str,
+        key: &StorageKey,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut invocation = scripts::INDEX_ADD.key(self.user_index_key(user));
+        invocation
+            .arg(key.to_hex())
+            .arg(expires_ms.saturating_add(Self::EXPIRY_GRACE_MS))
+            .arg(IN_FLIGHT_MS);
+        invocation
+            .invoke_async::<Value>(&mut self.conn())
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(())
+    }
+
+    /// After a touch or update moved the expiry of a record filed under `user` (raw JSON):
+    /// keeps the entry and the index key alive as long as the record. The write has happened
+    /// by now, so a failure is logged rather than reported; see the module docs' window.
+    async fn index_extend(&self, user: &[u8], key: &StorageKey, expires_ms: i64) {
+        let Some(user) = user_of(user) else {
+            return;
+        };
+        if let Err(e) = self.index_add(&user, key, expires_ms).await {
+            tracing::warn!(
+                error = %e,
+                key = %key.short(),
+                "session expiry extended, but extending its user index entry failed"
+            );
+        }
+    }
+
+    /// The raw user field and the expiry of the record under `key`, for a rename.
+    async fn user_and_expiry(
+        &self,
+        key: &StorageKey,
+    ) -> Result<(Option<Vec<u8>>, Option<i64>), StoreError> {
+        let (user, expires): (Option<Vec<u8>>, Option<Vec<u8>>) = ::redis::cmd("HMGET")
+            .arg(self.redis_key(key))
+            .arg(format!("d:{USER_KEY}"))
+            .arg("m:expires")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| redis_error(key, e))?;
+        Ok((user, expires.as_deref().and_then(parse_i64)))
+    }
+
+    /// The hex keys in `user`'s index (in-flight markers left out).
+    async fn indexed(&self, user: &str) -> Result<Vec<StorageKey>, StoreError> {
+        let members: Vec<Vec<u8>> = ::redis::cmd("ZRANGE")
+            .arg(self.user_index_key(user))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(members.iter().filter_map(|m| key_from_hex(m)).collect())
     }
 
     fn is_cluster(&self) -> bool {
@@ -340,13 +471,18 @@ impl RedisStore {
         key: &StorageKey,
         now: OffsetDateTime,
     ) -> Result<Option<Stored>, StoreError> {
+        let stored = self.read_any(key).await?;
+        Ok(stored.filter(|s| millis(now) < s.expires_ms))
+    }
+
+    /// The record's hash, decoded, expired or not; `None` when missing or a tombstone.
+    async fn read_any(&self, key: &StorageKey) -> Result<Option<Stored>, StoreError> {
         let reply: Value = ::redis::cmd("HGETALL")
             .arg(self.redis_key(key))
             .query_async(&mut self.conn())
             .await
             .map_err(|e| redis_error(key, e))?;
-        let stored = Stored::decode(key, reply)?;
-        Ok(stored.filter(|s| millis(now) < s.expires_ms))
+        Stored::decode(key, reply)
     }
 
     /// Whether the record under the Redis key `old` is a tombstone naming the Redis key `copy`.
@@ -409,16 +545,39 @@ impl RedisStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut invocation = scripts::RENAME.key(self.redis_key(from));
-        invocation.key(self.redis_key(to));
-        change_args(&mut invocation, change, now);
-        match self.run(&invocation, from).await? {
-            Status::Done => Ok(()),
-            Status::Gone => Err(StoreError::Gone),
-            Status::Duplicate => Err(StoreError::DuplicateId),
-            Status::CorruptSecond => Err(corrupt(to, "not a session hash")),
-            other => Err(other.unexpected(from)),
+        for _ in 0..INDEX_ATTEMPTS {
+            // The new key is indexed under the user the record will carry before it exists:
+            // the change's user, or the one read here, which the script checks is still there.
+            let (user, current) = self.user_and_expiry(from).await?;
+            let (files, expect) = match change.user() {
+                Some(files) => (files.map(str::to_owned), None),
+                None => (
+                    user.as_deref().and_then(user_of),
+                    Some(user.unwrap_or_default()),
+                ),
+            };
+            // A missing record has no expiry; the script reports it gone before any check.
+            let covered = files
+                .as_ref()
+                .map(|_| current.map_or(0, |c| expiry_after(change, c)));
+            if let (Some(user), Some(until)) = (&files, covered) {
+                if until > 0 {
+                    self.index_add(user, to, until).await?;
+                }
+            }
+            let mut invocation = scripts::RENAME.key(self.redis_key(from));
+            invocation.key(self.redis_key(to));
+            change_args(&mut invocation, change, now, covered, expect.as_deref());
+            match self.run(&invocation, from).await? {
+                Status::Done => return Ok(()),
+                Status::Gone => return Err(StoreError::Gone),
+                Status::Duplicate => return Err(StoreError::DuplicateId),
+                Status::CorruptSecond => return Err(corrupt(to, "not a session hash")),
+                Status::Uncovered(_) => {}
+                other => return Err(other.unexpected(from)),
+            }
         }
+        Err(StoreError::backend(IndexContended))
     }
 
     /// Rename on a cluster: the protocol of the module docs.
@@ -505,6 +664,11 @@ impl RedisStore {
                 Status::Changed => Ok(false),
                 other => Err(other.unexpected(from)),
             };
+        }
+        // The held record cannot change until step 2 (which checks its version), so its user
+        // and expiry are final: index the new key under them before it can become valid.
+        if let Some(user) = record.user() {
+            self.index_add(user, to, millis(record.expires_at)).await?;
         }
         // Step 1: the pending copy.
         let mut invocation = scripts::CREATE.key(new_key);
@@ -686,8 +850,15 @@ impl RedisStore {
 }
 
 /// Appends the arguments of an update or rename script: now, the reserved prefix, the
-/// expiry change and the key changes.
-fn change_args(invocation: &mut ScriptInvocation<'_>, change: &Change, now: OffsetDateTime) {
+/// expiry change, the expiry the user index covers (if the change files the record), the
+/// user field a rename expects (`None`: no check) and the key changes.
+fn change_args(
+    invocation: &mut ScriptInvocation<'_>,
+    change: &Change,
+    now: OffsetDateTime,
+    covered: Option<i64>,
+    expect_user: Option<&[u8]>,
+) {
     invocation
         .arg(millis(now))
         .arg(format!("d:{RESERVED_PREFIX}"));
@@ -696,6 +867,12 @@ fn change_args(invocation: &mut ScriptInvocation<'_>, change: &Change, now: Offs
         Some(ExpiryChange::Extend(at)) => invocation.arg("extend").arg(millis(at)).arg(grace(at)),
         Some(ExpiryChange::Set(at)) => invocation.arg("set").arg(millis(at)).arg(grace(at)),
     };
+    match covered {
+        Some(ms) => invocation.arg(ms),
+        None => invocation.arg(""),
+    };
+    // "-" is no JSON text, so it cannot be mistaken for a stored user.
+    invocation.arg(expect_user.unwrap_or(b"-"));
     invocation.arg(change.removed.len());
     for k in &change.removed {
         invocation.arg(field(k));
@@ -826,6 +1003,11 @@ enum Status {
     Busy,
     /// -2: the second key does not hold a session hash.
     CorruptSecond,
+    /// `{1, user}`: done, and the expiry of a record filed under this user (raw JSON) moved.
+    Filed(Vec<u8>),
+    /// 7: the user index entry made for the change does not cover the result; the record's
+    /// current expiry.
+    Uncovered(i64),
 }
 
 impl Status {
@@ -839,13 +1021,23 @@ impl Status {
             _ => return Err(bad()),
         };
         Ok(match code {
-            1 => Status::Done,
+            1 => match items.get(1) {
+                Some(user) => Status::Filed(bytes(user).ok_or_else(bad)?.to_vec()),
+                None => Status::Done,
+            },
             0 => Status::Gone,
             2 => Status::Emptied,
             3 => Status::Pending(items.get(1).and_then(bytes).ok_or_else(bad)?.to_vec()),
             4 => Status::Duplicate,
             5 => Status::Changed,
             6 => Status::Busy,
+            7 => Status::Uncovered(
+                items
+                    .get(1)
+                    .and_then(bytes)
+                    .and_then(parse_i64)
+                    .ok_or_else(bad)?,
+            ),
             -1 => return Err(corrupt(key, "not a session hash")),
             -2 => Status::CorruptSecond,
             _ => return Err(bad()),
@@ -946,6 +1138,50 @@ fn grace(t: OffsetDateTime) -> i64 {
     millis(t).saturating_add(RedisStore::EXPIRY_GRACE_MS)
 }
 
+/// The time an expiry change names, in Unix milliseconds.
+fn target_ms(e: ExpiryChange) -> i64 {
+    match e {
+        ExpiryChange::Extend(t) | ExpiryChange::Set(t) => millis(t),
+    }
+}
+
+/// A record's expiry after `change`, given its current one (Unix milliseconds).
+fn expiry_after(change: &Change, current: i64) -> i64 {
+    match change.expiry {
+        None => current,
+        Some(ExpiryChange::Extend(t)) => millis(t).max(current),
+        Some(ExpiryChange::Set(t)) => millis(t),
+    }
+}
+
+/// The user a raw user field names: a JSON string's value; `None` for anything else.
+fn user_of(raw: &[u8]) -> Option<String> {
+    match serde_json::from_slice(raw) {
+        Ok(serde_json::Value::String(user)) => Some(user),
+        _ => None,
+    }
+}
+
+/// A storage key from the 64 lowercase hex digits of an index member; `None` for anything
+/// else (such as an in-flight marker).
+fn key_from_hex(hex: &[u8]) -> Option<StorageKey> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (b, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        *b = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(StorageKey::from_bytes(bytes))
+}
+
 fn corrupt(key: &StorageKey, reason: &str) -> StoreError {
     StoreError::Corrupt {
         key: *key,
@@ -1035,6 +1271,11 @@ struct BadReply(&'static str);
 #[error("the session stayed held by a rename for too long")]
 struct HeldTooLong;
 
+/// An update or rename filing a session kept finding its expiry moved past its index entry.
+#[derive(Debug, thiserror::Error)]
+#[error("gave up after {INDEX_ATTEMPTS} attempts: the session's expiry kept moving")]
+struct IndexContended;
+
 /// A cluster rename kept losing to concurrent writes of the same session.
 #[derive(Debug, thiserror::Error)]
 #[error("rename gave up after {RENAME_ATTEMPTS} attempts: the session kept changing")]
@@ -1059,6 +1300,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        if let Some(user) = record.user() {
+            self.index_add(user, key, millis(record.expires_at)).await?;
+        }
         let mut invocation = scripts::CREATE.key(self.redis_key(key));
         create_args(&mut invocation, record, b"", OffsetDateTime::now_utc());
         match self.run(&invocation, key).await? {
@@ -1074,14 +1318,35 @@ impl SessionStore for RedisStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let mut invocation = scripts::UPDATE.key(self.redis_key(key));
-        change_args(&mut invocation, change, now);
-        match self.run_settling(&invocation, key).await? {
-            Status::Done => Ok(Updated::Kept),
-            Status::Emptied => Ok(Updated::Deleted),
-            Status::Gone => Err(StoreError::Gone),
-            other => Err(other.unexpected(key)),
+        // A change that files the record under a user indexes it first, up to the expiry
+        // it will have. Without an expiry change that expiry is unknown: the first attempt,
+        // covering nothing, files nothing and reports it.
+        let files = change.user().flatten();
+        let mut covered = files.map(|_| change.expiry.map_or(0, target_ms));
+        for _ in 0..INDEX_ATTEMPTS {
+            if let (Some(user), Some(until)) = (files, covered) {
+                if until > 0 {
+                    self.index_add(user, key, until).await?;
+                }
+            }
+            let mut invocation = scripts::UPDATE.key(self.redis_key(key));
+            change_args(&mut invocation, change, now, covered, None);
+            match self.run_settling(&invocation, key).await? {
+                Status::Done => return Ok(Updated::Kept),
+                Status::Filed(user) => {
+                    // The script reports this only when the expiry moved to the change's.
+                    if let Some(e) = change.expiry {
+                        self.index_extend(&user, key, target_ms(e)).await;
+                    }
+                    return Ok(Updated::Kept);
+                }
+                Status::Emptied => return Ok(Updated::Deleted),
+                Status::Gone => return Err(StoreError::Gone),
+                Status::Uncovered(current) => covered = Some(expiry_after(change, current)),
+                other => return Err(other.unexpected(key)),
+            }
         }
+        Err(StoreError::backend(IndexContended))
     }
 
     async fn touch(
@@ -1097,6 +1362,10 @@ impl SessionStore for RedisStore {
             .arg(grace(expires_at));
         match self.run_settling(&invocation, key).await? {
             Status::Done => Ok(()),
+            Status::Filed(user) => {
+                self.index_extend(&user, key, millis(expires_at)).await;
+                Ok(())
+            }
             Status::Gone => Err(StoreError::Gone),
             other => Err(other.unexpected(key)),
         }
@@ -1150,5 +1419,99 @@ impl SessionStore for RedisStore {
 
     fn removes_expired_itself(&self) -> bool {
         true
+    }
+
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl UserIndex for RedisStore {
+    async fn sessions_of(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(StorageKey, Record)>, StoreError> {
+        // Entries whose record is gone, expired or filed elsewhere are pruned; an expiry only
+        // `now` has passed (a listing "as of" later) is no reason to drop an entry.
+        let dead_by = millis(now.min(OffsetDateTime::now_utc()));
+        let (mut live, mut dead) = (Vec::new(), Vec::new());
+        for key in self.indexed(user).await? {
+            let stored = match self.read_any(&key).await {
+                Ok(stored) => stored,
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    // Left in place, and not listed: a corrupt record is no one's session.
+                    tracing::warn!(error = %e, "skipping a corrupt session in a user index");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(stored) = stored else {
+                dead.push(key);
+                continue;
+            };
+            let settled = match &stored.pending {
+                Some(old) => self.settle(&key, old).await?,
+                None => true,
+            };
+            if !settled || stored.record.user() != Some(user) || stored.expires_ms <= dead_by {
+                dead.push(key);
+            } else if millis(now) < stored.expires_ms {
+                live.push((key, stored.record));
+            }
+        }
+        if !dead.is_empty() {
+            let mut invocation = scripts::INDEX_PRUNE.key(self.user_index_key(user));
+            for key in &dead {
+                invocation.arg(key.to_hex());
+            }
+            invocation
+                .invoke_async::<Value>(&mut self.conn())
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        Ok(live)
+    }
+
+    async fn delete_sessions_of(
+        &self,
+        user: &str,
+        keep: Option<&StorageKey>,
+    ) -> Result<u64, StoreError> {
+        let user_json = serde_json::Value::from(user).to_string();
+        let now = millis(OffsetDateTime::now_utc());
+        let (mut deleted, mut count) = (Vec::new(), 0);
+        for key in self.indexed(user).await? {
+            if Some(&key) == keep {
+                continue;
+            }
+            let mut invocation = scripts::DELETE_OF_USER.key(self.redis_key(&key));
+            invocation.arg(&user_json).arg(now);
+            match self.run(&invocation, &key).await? {
+                Status::Done => count += 1,
+                // A pending copy counted as the session only if its rename had happened.
+                Status::Pending(old) => {
+                    if self.moved_to(&old, self.redis_key(&key).as_bytes()).await? {
+                        count += 1;
+                    }
+                }
+                Status::Gone => continue,
+                other => return Err(other.unexpected(&key)),
+            }
+            deleted.push(key);
+        }
+        // A deleted key never comes back (ids are random), so its entry can go at once.
+        if !deleted.is_empty() {
+            let mut zrem = ::redis::cmd("ZREM");
+            zrem.arg(self.user_index_key(user));
+            for key in &deleted {
+                zrem.arg(key.to_hex()).arg(format!("f:{}", key.to_hex()));
+            }
+            zrem.query_async::<Value>(&mut self.conn())
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        Ok(count)
     }
 }

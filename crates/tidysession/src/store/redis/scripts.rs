@@ -3,12 +3,43 @@
 //!
 //! Shared conventions: data fields are `d:<key>`, metadata fields `m:*` (see the module docs).
 //! Times are Unix milliseconds passed as decimal strings; the caller also passes "time plus
-//! the grace" for `PEXPIREAT`, so no script formats a number. Statuses are the first element
-//! of the reply array: see [`Status`](super::Status).
+//! the grace" for `PEXPIREAT`, so no session script formats a number. (The user index scripts
+//! pass numbers to `redis.call`, which Redis formats exactly for integers below 2^53.)
+//! Statuses are the first element of the reply array: see [`Status`](super::Status).
 
 use std::sync::LazyLock;
 
 use redis::Script;
+
+use crate::record::USER_KEY;
+
+/// `filed_user(key)`: the record's user field (raw JSON) when it names a user, i.e. holds a
+/// JSON string; otherwise nil.
+fn filed_user() -> String {
+    format!(
+        r#"
+local function filed_user(key)
+  local u = redis.call('HGET', key, 'd:{USER_KEY}')
+  if u and string.sub(u, 1, 1) == '"' then return u end
+  return nil
+end
+"#
+    )
+}
+
+/// For [`UPDATE`] and [`RENAME`]: `ARGV[6]`, when not empty, is the expiry up to which the
+/// caller has already indexed the record under the user it will be filed under. A change
+/// that would leave it expiring later answers `{7, current expiry}` and changes nothing, so
+/// the caller widens the entry and tries again: a filed record is never live past its entry.
+const COVERED: &str = r#"
+local mode = ARGV[3]
+local moved = mode == 'set' or (mode == 'extend' and tonumber(ARGV[4]) > exp)
+if ARGV[6] ~= '' then
+  local new_exp = exp
+  if moved then new_exp = tonumber(ARGV[4]) end
+  if new_exp > tonumber(ARGV[6]) then return {7, raw} end
+end
+"#;
 
 /// Reads a record's metadata in one call and checks it is live. Sets `exp` (the stored expiry
 /// as a number), `pending` (the old key of a pending copy, or false) and `held_until` (the end
@@ -108,53 +139,65 @@ return {1}
 });
 
 /// Update-if-exists. `ARGV`: now, reserved data prefix, expiry mode ("", "extend", "set"),
-/// expiry, expiry plus grace, then the change (see `APPLY`).
-/// `{1}` kept, `{2}` deleted because no data is left, `{0}` gone, `{3, old}` pending on `old`,
-/// `{6}` being moved, `{-1}` corrupt. Never re-creates: a missing key returns before anything
-/// is written.
+/// expiry, expiry plus grace, the indexed expiry (see `COVERED`), an unused "-", then the
+/// change (see `APPLY`).
+/// `{1}` kept, `{1, user}` kept and the expiry of a record filed under `user` (raw JSON) moved,
+/// so the caller extends the user's index; `{2}` deleted because no data is left, `{0}` gone,
+/// `{3, old}` pending on `old`, `{6}` being moved, `{7, expiry}` not covered by the index,
+/// `{-1}` corrupt. Never re-creates: a missing key returns before anything is written.
 pub(super) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r#"{PREAMBLE}{HAS_DATA}{APPLY}
+        r#"{PREAMBLE}{HAS_DATA}{APPLY}{filed_user}
 if pending then return {{3, pending}} end
-{NOT_MOVING}
-local removed = apply(k, 6)
+{NOT_MOVING}{COVERED}
+local removed = apply(k, 8)
 redis.call('HINCRBY', k, 'm:version', 1)
 if removed > 0 and not has_data(k) then
   redis.call('DEL', k)
   return {{2}}
 end
--- Expiry last: when the expiry plus the grace is already past on the server's clock,
--- PEXPIREAT deletes the key, and nothing may write to it after that.
-local mode = ARGV[3]
-if mode == 'set' or (mode == 'extend' and tonumber(ARGV[4]) > exp) then
+if moved then
+  -- Read the user before the expiry: PEXPIREAT deletes the key when the expiry plus the
+  -- grace is already past on the server's clock, and nothing may write to it after that.
+  local u = nil
+  if ARGV[6] == '' then u = filed_user(k) end
   redis.call('HSET', k, 'm:expires', ARGV[4])
   redis.call('PEXPIREAT', k, ARGV[5])
+  if u then return {{1, u}} end
 end
 return {{1}}
-"#
+"#,
+        filed_user = filed_user()
     ))
 });
 
 /// Touch: moves the expiry later, never earlier. `ARGV`: now, expiry, expiry plus grace.
-/// `{1}` done, `{0}` gone, `{3, old}` pending, `{6}` being moved, `{-1}` corrupt.
+/// `{1}` done, `{1, user}` done and the expiry of a record filed under `user` (raw JSON)
+/// moved, `{0}` gone, `{3, old}` pending, `{6}` being moved, `{-1}` corrupt.
 pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r#"{PREAMBLE}
+        r#"{PREAMBLE}{filed_user}
 if pending then return {{3, pending}} end
 {NOT_MOVING}
 if tonumber(ARGV[2]) > exp then
+  local u = filed_user(k)
   redis.call('HSET', k, 'm:expires', ARGV[2])
   redis.call('HINCRBY', k, 'm:version', 1)
   redis.call('PEXPIREAT', k, ARGV[3])
+  if u then return {{1, u}} end
 end
 return {{1}}
-"#
+"#,
+        filed_user = filed_user()
     ))
 });
 
 /// Rename on a single server, both keys in one script. `KEYS`: from, to. `ARGV` as for
-/// [`UPDATE`]. `{1}` moved, `{0}` from is gone (or the change emptied it: then it is deleted),
-/// `{4}` a live record or a tombstone is under `to`, `{-1}`/`{-2}` from/to corrupt.
+/// [`UPDATE`], except `ARGV[7]`: the user field (raw JSON, "" for none) the caller expects
+/// `from` to hold and has indexed `to` under, or "-" when the change sets the user itself.
+/// `{1}` moved, `{0}` from is gone (or the change emptied it: then it is deleted),
+/// `{4}` a live record or a tombstone is under `to`, `{7, expiry}` the index entry does not
+/// cover the result (another user, or a later expiry), `{-1}`/`{-2}` from/to corrupt.
 pub(super) static RENAME: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{PREAMBLE}{HAS_DATA}{APPLY}
@@ -168,14 +211,16 @@ elseif redis.call('EXISTS', to) == 1 then
   if redis.call('HEXISTS', to, 'm:moved_to') == 1 then return {{4}} end
   return {{-2}}
 end
-local removed = apply(k, 6)
+if ARGV[7] ~= '-' and (redis.call('HGET', k, 'd:{USER_KEY}') or '') ~= ARGV[7] then
+  return {{7, raw}}
+end
+{COVERED}
+local removed = apply(k, 8)
 if removed > 0 and not has_data(k) then
   redis.call('DEL', k)
   return {{0}}
 end
 redis.call('HINCRBY', k, 'm:version', 1)
-local mode = ARGV[3]
-local moved = mode == 'set' or (mode == 'extend' and tonumber(ARGV[4]) > exp)
 if moved then redis.call('HSET', k, 'm:expires', ARGV[4]) end
 -- RENAME carries the TTL along and replaces an expired record under `to`.
 redis.call('RENAME', k, to)
@@ -292,4 +337,66 @@ end
 return {redis.call('DEL', k)}
 "#,
     )
+});
+
+/// Adds a session to a user's index (`KEYS[1]`, a sorted set): `ARGV[1]` the session's key in
+/// hex, scored by `ARGV[2]`, when Redis drops its hash (never lowered: `GT`), and an
+/// in-flight marker `f:<hex>` scored by when it lapses, `ARGV[3]` milliseconds from now on
+/// the server's clock. First drops members whose score has passed: their hashes are gone,
+/// or their markers lapsed. The index key then expires with its latest member. `{1}`.
+pub(super) static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local k = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+redis.call('ZADD', k, 'GT', ARGV[2], ARGV[1])
+redis.call('ZADD', k, now + tonumber(ARGV[3]), 'f:' .. ARGV[1])
+local top = redis.call('ZRANGE', k, -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', k, top[2])
+return {1}
+"#,
+    )
+});
+
+/// Removes the members `ARGV` (hex keys found dead or filed elsewhere) from a user's index
+/// (`KEYS[1]`), except those with a live in-flight marker: a create, update or rename that
+/// indexed the key may not have filed it yet. Also drops members whose score has passed.
+/// `{n}` removed.
+pub(super) static INDEX_PRUNE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local k = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+local n = 0
+for _, m in ipairs(ARGV) do
+  if not redis.call('ZSCORE', k, 'f:' .. m) then
+    n = n + redis.call('ZREM', k, m)
+  end
+end
+return {n}
+"#,
+    )
+});
+
+/// Deletes the record under `KEYS[1]` if it is live at `ARGV[2]` and its user field is
+/// exactly `ARGV[1]` (the user as JSON), pending copy or not: revoking a user's sessions
+/// checks and deletes in one step. `{1}` deleted, `{3, old}` deleted a pending copy of `old`,
+/// `{0}` nothing deleted (missing, expired, a tombstone, not a session hash, another user's).
+pub(super) static DELETE_OF_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"
+local k = KEYS[1]
+if redis.call('TYPE', k).ok ~= 'hash' then return {{0}} end
+local meta = redis.call('HMGET', k, 'm:expires', 'm:pending', 'd:{USER_KEY}')
+local exp = tonumber(meta[1])
+if not exp or exp <= tonumber(ARGV[2]) or meta[3] ~= ARGV[1] then return {{0}} end
+redis.call('DEL', k)
+if meta[2] then return {{3, meta[2]}} end
+return {{1}}
+"#
+    ))
 });

@@ -7,6 +7,7 @@ use time::Duration;
 
 use super::*;
 use crate::id::SessionId;
+use crate::record::USER_KEY;
 
 /// Failures a test makes the store go through.
 #[derive(Debug, Default)]
@@ -205,4 +206,93 @@ async fn a_rename_whose_step_3_fails_still_succeeds_and_readers_settle_the_copy(
     let got = store.load(&to, now()).await.unwrap().unwrap();
     assert_eq!(got.data.get("user"), Some(&json!("alice")));
     assert!(!pending(hgetall(&store, &to).await), "the load settled it");
+}
+
+/// A store on the single test server, under a key prefix of its own.
+async fn single() -> RedisStore {
+    let url = std::env::var("TIDYSESSION_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    RedisStore::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {url} (run scripts/services.sh): {e}"))
+        .key_prefix(format!("tidysession-unit-{}:", &key().to_hex()[..12]))
+}
+
+/// A create that has indexed its record but not yet written it: a listing in between must
+/// not prune the entry, or the session would be live and missing from the index.
+async fn listing_spares_a_filing_in_flight(store: RedisStore) {
+    let k = key();
+    let r = record(json!({"_auth_user_id": "alice"}));
+    store
+        .index_add("alice", &k, millis(r.expires_at))
+        .await
+        .unwrap();
+    let index = store.user_index().unwrap();
+    assert!(index.sessions_of("alice", now()).await.unwrap().is_empty());
+    // The create's second step, on its own.
+    let mut invocation = scripts::CREATE.key(store.redis_key(&k));
+    create_args(&mut invocation, &r, b"", now());
+    assert!(matches!(store.run(&invocation, &k).await, Ok(Status::Done)));
+    let listed = index.sessions_of("alice", now()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, k);
+}
+
+#[tokio::test]
+async fn a_listing_spares_a_filing_in_flight() {
+    listing_spares_a_filing_in_flight(single().await).await;
+    listing_spares_a_filing_in_flight(cluster(Faults::default()).await).await;
+}
+
+/// The single-server rename script by hand, with the user it expects and the expiry covered.
+async fn rename_script(
+    store: &RedisStore,
+    from: &StorageKey,
+    to: &StorageKey,
+    expect: &[u8],
+    covered: Option<i64>,
+) -> Status {
+    let mut invocation = scripts::RENAME.key(store.redis_key(from));
+    invocation.key(store.redis_key(to));
+    change_args(
+        &mut invocation,
+        &Change::default(),
+        now(),
+        covered,
+        Some(expect),
+    );
+    store.run(&invocation, from).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_single_server_rename_carries_only_the_user_it_indexed() {
+    let store = single().await;
+    let (from, to) = (key(), key());
+    let r = record(json!({"a": 1}));
+    store.create(&from, &r).await.unwrap();
+    // The rename read "no user", but a login filed the record under bob meanwhile.
+    store
+        .update(&from, &set(USER_KEY, json!("bob")), now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        rename_script(&store, &from, &to, b"", None).await,
+        Status::Uncovered(_)
+    ));
+    // Filed under the right user, but indexed for less than its expiry.
+    let short = millis(r.expires_at) - 1;
+    assert!(
+        matches!(rename_script(&store, &from, &to, b"\"bob\"", Some(short)).await, Status::Uncovered(e) if e == millis(r.expires_at))
+    );
+    assert!(
+        store.load(&to, now()).await.unwrap().is_none(),
+        "nothing moved"
+    );
+    // The store's own rename looks again and indexes the new key under bob.
+    store
+        .rename(&from, &to, &Change::default(), now())
+        .await
+        .unwrap();
+    let listed = store.sessions_of("bob", now()).await.unwrap();
+    assert_eq!(listed.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [to]);
 }
