@@ -126,7 +126,6 @@ impl Users {
     }
 }
 
-#[async_trait::async_trait]
 impl AuthBackend for Users {
     type User = User;
     type Error = Infallible;
@@ -398,6 +397,12 @@ async fn asking_who_is_this_without_a_cookie_does_no_store_io() {
     assert_eq!(r.body, "null");
     assert!(r.sets_nothing());
     assert_eq!(h.counts().total(), 0);
+    // The auth layer alone costs nothing either (I1), whatever the cookie.
+    let alice = log_in(&h, "alice", None).await;
+    let before = h.counts();
+    let r = h.get("/untouched", Some(&alice)).await;
+    assert!(r.sets_nothing() && !r.vary, "{r:?}");
+    assert_eq!(h.counts(), before);
     // An anonymous session: one load, no write.
     let anon = h.get("/write?k=cart&v=1", None).await.cookie();
     let before = h.counts();
@@ -422,7 +427,6 @@ async fn asking_who_is_this_without_a_cookie_does_no_store_io() {
 async fn the_user_is_loaded_once_per_request() {
     #[derive(Debug, Clone)]
     struct CountingUsers(Users, Arc<std::sync::atomic::AtomicUsize>);
-    #[async_trait::async_trait]
     impl AuthBackend for CountingUsers {
         type User = User;
         type Error = Infallible;

@@ -172,7 +172,6 @@ impl AuthUser for User {
     }
 }
 
-#[async_trait::async_trait]
 impl AuthBackend for Users {
     type User = User;
     type Error = std::convert::Infallible;

@@ -25,7 +25,6 @@
 //! #[derive(Clone)]
 //! struct Users;
 //!
-//! #[async_trait::async_trait]
 //! impl AuthBackend for Users {
 //!     type User = User;
 //!     type Error = Infallible;
@@ -81,7 +80,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::str::FromStr;
 
-use async_trait::async_trait;
+use std::future::Future;
 
 use crate::session::SessionError;
 use crate::store::StoreError;
@@ -104,7 +103,8 @@ pub trait AuthUser: Clone + Send + Sync + 'static {
 }
 
 /// Where users come from: the app's user table, a directory service…
-#[async_trait]
+///
+/// Implement `user` as a plain `async fn`; its future must be `Send`.
 pub trait AuthBackend: Send + Sync + 'static {
     /// The user type.
     type User: AuthUser;
@@ -112,10 +112,10 @@ pub trait AuthBackend: Send + Sync + 'static {
     type Error: StdError + Send + Sync + 'static;
 
     /// The user with this id, or `None` if there is none (any more): the session then logs out.
-    async fn user(
+    fn user(
         &self,
         id: &<Self::User as AuthUser>::Id,
-    ) -> Result<Option<Self::User>, Self::Error>;
+    ) -> impl Future<Output = Result<Option<Self::User>, Self::Error>> + Send;
 }
 
 /// Why an auth operation failed.
