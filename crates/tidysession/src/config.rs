@@ -4,6 +4,36 @@ use cookie::SameSite;
 use http::StatusCode;
 use time::Duration;
 
+use crate::client::ClientAddress;
+use crate::keyring::KeyRing;
+
+/// Where the data of visitors who are not logged in lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Anonymous {
+    /// Sealed (encrypted and authenticated) in the session cookie itself: anonymous visitors
+    /// cost no store records and no store I/O. Logging in moves the data to the store.
+    InCookie,
+    /// In the store, like every session (how most frameworks behave). Needed for stores
+    /// shared with apps that expect every session server-side.
+    OnServer,
+}
+
+/// What happens when an anonymous session outgrows the cookie budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OverBudget {
+    /// Move it to the store (one create), like a login would.
+    Promote,
+    /// Refuse the write: [`Session::insert`](crate::Session::insert) returns
+    /// [`SessionError::TooLarge`](crate::SessionError::TooLarge).
+    Fail,
+}
+/// The default cookie budget: the whole `Set-Cookie` header of a sealed session, in bytes.
+/// Browsers keep cookies up to 4096 bytes of name, value and attributes; this leaves room for
+/// a longer domain or path than the one measured.
+pub const DEFAULT_COOKIE_BUDGET: usize = 4000;
+
 /// How sessions behave. Every setting has a safe default; builder methods change one each.
 ///
 /// ```
@@ -32,6 +62,19 @@ pub struct SessionConfig {
     pub(crate) save_every_request: bool,
     pub(crate) save_on_server_error: bool,
     pub(crate) store_error_status: StatusCode,
+    pub(crate) anonymous: Anonymous,
+    pub(crate) keys: Option<KeyRing>,
+    pub(crate) cookie_budget: usize,
+    pub(crate) over_budget: OverBudget,
+    pub(crate) promotion_limit: Option<PromotionLimit>,
+}
+
+/// At most `max` anonymous sessions promoted to the store per client per `per`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PromotionLimit {
+    pub(crate) max: u32,
+    pub(crate) per: Duration,
+    pub(crate) client: ClientAddress,
 }
 
 impl Default for SessionConfig {
@@ -50,6 +93,11 @@ impl Default for SessionConfig {
             save_every_request: false,
             save_on_server_error: false,
             store_error_status: StatusCode::SERVICE_UNAVAILABLE,
+            anonymous: Anonymous::InCookie,
+            keys: None,
+            cookie_budget: DEFAULT_COOKIE_BUDGET,
+            over_budget: OverBudget::Promote,
+            promotion_limit: None,
         }
     }
 }
@@ -202,6 +250,65 @@ impl SessionConfig {
     /// `503 Service Unavailable`.
     pub fn with_store_error_status(mut self, status: StatusCode) -> Self {
         self.store_error_status = status;
+        self
+    }
+
+    /// Where anonymous visitors' data lives (see [`Anonymous`]).
+    ///
+    /// # Default
+    ///
+    /// [`Anonymous::InCookie`]: bots, health checks and anonymous visitors cost no records.
+    pub fn with_anonymous(mut self, anonymous: Anonymous) -> Self {
+        self.anonymous = anonymous;
+        self
+    }
+
+    /// The keys that seal anonymous sessions into cookies, newest first (see
+    /// [`KeyRing`]). Cookies sealed under an older key still open, and are re-sealed under
+    /// the newest when next written; cookies of a removed key are refused (a removal cookie,
+    /// never an error).
+    ///
+    /// # Default
+    ///
+    /// A key generated when the layer is built, with a warning in the log: sealed sessions
+    /// then end when the process restarts and are not shared between servers. Set keys in
+    /// production.
+    pub fn with_keys(mut self, keys: KeyRing) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The most bytes the whole `Set-Cookie` header of a sealed session may take.
+    ///
+    /// # Default
+    ///
+    /// [`DEFAULT_COOKIE_BUDGET`] (4000).
+    pub fn with_cookie_budget(mut self, bytes: usize) -> Self {
+        self.cookie_budget = bytes;
+        self
+    }
+
+    /// What happens to an anonymous session that outgrows the cookie budget.
+    ///
+    /// # Default
+    ///
+    /// [`OverBudget::Promote`].
+    pub fn with_over_budget(mut self, policy: OverBudget) -> Self {
+        self.over_budget = policy;
+        self
+    }
+
+    /// At most `max` anonymous sessions per client per `per` are promoted to the store for
+    /// outgrowing the cookie, so one client cannot fill the store; beyond it the write fails
+    /// with [`SessionError::PromotionLimited`](crate::SessionError::PromotionLimited). Clients
+    /// are told apart by `client` (requests without an address share one limit). Logins are
+    /// never limited.
+    ///
+    /// # Default
+    ///
+    /// No limit.
+    pub fn with_promotion_limit(mut self, max: u32, per: Duration, client: ClientAddress) -> Self {
+        self.promotion_limit = Some(PromotionLimit { max, per, client });
         self
     }
 

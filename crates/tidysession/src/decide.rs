@@ -15,6 +15,19 @@
 //! | flush | delete, removal cookie |
 //! | `cycle_id` on a found record | one atomic rename, new cookie |
 //! | response 5xx | nothing saved, no cookie (unless configured otherwise) |
+//!
+//! With the cookie tier ([`Anonymous::InCookie`](crate::Anonymous::InCookie), the default),
+//! data that may live in the cookie ([`Facts::sealable`]: not logged in, within the budget)
+//! never reaches the store:
+//!
+//! | request | plan |
+//! |---|---|
+//! | write, no record yet | no store I/O; the data sealed into the cookie |
+//! | read, sealed cookie | nothing; re-sealed with a new expiry only when the touch window is due |
+//! | write, sealed cookie | no store I/O; re-sealed (under the newest key) |
+//! | login, or outgrowing the cookie, on a sealed session | one create with all its data (promotion), new id |
+//! | flush of a stored record, then new anonymous data | delete; the new data sealed |
+//! | sealed cookie that does not open, or has expired | removal cookie, as for an unknown id |
 
 use crate::config::SessionConfig;
 
@@ -27,6 +40,8 @@ pub enum Incoming {
     Malformed,
     /// A well-formed id; the store has not necessarily been asked about it.
     Valid,
+    /// A value of the sealed form: the data itself, not necessarily genuine.
+    Sealed,
 }
 
 /// What loading the session found.
@@ -65,6 +80,10 @@ pub struct Facts {
     pub flushed: bool,
     /// The handler cycled the session id.
     pub cycled: bool,
+    /// The data at the end of the request may live in the cookie: the cookie tier is on, the
+    /// session is not a stored record, it is not logged in (or the layer is cookie-only), and
+    /// it fits the budget.
+    pub sealable: bool,
     /// The test cookie was set or deleted.
     pub test_cookie: TestCookie,
     /// The response is a server error (5xx).
@@ -83,6 +102,7 @@ impl Facts {
             empty: true,
             flushed: false,
             cycled: false,
+            sealable: false,
             test_cookie: TestCookie::Unchanged,
             server_error: false,
         }
@@ -128,6 +148,8 @@ pub enum CookieOp {
     Set,
     /// Send a removal cookie.
     Remove,
+    /// Send the data itself, sealed, as the cookie (no store record).
+    Seal,
 }
 
 /// The outcome of [`decide`].
@@ -140,9 +162,9 @@ pub struct Plan {
     pub cookie: CookieOp,
     /// The test cookie.
     pub test_cookie: CookieOp,
-    /// Whether the store call carries a new expiry (now plus the idle timeout, within the
-    /// absolute timeout). Otherwise the record keeps its expiry, and the browser's cookie,
-    /// which expires with it, needs no refresh.
+    /// Whether the store call (or the sealed cookie) carries a new expiry (now plus the idle
+    /// timeout, within the absolute timeout). Otherwise the session keeps its expiry, and the
+    /// browser's cookie, which expires with it, needs no refresh.
     pub moves_expiry: bool,
     /// Whether the response gets `Vary: Cookie`.
     pub vary: bool,
@@ -170,6 +192,13 @@ impl Plan {
             ..Self::NOTHING
         }
     }
+
+    /// New data sealed into the cookie, with a fresh idle period.
+    const SEAL_NEW: Plan = Plan {
+        cookie: CookieOp::Seal,
+        moves_expiry: true,
+        ..Self::NOTHING
+    };
 }
 
 /// Decides the store call and cookies for a request's session. See the [module docs](self).
@@ -206,20 +235,49 @@ fn session_plan(facts: &Facts, config: &SessionConfig) -> Plan {
     } else {
         Remove
     };
+    // Where data that has no record yet goes: the cookie when it may (I10), else a new record.
+    let new_home = if facts.sealable {
+        Plan::SEAL_NEW
+    } else {
+        Plan::with(StoreOp::Create, Set)
+    };
 
     // A flush (logout) deletes without needing the data, so it goes ahead even when loading
     // failed earlier in the request.
     if facts.flushed {
         return match (maybe_record, new_data) {
+            (true, true) if facts.sealable => Plan {
+                store: StoreOp::Delete,
+                ..Plan::SEAL_NEW
+            },
             (true, true) => Plan::with(StoreOp::DeleteThenCreate, Set),
             (true, false) => Plan::with(StoreOp::Delete, Remove),
-            (false, true) => Plan::with(StoreOp::Create, Set),
+            (false, true) => new_home,
             (false, false) => Plan::with(StoreOp::None, removal_if_cookie),
         };
     }
     match facts.loaded {
         // The handler saw the store error; guessing would risk overwriting data.
         Loaded::Failed => Plan::NOTHING,
+        // The data came sealed in the cookie: no store I/O unless it must move to the store.
+        Loaded::Found { touch_due } if facts.incoming == Incoming::Sealed => {
+            let refresh = touch_due || config.save_every_request || facts.expiry_set;
+            if !has_data {
+                Plan::with(StoreOp::None, Remove)
+            } else if facts.sealable && (facts.keys_changed || facts.cycled || refresh) {
+                // A cycle re-seals too: the new value has a fresh nonce.
+                Plan {
+                    moves_expiry: refresh,
+                    ..Plan::SEAL_NEW
+                }
+            } else if !facts.sealable && (facts.keys_changed || facts.cycled) {
+                // Logged in, or outgrew the cookie: promotion, under a fresh id. (A mere read
+                // never writes, even of a cookie that would no longer fit.)
+                Plan::with(StoreOp::Create, Set)
+            } else {
+                Plan::NOTHING
+            }
+        }
         Loaded::Found { touch_due } => {
             // Expiry moves at most once per touch window (I3), unless asked otherwise.
             let refresh = touch_due || config.save_every_request || facts.expiry_set;
@@ -257,7 +315,7 @@ fn session_plan(facts: &Facts, config: &SessionConfig) -> Plan {
         // a fresh id (I4).
         Loaded::Missing => {
             if new_data {
-                Plan::with(StoreOp::Create, Set)
+                new_home
             } else {
                 Plan::with(StoreOp::None, removal_if_cookie)
             }

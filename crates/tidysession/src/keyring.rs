@@ -126,14 +126,18 @@ impl KeyRing {
             .join(",")
     }
 
-    /// The key with this id, derived for `purpose`.
+    /// The key with this id, derived for `purpose`, as an HMAC ready for input.
     pub(crate) fn derived(&self, id: u8, purpose: &str) -> Option<Hmac<Sha256>> {
+        Hmac::<Sha256>::new_from_slice(&self.derived_key(id, purpose)?).ok()
+    }
+
+    /// The key with this id, derived for `purpose`: HMAC-SHA-256 of the purpose under the key.
+    pub(crate) fn derived_key(&self, id: u8, purpose: &str) -> Option<[u8; KEY_LEN]> {
         let (_, key) = self.keys.iter().find(|(k, _)| *k == id)?;
         let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
         mac.update(b"tidysession/");
         mac.update(purpose.as_bytes());
-        let derived = mac.finalize().into_bytes();
-        Hmac::<Sha256>::new_from_slice(&derived).ok()
+        Some(mac.finalize().into_bytes().into())
     }
 }
 

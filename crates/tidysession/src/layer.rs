@@ -16,8 +16,9 @@ use crate::config::SessionConfig;
 use crate::decide::{decide, CookieOp, StoreOp};
 use crate::id::SessionId;
 use crate::record::ExpiryChange;
-use crate::session::{Outcome, Session};
-use crate::store::{SessionStore, StoreError, Updated};
+use crate::seal::{CookieTier, Sealer};
+use crate::session::{CookieIn, Outcome, Session};
+use crate::store::{NoStore, SessionStore, StoreError, Updated};
 
 /// How many fresh ids to try when a create or rename hits an existing id. With 192-bit ids a
 /// second attempt is already astronomically unlikely; the bound keeps a broken store from
@@ -44,6 +45,9 @@ const ID_ATTEMPTS: usize = 3;
 pub struct SessionLayer {
     store: Arc<dyn SessionStore>,
     config: Arc<SessionConfig>,
+    /// Cookie-only: no store at all.
+    cookie_only: bool,
+    tier: Option<Arc<CookieTier>>,
 }
 
 impl std::fmt::Debug for SessionLayer {
@@ -51,28 +55,58 @@ impl std::fmt::Debug for SessionLayer {
         f.debug_struct("SessionLayer")
             .field("store", &self.store)
             .field("config", &self.config)
-            .finish()
+            .field("cookie_only", &self.cookie_only)
+            .finish_non_exhaustive()
     }
 }
 
 impl SessionLayer {
-    /// Sessions kept in `store`, with the default [`SessionConfig`].
+    /// Sessions kept in `store`, with the default [`SessionConfig`]: anonymous visitors'
+    /// data sealed in their cookie, logged-in sessions in the store.
     pub fn new(store: impl SessionStore) -> Self {
         Self::from_arc(Arc::new(store))
     }
 
     /// Sessions kept in a shared store, e.g. one opened with [`store::open`](crate::store::open).
     pub fn from_arc(store: Arc<dyn SessionStore>) -> Self {
+        Self::build(store, SessionConfig::default(), false)
+    }
+
+    /// Sessions with no server store at all: every session, logged in or not, lives sealed in
+    /// its cookie (within the cookie budget; larger writes fail with
+    /// [`SessionError::TooLarge`](crate::SessionError::TooLarge)).
+    ///
+    /// The price: a session cannot be ended on the server. Logging out removes the cookie
+    /// from that browser, but a copy of the cookie taken earlier stays valid until it
+    /// expires; there is no user index, so a user's sessions cannot be listed or revoked.
+    /// A password change still ends every other session on its next request, through the
+    /// auth hash. Use it only if that is acceptable.
+    ///
+    /// ```
+    /// use tidysession::{KeyRing, SessionConfig, SessionLayer};
+    ///
+    /// let keys = KeyRing::generate(1)?; // in production: from configuration
+    /// let layer = SessionLayer::cookie_only(SessionConfig::default().with_keys(keys));
+    /// # Ok::<(), tidysession::KeyRingError>(())
+    /// ```
+    pub fn cookie_only(config: SessionConfig) -> Self {
+        Self::build(Arc::new(NoStore), config, true)
+    }
+
+    fn build(store: Arc<dyn SessionStore>, config: SessionConfig, cookie_only: bool) -> Self {
+        let overhead = cookie_overhead(&config);
+        let tier = CookieTier::new(&config, cookie_only, overhead).map(Arc::new);
         Self {
             store,
-            config: Arc::new(SessionConfig::default()),
+            config: Arc::new(config),
+            cookie_only,
+            tier,
         }
     }
 
     /// Replaces the configuration.
-    pub fn with_config(mut self, config: SessionConfig) -> Self {
-        self.config = Arc::new(config);
-        self
+    pub fn with_config(self, config: SessionConfig) -> Self {
+        Self::build(self.store, config, self.cookie_only)
     }
 
     /// The configuration in force.
@@ -115,13 +149,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let config = &self.layer.config;
-        let (cookie, test_cookie) = read_cookies(req.headers(), config);
+        let layer = &self.layer;
+        let tier = layer.tier.as_ref();
+        let (cookie, test_cookie) = read_cookies(req.headers(), &layer.config, tier.is_some());
+        let client = tier
+            .and_then(|t| t.limiter.as_ref())
+            .map(|(_, from)| from.of(&req).unwrap_or_default());
         let session = Session::new(
-            self.layer.store.clone(),
-            config.clone(),
+            layer.store.clone(),
+            layer.config.clone(),
+            tier.cloned(),
             cookie,
             test_cookie,
+            client,
         );
         req.extensions_mut().insert(session.clone());
         // The clone that was polled ready is the one that must be called.
@@ -135,12 +175,16 @@ where
     }
 }
 
-/// The session cookie, if any (`Some(None)`: present but not a well-formed id), and whether the
-/// test cookie came back. When the browser sends several cookies of that name (one set for a
-/// parent domain or another path, say), the first well-formed id wins, so a stray cookie cannot
-/// shadow the real session.
-fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<Option<SessionId>>, bool) {
-    let mut session: Option<Option<SessionId>> = None;
+/// The session cookie, if any, and whether the test cookie came back. When the browser sends
+/// several cookies of that name (one set for a parent domain or another path, say), the first
+/// well-formed id wins, then the first sealed value, so a stray cookie cannot shadow the real
+/// session. Sealed values count only when the cookie tier is on.
+fn read_cookies(
+    headers: &HeaderMap,
+    config: &SessionConfig,
+    sealed: bool,
+) -> (Option<CookieIn>, bool) {
+    let mut session: Option<CookieIn> = None;
     let mut test = false;
     let pairs = headers
         .get_all(COOKIE)
@@ -150,8 +194,19 @@ fn read_cookies(headers: &HeaderMap, config: &SessionConfig) -> (Option<Option<S
         .filter_map(|pair| pair.trim().split_once('='));
     for (name, value) in pairs {
         if name == config.cookie_name {
-            if !matches!(session, Some(Some(_))) {
-                session = Some(SessionId::parse(value.trim_matches('"')));
+            let value = value.trim_matches('"');
+            let this = match SessionId::parse(value) {
+                Some(id) => CookieIn::Id(id),
+                None if sealed && Sealer::looks_sealed(value) => CookieIn::Sealed(value.to_owned()),
+                None => CookieIn::Malformed,
+            };
+            let rank = |c: &CookieIn| match c {
+                CookieIn::Id(_) => 2,
+                CookieIn::Sealed(_) => 1,
+                CookieIn::Malformed => 0,
+            };
+            if session.as_ref().is_none_or(|s| rank(&this) > rank(s)) {
+                session = Some(this);
             }
         } else if name
             .strip_prefix(config.cookie_name.as_str())
@@ -206,6 +261,17 @@ async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
             .as_ref()
             .and_then(|id| session_cookie(config, id.as_str(), &outcome)),
         Ok(Done::Kept) if plan.cookie == CookieOp::Remove => removal(config, &config.cookie_name),
+        Ok(Done::Kept) if plan.cookie == CookieOp::Seal => {
+            match sealed_cookie(session, &outcome, plan.moves_expiry, now) {
+                Some(cookie) => Some(cookie),
+                None => {
+                    tracing::error!("cannot seal the session into its cookie");
+                    *response = Response::new(B::default());
+                    *response.status_mut() = config.store_error_status;
+                    return;
+                }
+            }
+        }
         Ok(Done::Kept) => None,
         Err(StoreError::Gone) => {
             // Deleted meanwhile (logout in another tab, revoked): nothing is re-created (I5).
@@ -222,7 +288,7 @@ async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
     let headers = response.headers_mut();
     headers.extend(cookie.map(|c| (SET_COOKIE, c)));
     let test = match plan.test_cookie {
-        CookieOp::Set => plain_cookie(config, &config.test_cookie_name(), "1"),
+        CookieOp::Set | CookieOp::Seal => plain_cookie(config, &config.test_cookie_name(), "1"),
         CookieOp::Remove => removal(config, &config.test_cookie_name()),
         CookieOp::Keep => None,
     };
@@ -324,6 +390,40 @@ fn to_header(cookie: &Cookie<'_>) -> Option<HeaderValue> {
     HeaderValue::from_str(&cookie.encoded().to_string())
         .map_err(|e| tracing::error!(error = %e, "cookie configuration yields an invalid header"))
         .ok()
+}
+
+/// The session's data sealed into its cookie, with the new expiry if the plan moves it.
+fn sealed_cookie(
+    session: &Session,
+    outcome: &Outcome,
+    moves_expiry: bool,
+    now: OffsetDateTime,
+) -> Option<HeaderValue> {
+    let tier = session.tier()?;
+    let record = &outcome.record;
+    let expires_at = if moves_expiry {
+        record.expires_at
+    } else {
+        outcome.current_expiry
+    };
+    let payload = Sealer::payload(&record.data, record.created_at, expires_at);
+    let value = tier.sealer.seal(&payload)?;
+    let config = session.config();
+    let mut cookie = base_cookie(config, &config.cookie_name, &value);
+    if outcome.max_age.is_some() {
+        cookie.set_max_age((expires_at - now).max(time::Duration::ZERO));
+        cookie.set_expires(expires_at);
+    }
+    to_header(&cookie)
+}
+
+/// The length of the session cookie's `Set-Cookie` header without its value, at its longest
+/// (a ten-digit `Max-Age` and an `Expires` date).
+fn cookie_overhead(config: &SessionConfig) -> usize {
+    let mut cookie = base_cookie(config, &config.cookie_name, "");
+    cookie.set_max_age(time::Duration::seconds(9_999_999_999));
+    cookie.set_expires(OffsetDateTime::UNIX_EPOCH);
+    cookie.encoded().to_string().len()
 }
 
 fn session_cookie(config: &SessionConfig, value: &str, outcome: &Outcome) -> Option<HeaderValue> {

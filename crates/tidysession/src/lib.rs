@@ -43,6 +43,7 @@
 //! the reasons behind the main choices.
 
 pub mod auth;
+mod client;
 mod config;
 pub mod decide;
 #[cfg(feature = "axum")]
@@ -51,10 +52,12 @@ mod id;
 mod keyring;
 mod layer;
 pub mod record;
+mod seal;
 mod session;
 pub mod store;
 
-pub use config::SessionConfig;
+pub use client::ClientAddress;
+pub use config::{Anonymous, OverBudget, SessionConfig, DEFAULT_COOKIE_BUDGET};
 pub use cookie::SameSite;
 #[cfg(feature = "axum")]
 pub use extract::MissingSessionLayer;

@@ -167,8 +167,17 @@ impl Edits {
         }
     }
 
-    pub(crate) fn set(&mut self, key: String, value: Value) {
-        self.keys.insert(key, Some(value));
+    /// Sets `key`; returns the edit it replaced, for [`restore`](Self::restore).
+    pub(crate) fn set(&mut self, key: String, value: Value) -> Option<Option<Value>> {
+        self.keys.insert(key, Some(value))
+    }
+
+    /// Puts back the edit of `key` that [`set`](Self::set) replaced.
+    pub(crate) fn restore(&mut self, key: &str, before: Option<Option<Value>>) {
+        match before {
+            Some(edit) => self.keys.insert(key.to_owned(), edit),
+            None => self.keys.remove(key),
+        };
     }
 
     /// Removes `key`; returns the value it had.

@@ -11,7 +11,8 @@ use tokio::sync::OnceCell;
 use crate::config::SessionConfig;
 use crate::decide::{Facts, Incoming, Loaded, TestCookie};
 use crate::id::SessionId;
-use crate::record::{only_reserved, plus, Change, Data, Edits, Record, RESERVED_PREFIX};
+use crate::record::{only_reserved, plus, Change, Data, Edits, Record, RESERVED_PREFIX, USER_KEY};
+use crate::seal::{CookieTier, Sealer};
 use crate::store::{SessionStore, StoreError};
 
 pub(crate) const EXPIRY_KEY: &str = "_tidysession.expiry";
@@ -39,11 +40,19 @@ pub struct Session(Arc<Inner>);
 struct Inner {
     store: Arc<dyn SessionStore>,
     config: Arc<SessionConfig>,
+    /// `Some` when data may live in the cookie.
+    tier: Option<Arc<CookieTier>>,
     incoming: Incoming,
     /// # Internal invariant
     ///
     /// `Some` exactly when `incoming` is [`Incoming::Valid`].
     id: Option<SessionId>,
+    /// # Internal invariant
+    ///
+    /// `Some` exactly when `incoming` is [`Incoming::Sealed`].
+    sealed: Option<String>,
+    /// The client's address, when promotions are limited per client.
+    client: Option<String>,
     test_cookie_present: bool,
     load: OnceCell<Result<Option<Record>, Arc<StoreError>>>,
     state: Mutex<State>,
@@ -58,6 +67,19 @@ struct State {
     flushed: bool,
     cycled: bool,
     test_cookie: TestCookie,
+    /// The promotion limit already let this session's data move to the store.
+    promotion_granted: bool,
+}
+
+/// The session cookie a request carried.
+#[derive(Debug, Clone)]
+pub(crate) enum CookieIn {
+    /// A well-formed session id.
+    Id(SessionId),
+    /// A value of the sealed form (it may still not open).
+    Sealed(String),
+    /// Neither.
+    Malformed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +133,20 @@ pub enum SessionError {
     /// The key is reserved for tidysession itself.
     #[error("session key {0:?} is reserved (keys starting with {RESERVED_PREFIX:?})")]
     ReservedKey(String),
+    /// The write would make an anonymous session's sealed cookie larger than the budget, and
+    /// the configuration says not to move it to the store (or there is no store). The write
+    /// was not applied.
+    #[error("the session would take {size} bytes of cookie, over the budget of {budget}")]
+    TooLarge {
+        /// The `Set-Cookie` header it would need.
+        size: usize,
+        /// The configured budget.
+        budget: usize,
+    },
+    /// The write would move an anonymous session to the store, but this client has had as
+    /// many promotions as the limit allows for now. The write was not applied.
+    #[error("too many anonymous sessions from this client; try again later")]
+    PromotionLimited,
 }
 
 impl std::fmt::Debug for Session {
@@ -128,16 +164,18 @@ impl Session {
     pub(crate) fn new(
         store: Arc<dyn SessionStore>,
         config: Arc<SessionConfig>,
-        cookie: Option<Option<SessionId>>,
+        tier: Option<Arc<CookieTier>>,
+        cookie: Option<CookieIn>,
         test_cookie_present: bool,
+        client: Option<String>,
     ) -> Self {
-        let incoming = match &cookie {
-            None => Incoming::Absent,
-            Some(None) => Incoming::Malformed,
-            Some(Some(_)) => Incoming::Valid,
+        let (incoming, id, sealed) = match cookie {
+            None => (Incoming::Absent, None, None),
+            Some(CookieIn::Malformed) => (Incoming::Malformed, None, None),
+            Some(CookieIn::Id(id)) => (Incoming::Valid, Some(id), None),
+            Some(CookieIn::Sealed(v)) => (Incoming::Sealed, None, Some(v)),
         };
-        let id = cookie.flatten();
-        let loaded = if id.is_some() {
+        let loaded = if id.is_some() || sealed.is_some() {
             LoadState::NotLoaded
         } else {
             // Nothing to load: a missing or malformed cookie is an empty session, known
@@ -147,8 +185,11 @@ impl Session {
         Self(Arc::new(Inner {
             store,
             config,
+            tier,
             incoming,
             id,
+            sealed,
+            client,
             test_cookie_present,
             load: OnceCell::new(),
             state: Mutex::new(State {
@@ -158,6 +199,7 @@ impl Session {
                 flushed: false,
                 cycled: false,
                 test_cookie: TestCookie::Unchanged,
+                promotion_granted: false,
             }),
         }))
     }
@@ -189,8 +231,17 @@ impl Session {
         let result = inner
             .load
             .get_or_init(|| async {
-                let Some(id) = &inner.id else { return Ok(None) };
                 let now = OffsetDateTime::now_utc();
+                if let (Some(value), Some(tier)) = (&inner.sealed, &inner.tier) {
+                    // Opening costs no I/O; a cookie that does not open is an unknown one.
+                    let absolute = inner.config.absolute_timeout;
+                    return Ok(tier
+                        .sealer
+                        .open(value, now, absolute)
+                        .map_err(|why| tracing::debug!(?why, "sealed session cookie refused"))
+                        .ok());
+                }
+                let Some(id) = &inner.id else { return Ok(None) };
                 match inner.store.load(&id.storage_key(), now).await {
                     Ok(record) => {
                         Ok(record.filter(|r| r.is_live(now, inner.config.absolute_timeout)))
@@ -266,8 +317,60 @@ impl Session {
             key: key.to_owned(),
             source,
         })?;
-        self.loaded().await?.edits.set(key.to_owned(), value);
+        let mut state = self.loaded().await?;
+        let before = state.edits.set(key.to_owned(), value);
+        if let Err(e) = self.check_cookie_budget(&mut state) {
+            state.edits.restore(key, before);
+            return Err(e);
+        }
         Ok(())
+    }
+
+    /// Whether the session's data may stay where it is going after a write: an anonymous
+    /// session that outgrows the cookie is refused here (the handler gets a clear error at
+    /// the write), unless it may move to the store.
+    fn check_cookie_budget(&self, state: &mut State) -> Result<(), SessionError> {
+        let Some(tier) = &self.0.tier else {
+            return Ok(());
+        };
+        if self.server_found(state) {
+            return Ok(());
+        }
+        let original = self.original(state);
+        let data = state.edits.merged(original);
+        if !tier.only && user_of(&data) {
+            return Ok(()); // logged in: it goes to the store anyway
+        }
+        let now = OffsetDateTime::now_utc();
+        let expires = plus(now, self.0.config.idle_timeout);
+        let Err(size) = tier.fits(Sealer::payload(&data, now, expires).len()) else {
+            return Ok(());
+        };
+        match (&tier.over_budget, &tier.limiter) {
+            (crate::config::OverBudget::Fail, _) => Err(SessionError::TooLarge {
+                size,
+                budget: tier.budget(),
+            }),
+            (_, None) => Ok(()),
+            (_, Some(_)) if state.promotion_granted => Ok(()),
+            (_, Some((limiter, _))) => {
+                let client = self.0.client.as_deref().unwrap_or("");
+                if limiter.allow(client, now) {
+                    state.promotion_granted = true;
+                    Ok(())
+                } else {
+                    tracing::info!("anonymous session promotion refused by the per-client limit");
+                    Err(SessionError::PromotionLimited)
+                }
+            }
+        }
+    }
+
+    /// Whether the data came from a live record in the store (and was not flushed since).
+    fn server_found(&self, state: &State) -> bool {
+        self.0.incoming == Incoming::Valid
+            && matches!(state.loaded, LoadState::Found { .. })
+            && !state.flushed
     }
 
     /// Stores a value under a [`RESERVED_PREFIX`] key: tidysession's own bookkeeping, which
@@ -491,6 +594,24 @@ impl Session {
             LoadState::Failed => Loaded::Failed,
             LoadState::Missing => Loaded::Missing,
         };
+        let server_found = self.server_found(&state);
+        // Everything but an update of a stored record needs the whole data: a create, or a
+        // seal into the cookie.
+        let data = if server_found {
+            Data::new()
+        } else {
+            state.edits.merged(original)
+        };
+        let current_expiry = match state.loaded {
+            LoadState::Found { expires_at, .. } => expires_at,
+            _ => expires_at,
+        };
+        let sealable = match &self.0.tier {
+            Some(tier) if !server_found && (tier.only || !user_of(&data)) => tier
+                .fits(Sealer::payload(&data, created_at, expires_at.max(current_expiry)).len())
+                .is_ok(),
+            _ => false,
+        };
         let facts = Facts {
             incoming: self.0.incoming,
             loaded,
@@ -500,6 +621,7 @@ impl Session {
             empty: only_reserved(state.edits.keys(original)),
             flushed: state.flushed,
             cycled: state.cycled,
+            sealable,
             test_cookie: state.test_cookie,
             server_error,
         };
@@ -508,16 +630,11 @@ impl Session {
             old_id: self.0.id.clone(),
             change,
             record: Record {
-                // Only a create needs the whole data: a session with no live record and new
-                // keys. Updates send the change alone.
-                data: match loaded {
-                    Loaded::Found { .. } if !state.flushed => Data::new(),
-                    _ if keys_changed => state.edits.merged(original),
-                    _ => Data::new(),
-                },
+                data,
                 created_at,
                 expires_at,
             },
+            current_expiry,
             max_age: match expiry {
                 Some(Expiry::OnBrowserClose) => None,
                 _ if config.browser_session => None,
@@ -525,6 +642,16 @@ impl Session {
             },
         }
     }
+
+    /// The cookie tier, when data may live in the cookie.
+    pub(crate) fn tier(&self) -> Option<&CookieTier> {
+        self.0.tier.as_deref()
+    }
+}
+
+/// Whether `data` belongs to a logged-in user.
+fn user_of(data: &Data) -> bool {
+    data.contains_key(USER_KEY)
 }
 
 /// Everything the layer needs at the end of a request.
@@ -535,10 +662,12 @@ pub(crate) struct Outcome {
     pub(crate) old_id: Option<SessionId>,
     /// Changed keys since load; the layer adds the new expiry when the plan moves it.
     pub(crate) change: Change,
-    /// The full record for a create; its `expires_at` is the new expiry for any store call
-    /// that moves it.
+    /// The whole data (for a create or a seal; empty for an update of a stored record), the
+    /// creation time, and as `expires_at` the new expiry for anything that moves it.
     pub(crate) record: Record,
-    /// The cookie's `Max-Age`; `None` for a browser-session cookie.
+    /// The expiry the session has now (for a re-seal that does not move it).
+    pub(crate) current_expiry: OffsetDateTime,
+    /// The cookie's `Max-Age` for the new expiry; `None` for a browser-session cookie.
     pub(crate) max_age: Option<Duration>,
 }
 

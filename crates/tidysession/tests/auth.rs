@@ -12,7 +12,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use tidysession::auth::{AuthBackend, AuthError, AuthLayer, AuthSession, AuthUser, ClientAddress};
 use tidysession::store::{CountingStore, SessionStore};
-use tidysession::{KeyRing, SessionConfig, SessionLayer};
+use tidysession::{KeyRing, SessionLayer};
 
 use crate::util::{routes, Harness};
 
@@ -208,7 +208,7 @@ fn harness<S: SessionStore>(
     let app = routes()
         .merge(auth_routes)
         .layer(layer(AuthLayer::new(users.clone(), keys.clone())))
-        .layer(SessionLayer::from_arc(counting.clone()).with_config(SessionConfig::default()));
+        .layer(SessionLayer::from_arc(counting.clone()).with_config(crate::util::server_tier()));
     Harness {
         app,
         store: counting,
@@ -463,7 +463,7 @@ async fn the_user_is_loaded_once_per_request() {
             }),
         )
         .layer(AuthLayer::new(backend, keys()))
-        .layer(SessionLayer::from_arc(store.clone()));
+        .layer(SessionLayer::from_arc(store.clone()).with_config(crate::util::server_tier()));
     let h = Harness {
         app,
         store: Arc::new(CountingStore::new(store)),

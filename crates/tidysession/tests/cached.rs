@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use tidysession::store::{CachedStore, CountingStore, MemoryStore, SessionStore};
-use tidysession::SessionConfig;
 
 use crate::conformance::{fresh, key, now, set};
 use crate::util::Harness;
@@ -109,7 +108,7 @@ async fn a_load_racing_a_logout_never_caches_the_old_record() {
 async fn through_the_layer_a_read_heavy_session_costs_one_load() {
     let h = Harness::new(
         CachedStore::new(CountingStore::new(MemoryStore::default())),
-        SessionConfig::default(),
+        crate::util::server_tier(),
     );
     let cookie = h.get("/write?k=a&v=1", None).await.cookie();
     for _ in 0..20 {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use tidysession::store::SessionStore;
-use tidysession::SessionConfig;
 
 use crate::util::Harness;
 
@@ -63,7 +62,7 @@ concurrency_suite!(cached_postgres, async {
 
 /// The store behind the layer, and a session holding `seed = 0`.
 async fn seeded<S: SessionStore>(store: S) -> (Arc<Harness<S>>, String) {
-    let h = Harness::new(store, SessionConfig::default());
+    let h = Harness::new(store, crate::util::server_tier());
     let cookie = h.get("/write?k=seed&v=0", None).await.cookie();
     (Arc::new(h), cookie)
 }

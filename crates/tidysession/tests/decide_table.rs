@@ -293,7 +293,12 @@ fn a_failed_load_plans_nothing() {
 /// Every combination of facts, checked against the invariants rather than row by row.
 #[test]
 fn every_combination_keeps_the_invariants() {
-    let incomings = [Incoming::Absent, Incoming::Malformed, Incoming::Valid];
+    let incomings = [
+        Incoming::Absent,
+        Incoming::Malformed,
+        Incoming::Valid,
+        Incoming::Sealed,
+    ];
     let loads = [
         Loaded::NotLoaded,
         Loaded::Failed,
@@ -306,13 +311,19 @@ fn every_combination_keeps_the_invariants() {
     let mut checked = 0;
     for incoming in incomings {
         for loaded in loads {
-            // Only a well-formed cookie can be loaded; no cookie is known missing at once.
-            if incoming != Incoming::Valid && loaded != Loaded::Missing {
+            // Only a well-formed cookie can be loaded; no cookie is known missing at once; a
+            // sealed cookie opens without a store, so its load cannot fail.
+            let possible = match incoming {
+                Incoming::Valid => true,
+                Incoming::Sealed => loaded != Loaded::Failed,
+                _ => loaded == Loaded::Missing,
+            };
+            if !possible {
                 continue;
             }
             for test_cookie in tests {
-                for [accessed, keys_changed, expiry_set, empty, flushed, cycled, server_error] in
-                    (0..128).map(|m: u32| std::array::from_fn(|i| bools[(m >> i & 1) as usize]))
+                for [accessed, keys_changed, expiry_set, empty, flushed, cycled, sealable, server_error] in
+                    (0..256).map(|m: u32| std::array::from_fn(|i| bools[(m >> i & 1) as usize]))
                 {
                     for every in bools {
                         let f = Facts {
@@ -324,6 +335,7 @@ fn every_combination_keeps_the_invariants() {
                             empty,
                             flushed,
                             cycled,
+                            sealable,
                             test_cookie,
                             server_error,
                         };
@@ -336,8 +348,8 @@ fn every_combination_keeps_the_invariants() {
             }
         }
     }
-    // 7 cookie/load pairs x 3 test-cookie states x 2^7 flags x 2 policies.
-    assert_eq!(checked, 7 * 3 * 128 * 2);
+    // 11 cookie/load pairs x 3 test-cookie states x 2^8 flags x 2 policies.
+    assert_eq!(checked, 11 * 3 * 256 * 2);
 }
 
 fn check(f: &Facts, p: &Plan, save_every_request: bool) {
@@ -389,10 +401,12 @@ fn check(f: &Facts, p: &Plan, save_every_request: bool) {
     ) {
         assert_eq!(p.cookie, CookieOp::Set, "{ctx}");
     }
-    // I3: a found record's expiry moves only when due, asked for, or per policy; and a cookie
-    // is refreshed exactly when its expiry moves or its id changes.
+    // I3: a found session's expiry moves only when due, asked for, or per policy (a
+    // promotion to a new record starts a fresh idle period); and a cookie is refreshed
+    // exactly when its expiry moves or its id changes.
     if let Loaded::Found { touch_due } = f.loaded {
-        if p.moves_expiry && !f.flushed && !f.cycled && p.store != StoreOp::Delete {
+        let fresh_record = matches!(p.store, StoreOp::Delete | StoreOp::Create);
+        if p.moves_expiry && !f.flushed && !f.cycled && !fresh_record {
             assert!(touch_due || f.expiry_set || save_every_request, "{ctx}");
         }
     }
@@ -402,8 +416,111 @@ fn check(f: &Facts, p: &Plan, save_every_request: bool) {
             "a cookie is only re-sent with a new lifetime: {ctx}"
         );
     }
-    // Deleting the record always removes the cookie.
+    // Deleting the record removes the cookie, unless new anonymous data replaces it.
     if p.store == StoreOp::Delete {
-        assert_eq!(p.cookie, CookieOp::Remove, "{ctx}");
+        assert!(
+            p.cookie == CookieOp::Remove || (p.cookie == CookieOp::Seal && f.flushed),
+            "{ctx}"
+        );
     }
+    // I10: data that may live in the cookie never starts a record; only a stored record that
+    // was found (and not flushed) stays in the store.
+    let stored =
+        f.incoming == Incoming::Valid && matches!(f.loaded, Loaded::Found { .. }) && !f.flushed;
+    if f.sealable && !stored {
+        assert!(
+            !matches!(
+                p.store,
+                StoreOp::Create | StoreOp::DeleteThenCreate | StoreOp::Rename
+            ),
+            "{ctx}"
+        );
+    }
+    // A sealed cookie has no record behind it: nothing to update, touch, rename or delete.
+    if f.incoming == Incoming::Sealed {
+        assert!(matches!(p.store, StoreOp::None | StoreOp::Create), "{ctx}");
+    }
+    // Sealing sends data: never empty, never data that must be in the store.
+    if p.cookie == CookieOp::Seal {
+        assert!(f.sealable && !f.empty, "{ctx}");
+        assert!(matches!(p.store, StoreOp::None | StoreOp::Delete), "{ctx}");
+    }
+    // A sealed session becomes a record only when it may not stay in the cookie.
+    if f.incoming == Incoming::Sealed && p.store == StoreOp::Create {
+        assert!(!f.sealable && !f.empty, "{ctx}");
+    }
+}
+
+fn sealable(f: Facts) -> Facts {
+    Facts {
+        sealable: true,
+        ..f
+    }
+}
+
+#[test]
+fn cookie_tier_rows() {
+    // New anonymous data: sealed, no store I/O.
+    expect(
+        sealable(write(Incoming::Absent, Loaded::Missing)),
+        StoreOp::None,
+        CookieOp::Seal,
+        true,
+    );
+    expect(
+        sealable(write(Incoming::Valid, Loaded::Missing)),
+        StoreOp::None,
+        CookieOp::Seal,
+        true,
+    );
+    // Reading a sealed session: nothing until the touch window is due.
+    expect(
+        sealable(read(Incoming::Sealed, found(false))),
+        StoreOp::None,
+        CookieOp::Keep,
+        true,
+    );
+    let due = plan(sealable(read(Incoming::Sealed, found(true))));
+    assert_eq!(
+        (due.store, due.cookie, due.moves_expiry),
+        (StoreOp::None, CookieOp::Seal, true)
+    );
+    // Writing it re-seals; the expiry stays unless due.
+    let w = plan(sealable(write(Incoming::Sealed, found(false))));
+    assert_eq!(
+        (w.store, w.cookie, w.moves_expiry),
+        (StoreOp::None, CookieOp::Seal, false)
+    );
+    // Login (or outgrowing the cookie): promotion, one create.
+    expect(
+        write(Incoming::Sealed, found(false)),
+        StoreOp::Create,
+        CookieOp::Set,
+        true,
+    );
+    // A sealed cookie that did not open, or whose data was all removed: removal cookie.
+    expect(
+        read(Incoming::Sealed, Loaded::Missing),
+        StoreOp::None,
+        CookieOp::Remove,
+        true,
+    );
+    let emptied = Facts {
+        empty: true,
+        ..sealable(write(Incoming::Sealed, found(false)))
+    };
+    expect(emptied, StoreOp::None, CookieOp::Remove, true);
+    // Logout of a stored session, then anonymous data: delete, and the new data sealed.
+    let relog = Facts {
+        flushed: true,
+        ..sealable(write(Incoming::Valid, found(false)))
+    };
+    expect(relog, StoreOp::Delete, CookieOp::Seal, true);
+    // Untouched sealed cookie: nothing at all.
+    expect(
+        Facts::untouched(Incoming::Sealed),
+        StoreOp::None,
+        CookieOp::Keep,
+        false,
+    );
 }

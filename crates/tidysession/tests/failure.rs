@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use tidysession::store::SessionStore;
-use tidysession::SessionConfig;
 
 use crate::util::proxy::{server_of, via, Proxy};
 use crate::util::{servers, Harness};
@@ -17,7 +16,7 @@ use crate::util::{servers, Harness};
 /// The whole story, on a store reached through `proxy`.
 async fn store_goes_away_and_comes_back<S: SessionStore>(store: S, proxy: &Proxy) {
     crate::util::logs::captured();
-    let config = SessionConfig::default().with_store_error_status(StatusCode::BAD_GATEWAY);
+    let config = crate::util::server_tier().with_store_error_status(StatusCode::BAD_GATEWAY);
     let h = Harness::new(store, config);
     let cookie = h.get("/write?k=cart&v=1", None).await.cookie();
     assert_eq!(h.get("/read?k=cart", Some(&cookie)).await.body, "1");

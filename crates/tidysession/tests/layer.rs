@@ -65,7 +65,7 @@ layer_suite!(sqlite, {
 });
 
 fn config() -> SessionConfig {
-    SessionConfig::default()
+    crate::util::server_tier()
 }
 
 fn zero() -> OpCounts {

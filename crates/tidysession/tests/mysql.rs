@@ -11,7 +11,7 @@ use serde_json::json;
 use sqlx::{Connection as _, MySqlConnection};
 use tidysession::record::Change;
 use tidysession::store::{MySqlStore, SessionStore, Updated};
-use tidysession::{SessionConfig, SessionId, StoreError};
+use tidysession::{SessionId, StoreError};
 
 use crate::conformance::{data, fresh, key, load, now, set};
 use crate::util::proxy::Proxy;
@@ -26,7 +26,7 @@ async fn side_connection() -> MySqlConnection {
 #[tokio::test]
 async fn no_raw_session_id_appears_anywhere_in_the_table() {
     let (store, guard) = mysql().await;
-    let h = Harness::new(store, SessionConfig::default());
+    let h = Harness::new(store, crate::util::server_tier());
     let mut ids = Vec::new();
     for i in 0..20 {
         let r = h.get(&format!("/write?k=n&v={i}"), None).await;
@@ -111,7 +111,7 @@ async fn a_corrupt_row_is_reported_and_left_in_place() {
         .unwrap();
     assert_eq!(n, 1, "kept for an operator to inspect");
     // Through the layer, a corrupt session reads as no session.
-    let h = Harness::new(store, SessionConfig::default());
+    let h = Harness::new(store, crate::util::server_tier());
     let cookie = h.get("/write?k=a&v=1", None).await.cookie();
     sqlx::query(&format!("UPDATE `{}` SET data = '\"text\"'", guard.name))
         .execute(&mut db)

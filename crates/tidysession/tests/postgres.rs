@@ -6,7 +6,6 @@ use serde_json::json;
 use sqlx::Connection as _;
 use tidysession::record::Change;
 use tidysession::store::{PostgresStore, SessionStore};
-use tidysession::SessionConfig;
 
 use crate::conformance::{fresh, key, now, record, set};
 use crate::util::proxy::Proxy;
@@ -21,7 +20,7 @@ async fn side_connection() -> sqlx::PgConnection {
 async fn rows_hold_only_the_hash_of_the_id() {
     let (store, guard) = postgres().await;
     let schema = guard.name.clone();
-    let h = Harness::new(store, SessionConfig::default());
+    let h = Harness::new(store, crate::util::server_tier());
     let r = h.get("/write?k=cart&v=3", None).await;
     let id = r.session_id().unwrap();
     let r = h.get("/cycle", Some(&r.cookie())).await;
@@ -205,7 +204,7 @@ async fn cleanup_skips_rows_another_cleaner_holds_instead_of_waiting() {
 async fn a_corrupt_row_reads_as_no_session_and_is_left_in_place() {
     let (store, guard) = postgres().await;
     let schema = guard.name.clone();
-    let h = Harness::new(store, SessionConfig::default());
+    let h = Harness::new(store, crate::util::server_tier());
     let cookie = h.get("/write?k=a&v=1", None).await.cookie();
     let mut db = side_connection().await;
     sqlx::query(&format!(

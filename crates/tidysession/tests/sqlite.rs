@@ -1,7 +1,6 @@
 //! What the SQLite file holds at rest.
 
 use tidysession::store::{SessionStore, SqliteStore};
-use tidysession::SessionConfig;
 
 use crate::util::Harness;
 
@@ -19,7 +18,7 @@ async fn no_raw_session_id_appears_anywhere_in_the_database_files() {
     let path = dir.path().join("rest.db");
     let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
     store.migrate().await.unwrap();
-    let h = Harness::new(store, SessionConfig::default());
+    let h = Harness::new(store, crate::util::server_tier());
     let mut ids = Vec::new();
     for i in 0..20 {
         let r = h.get(&format!("/write?k=n&v={i}"), None).await;
@@ -57,7 +56,7 @@ async fn a_corrupt_row_reads_as_no_session_and_is_left_in_place() {
     let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
     store.migrate().await.unwrap();
     let mut db = side_connection(&path).await;
-    let h = Harness::new(store, SessionConfig::default());
+    let h = Harness::new(store, crate::util::server_tier());
     let cookie = h.get("/write?k=a&v=1", None).await.cookie();
     sqlx::query("UPDATE tidysession_sessions SET data = 'not json'")
         .execute(&mut db)
@@ -80,7 +79,7 @@ async fn a_store_that_fails_gives_a_503_and_untouched_requests_still_work() {
     let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
     store.migrate().await.unwrap();
     let mut db = side_connection(&path).await;
-    let h = Harness::new(store, SessionConfig::default());
+    let h = Harness::new(store, crate::util::server_tier());
     let cookie = h.get("/write?k=a&v=1", None).await.cookie();
     sqlx::query("DROP TABLE tidysession_sessions")
         .execute(&mut db)

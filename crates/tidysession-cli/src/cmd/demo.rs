@@ -16,7 +16,8 @@
 //! | `POST /account/sessions/revoke` | form `id`: a listed session's handle, or `all` for every other session; 303 |
 //! | `POST /account/password` | form `password`: changes it, logs out the other sessions; 303 |
 //!
-//! Login state goes through [`tidysession::auth`]. The session auth hash is keyed by the key ring
+//! Anonymous visitors' data (the cart) lives sealed in their cookie: it reaches the store only
+//! at login. Login state goes through [`tidysession::auth`]. The session auth hash is keyed by the key ring
 //! in `TIDYSESSION_KEYS`, or else by one generated on first start and kept in `--keys-file`.
 
 use std::collections::HashMap;
@@ -125,7 +126,19 @@ fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
 /// The demo's routes behind the session layer. Cookies are not `Secure` because the demo
 /// serves plain http on loopback.
 pub(crate) fn router(store: Arc<dyn SessionStore>, users: Users, keys: KeyRing) -> Router {
-    let config = SessionConfig::default().with_secure(false);
+    let config = SessionConfig::default()
+        .with_secure(false)
+        .with_keys(keys.clone());
+    router_with(store, users, keys, config)
+}
+
+/// The demo's routes with another session configuration (`simulate` compares policies).
+pub(crate) fn router_with(
+    store: Arc<dyn SessionStore>,
+    users: Users,
+    keys: KeyRing,
+    config: SessionConfig,
+) -> Router {
     let auth = AuthLayer::new(users, keys).with_client_metadata(ClientAddress::Peer);
     Router::new()
         .route("/health", get(|| async { "ok" }))

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::USER_AGENT;
-use http::{HeaderName, Request};
+use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::session::{AuthSession, ClientInfo};
 use super::AuthBackend;
+use crate::client::ClientAddress;
 use crate::keyring::KeyRing;
 use crate::session::Session;
 
@@ -61,21 +62,6 @@ impl<B> Clone for Auth<B> {
             client: self.client.clone(),
         }
     }
-}
-
-/// Where a client's address comes from, for client metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClientAddress {
-    /// Keep no address, only the user agent.
-    None,
-    /// The peer of the connection, from axum's `ConnectInfo<SocketAddr>` (serve the app with
-    /// `into_make_service_with_connect_info`).
-    Peer,
-    /// A header set by a proxy you trust (e.g. `x-real-ip`). When it lists several addresses
-    /// (`x-forwarded-for`), the last one is kept: the one your proxy saw. Never name a header
-    /// that clients can set on requests reaching the app directly.
-    Header(HeaderName),
 }
 
 impl<B: AuthBackend> AuthLayer<B> {
@@ -171,30 +157,13 @@ where
 }
 
 fn client_info<T>(req: &Request<T>, from: &ClientAddress) -> ClientInfo {
-    let header = |name: &HeaderName| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let user_agent = header(&USER_AGENT).map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
-    let address = match from {
-        ClientAddress::None => None,
-        #[cfg(feature = "axum")]
-        ClientAddress::Peer => req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string()),
-        #[cfg(not(feature = "axum"))]
-        ClientAddress::Peer => None,
-        ClientAddress::Header(name) => header(name).and_then(|v| {
-            v.rsplit(',')
-                .next()
-                .map(|a| a.trim().chars().take(64).collect())
-        }),
-    };
+    let user_agent = req
+        .headers()
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
     ClientInfo {
         user_agent,
-        address,
+        address: from.of(req),
     }
 }

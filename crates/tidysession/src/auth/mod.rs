@@ -67,12 +67,13 @@ mod hash;
 mod layer;
 mod session;
 
-pub use layer::{AuthLayer, AuthService, ClientAddress};
+pub use layer::{AuthLayer, AuthService};
 pub use session::{AuthSession, SessionInfo};
 
 #[cfg(feature = "axum")]
 pub use session::MissingAuthLayer;
 
+pub use crate::client::ClientAddress;
 pub use crate::keyring::KeyRing;
 pub use crate::record::USER_KEY;
 

@@ -289,3 +289,58 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
         (**self).user_index()
     }
 }
+
+/// The store behind a [cookie-only](crate::SessionLayer::cookie_only) layer: it holds nothing.
+/// An id cookie is simply unknown; the layer never needs to create a record, and if it tried
+/// (data over the cookie budget) the error says why.
+#[derive(Debug)]
+pub(crate) struct NoStore;
+
+#[async_trait]
+impl SessionStore for NoStore {
+    async fn load(&self, _: &StorageKey, _: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        Ok(None)
+    }
+    async fn create(&self, _: &StorageKey, _: &Record) -> Result<(), StoreError> {
+        Err(StoreError::backend(std::io::Error::other(
+            "cookie-only sessions have no store: the session does not fit its cookie",
+        )))
+    }
+    async fn update(
+        &self,
+        _: &StorageKey,
+        _: &Change,
+        _: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        Err(StoreError::Gone)
+    }
+    async fn touch(
+        &self,
+        _: &StorageKey,
+        _: OffsetDateTime,
+        _: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Gone)
+    }
+    async fn rename(
+        &self,
+        _: &StorageKey,
+        _: &StorageKey,
+        _: &Change,
+        _: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Gone)
+    }
+    async fn delete(&self, _: &StorageKey) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn delete_expired(&self, _: OffsetDateTime, _: u32) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    async fn count(&self, _: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+        Ok(RecordCounts::default())
+    }
+    fn removes_expired_itself(&self) -> bool {
+        true
+    }
+}

@@ -123,6 +123,12 @@ async fn expiry(session: Session, q: Q) -> Result<&'static str, SessionError> {
     Ok("expiry set")
 }
 
+/// The configuration of tests about the store tier: every session, anonymous or not, in the
+/// store (the cookie tier has tests of its own).
+pub fn server_tier() -> SessionConfig {
+    SessionConfig::default().with_anonymous(tidysession::Anonymous::OnServer)
+}
+
 /// The routes every layer test uses.
 pub fn routes() -> Router {
     Router::new()

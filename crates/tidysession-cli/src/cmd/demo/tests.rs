@@ -159,6 +159,8 @@ async fn cart_add_by_link_and_by_form() {
         (r.status, r.location.as_deref()),
         (StatusCode::SEE_OTHER, Some("/"))
     );
+    // The data travels in the cookie, so each write sends a new one.
+    let cookie = r.session().expect("re-sealed cookie");
     assert_eq!(
         d.send("GET", "/cart", Some(&cookie), None).await.body,
         r#"["book","pen"]"#
@@ -168,7 +170,33 @@ async fn cart_add_by_link_and_by_form() {
         .await
         .body
         .contains("Cart: 2 item(s)"));
-    assert_eq!(d.rows().await, 1);
+    // The cart lives in the visitor's cookie: no record, no store I/O at all.
+    assert_eq!(d.rows().await, 0);
+    assert_eq!(d.store.counts(), OpCounts::default());
+}
+
+#[tokio::test]
+async fn a_cookieless_bot_on_every_route_costs_nothing() {
+    let d = Demo::new();
+    for (method, path, form) in [
+        ("GET", "/health", None),
+        ("GET", "/", None),
+        ("GET", "/whoami", None),
+        ("GET", "/cart", None),
+        ("GET", "/login", None),
+        ("GET", "/cart/add?item=spam", None),
+        ("POST", "/cart/add", Some("item=spam")),
+        ("POST", "/login", Some("username=alice&password=wrong")),
+        ("POST", "/logout", None),
+        ("GET", "/account/sessions", None),
+        ("POST", "/account/sessions/revoke", Some("id=all")),
+        ("POST", "/account/password", Some("password=x")),
+    ] {
+        let r = d.send(method, path, None, form).await;
+        assert!(r.status.as_u16() < 500, "{method} {path}: {}", r.status);
+    }
+    assert_eq!(d.rows().await, 0);
+    assert_eq!(d.store.counts(), OpCounts::default());
 }
 
 #[tokio::test]
@@ -225,6 +253,9 @@ async fn login_cycles_the_id_keeps_the_cart_and_logout_flushes() {
     );
     let alice = r.session().unwrap();
     assert_ne!(alice, anon, "new id at login");
+    // Login moved the sealed cart into the store: one create, one record.
+    assert_eq!(d.store.counts().creates, 1);
+    assert_eq!(d.rows().await, 1);
     assert_eq!(
         d.send("GET", "/whoami", Some(&alice), None).await.body,
         r#"{"user":"alice"}"#
