@@ -33,12 +33,17 @@ impl ClientAddress {
                 .map(|c| c.0.ip().to_string()),
             #[cfg(not(feature = "axum"))]
             ClientAddress::Peer => None,
+            // The last line, and its last entry: proxies append, so whatever the client sent
+            // comes first. Only a real address counts.
             ClientAddress::Header(name) => req
                 .headers()
-                .get(name)
+                .get_all(name)
+                .iter()
+                .next_back()
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.rsplit(',').next())
-                .map(|a| a.trim().chars().take(64).collect()),
+                .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok())
+                .map(|ip| ip.to_string()),
         }
     }
 }
@@ -111,13 +116,28 @@ mod tests {
     }
 
     #[test]
-    fn header_address_takes_the_last_hop() {
-        let req = Request::get("/")
-            .header("x-forwarded-for", "203.0.113.9, 198.51.100.2")
-            .body(())
-            .unwrap();
+    fn header_address_takes_the_last_hop_and_only_real_addresses() {
         let from = ClientAddress::Header(HeaderName::from_static("x-forwarded-for"));
-        assert_eq!(from.of(&req).as_deref(), Some("198.51.100.2"));
+        let of = |lines: &[&str]| {
+            let mut req = Request::get("/");
+            for line in lines {
+                req = req.header("x-forwarded-for", *line);
+            }
+            from.of(&req.body(()).unwrap())
+        };
+        assert_eq!(
+            of(&["203.0.113.9, 198.51.100.2"]).as_deref(),
+            Some("198.51.100.2")
+        );
+        // A forged line from the client comes first; the proxy's own line wins.
+        assert_eq!(
+            of(&["1.2.3.4", "198.51.100.2"]).as_deref(),
+            Some("198.51.100.2")
+        );
+        assert_eq!(of(&["<script>"]), None);
+        assert_eq!(of(&["2001:db8::1"]).as_deref(), Some("2001:db8::1"));
+        assert_eq!(of(&[]), None);
+        let req = Request::get("/").body(()).unwrap();
         assert_eq!(ClientAddress::None.of(&req), None);
     }
 }

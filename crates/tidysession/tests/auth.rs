@@ -166,6 +166,17 @@ async fn password(
     Ok(auth.update_credentials(&me).await?.to_string())
 }
 
+/// An admin flow: change someone's password without asking who is logged in here.
+async fn password_of(
+    auth: Auth,
+    axum::extract::State(users): axum::extract::State<Users>,
+    q: Q,
+) -> Result<String, AuthError> {
+    let user = users.by_name(&q["name"]).expect("known user");
+    let user = users.set_password(user.id, &q["pw"]);
+    Ok(auth.update_credentials(&user).await?.to_string())
+}
+
 async fn sessions(auth: Auth) -> Result<axum::Json<Value>, AuthError> {
     let list = auth.sessions().await?;
     Ok(axum::Json(json!(list
@@ -201,6 +212,7 @@ fn harness<S: SessionStore>(
         .route("/login", get(login))
         .route("/logout", get(logout))
         .route("/password", get(password))
+        .route("/password-of", get(password_of))
         .route("/sessions", get(sessions))
         .route("/revoke", get(revoke))
         .route("/revoke-others", get(revoke_others))
@@ -294,6 +306,28 @@ pub async fn password_change_logs_out_the_other_sessions_only<S: SessionStore>(s
     let r = h.get("/whoami", Some(&c1)).await;
     assert_eq!(r.body, "null");
     assert!(r.removes_session(), "{r:?}");
+}
+
+#[tokio::test]
+async fn update_credentials_never_keeps_a_session_that_was_already_logged_out() {
+    let (h, users) = plain(Arc::new(tidysession::store::MemoryStore::default()));
+    let (c1, c2) = (
+        log_in(&h, "alice", None).await,
+        log_in(&h, "alice", None).await,
+    );
+    let bob = log_in(&h, "bob", None).await;
+    // Changed elsewhere: c1's hash is stale. An admin flow on c1 that never asks who is
+    // logged in must not refresh c1's hash.
+    users.set_password(1, "changed elsewhere");
+    h.get("/password-of?name=alice&pw=again", Some(&c1)).await;
+    assert_eq!(who(&h, &c1).await, "null");
+    assert_eq!(who(&h, &c2).await, "null");
+    // Bob changing alice's password ends all of hers and none of his.
+    let a = log_in(&h, "alice", None).await;
+    let r = h.get("/password-of?name=alice&pw=third", Some(&bob)).await;
+    assert_eq!(r.body, "1");
+    assert_eq!(who(&h, &a).await, "null");
+    assert_eq!(who(&h, &bob).await, "bob");
 }
 
 pub async fn revoke_one_and_revoke_others<S: SessionStore>(store: Arc<S>) {
@@ -438,7 +472,9 @@ async fn the_user_is_loaded_once_per_request() {
     let users = Users::new();
     let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let backend = CountingUsers(users.clone(), loads.clone());
-    let store = Arc::new(tidysession::store::MemoryStore::default());
+    let store = Arc::new(CountingStore::new(
+        tidysession::store::MemoryStore::default(),
+    ));
     let app = Router::new()
         .route(
             "/twice",
@@ -464,15 +500,14 @@ async fn the_user_is_loaded_once_per_request() {
         )
         .layer(AuthLayer::new(backend, keys()))
         .layer(SessionLayer::from_arc(store.clone()).with_config(crate::util::server_tier()));
-    let h = Harness {
-        app,
-        store: Arc::new(CountingStore::new(store)),
-    };
+    let h = Harness { app, store };
     let cookie = h.get("/login", None).await.cookie();
     loads.store(0, std::sync::atomic::Ordering::SeqCst);
+    let before = h.counts();
     let r = h.get("/twice", Some(&cookie)).await;
     assert_eq!(r.body, "Some(\"alice\") Some(\"alice\")");
     assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(h.counts().loads - before.loads, 1);
 }
 
 #[tokio::test]

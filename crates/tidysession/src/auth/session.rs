@@ -20,6 +20,8 @@ use crate::store::UserIndex;
 /// Where a logged-in session keeps its client metadata (when kept): a reserved key, so it
 /// never makes a session worth storing by itself.
 const CLIENT_KEY: &str = "_tidysession.client";
+/// When the user logged in on this session (Unix microseconds): the cap evicts by it.
+const LOGIN_KEY: &str = "_tidysession.login_at";
 
 /// The login state of the current request, on top of its [`Session`].
 ///
@@ -198,6 +200,9 @@ impl<B: AuthBackend> AuthSession<B> {
     pub async fn login(&self, user: &B::User) -> Result<(), AuthError> {
         let session = &self.inner.session;
         let id = user.id().to_string();
+        if self.inner.auth.max_sessions_per_user.is_some() {
+            self.index()?; // fail before changing anything
+        }
         let mut cached = self.inner.user.lock().await;
         match self.stored_user_id().await? {
             Some(other) if other != id => session.flush(),
@@ -214,6 +219,10 @@ impl<B: AuthBackend> AuthSession<B> {
                 hash::make(keys, &id, user.credential_fingerprint()),
             )
             .await?;
+        let login_at = micros(OffsetDateTime::now_utc());
+        session
+            .insert_reserved(LOGIN_KEY, serde_json::Value::from(login_at))
+            .await?;
         if let Some(client) = &self.inner.client {
             let value = serde_json::to_value(client).unwrap_or_default();
             session.insert_reserved(CLIENT_KEY, value).await?;
@@ -222,21 +231,25 @@ impl<B: AuthBackend> AuthSession<B> {
         Ok(())
     }
 
-    /// Revokes the oldest of the user's other sessions until at most `keep` remain.
+    /// Revokes the oldest of the user's other sessions until at most `keep` remain. Best effort:
+    /// two logins at the same moment may both find room.
     async fn evict_beyond(&self, user: &str, keep: usize) -> Result<(), AuthError> {
         let index = self.index()?;
         let current = self.inner.session.storage_key();
         let now = OffsetDateTime::now_utc();
+        let absolute = self.inner.session.config().absolute_timeout;
         let mut others: Vec<(StorageKey, Record)> = index
             .sessions_of(user, now)
             .await?
             .into_iter()
-            .filter(|(k, _)| Some(k) != current.as_ref())
+            .filter(|(k, r)| Some(k) != current.as_ref() && r.is_live(now, absolute))
             .collect();
         if others.len() <= keep {
             return Ok(());
         }
-        others.sort_by_key(|(_, r)| r.created_at);
+        // Oldest login first (a session promoted from an old anonymous cart is as new as its
+        // login); ties by key, so the order is the same on every store.
+        others.sort_by_key(|(k, r)| (login_at(r), *k));
         let excess = others.len() - keep;
         for (key, _) in &others[..excess] {
             self.inner.session.store().delete(key).await?;
@@ -265,8 +278,10 @@ impl<B: AuthBackend> AuthSession<B> {
     pub async fn update_credentials(&self, user: &B::User) -> Result<u64, AuthError> {
         let session = &self.inner.session;
         let id = user.id().to_string();
+        // Only a session that is really this user's (its hash checked) is kept: one already
+        // logged out by a stale hash must not get a fresh one.
+        let mine = self.user().await?.is_some_and(|u| u.id().to_string() == id);
         let mut cached = self.inner.user.lock().await;
-        let mine = self.stored_user_id().await?.as_deref() == Some(id.as_str());
         if mine {
             let hash = hash::make(&self.inner.auth.keys, &id, user.credential_fingerprint());
             session.insert(HASH_KEY, hash).await?;
@@ -376,6 +391,20 @@ impl<B: AuthBackend> AuthSession<B> {
             .user_index()
             .ok_or(AuthError::NoUserIndex)
     }
+}
+
+/// When the record's user logged in, or, for sessions from before that was kept, its creation.
+fn login_at(record: &Record) -> OffsetDateTime {
+    record
+        .data
+        .get(LOGIN_KEY)
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|us| OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok())
+        .unwrap_or(record.created_at)
+}
+
+fn micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
 /// A session's public name in listings: a truncated hash of its storage key, itself a hash

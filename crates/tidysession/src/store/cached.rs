@@ -143,6 +143,33 @@ impl<S> CachedStore<S> {
     }
 }
 
+impl<S> CachedStore<S> {
+    /// Keeps every load from filling the cache until the returned guard is dropped.
+    fn writing_everywhere(&self) -> WritingEverywhere<'_, S> {
+        for stripe in &self.stripes {
+            let mut stripe = stripe.lock().unwrap_or_else(PoisonError::into_inner);
+            stripe.events += 1;
+            stripe.running += 1;
+        }
+        WritingEverywhere { store: self }
+    }
+}
+
+/// A write that may touch any key; dropping it ends it.
+struct WritingEverywhere<'a, S> {
+    store: &'a CachedStore<S>,
+}
+
+impl<S> Drop for WritingEverywhere<'_, S> {
+    fn drop(&mut self) {
+        for stripe in &self.store.stripes {
+            let mut stripe = stripe.lock().unwrap_or_else(PoisonError::into_inner);
+            stripe.events += 1;
+            stripe.running -= 1;
+        }
+    }
+}
+
 /// A write in progress; dropping it (also when the request is cancelled) ends it.
 struct Writing<'a, S> {
     store: &'a CachedStore<S>,
@@ -270,6 +297,9 @@ impl<S: SessionStore> UserIndex for CachedStore<S> {
         keep: Option<&StorageKey>,
     ) -> Result<u64, StoreError> {
         let index = self.index()?;
+        // No load may fill the cache while this runs (a session filed meanwhile could be
+        // cached and then deleted); entries from before are of sessions the listing finds.
+        let _all = self.writing_everywhere();
         let listed = index
             .sessions_of(user, OffsetDateTime::now_utc())
             .await?
