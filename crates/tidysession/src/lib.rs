@@ -36,6 +36,7 @@
 //! | `mysql` | `store::MySqlStore`, MariaDB (tested on 10.11) and MySQL 8 | no |
 //! | `redis` | `store::RedisStore`, Redis and Redis Cluster | no |
 //! | `cached` | `store::CachedStore`, an in-process cache in front of any store | no |
+//! | `django` | `django`: Django's signing and session formats, byte for byte | no |
 //!
 //! # How a request is handled
 //!
@@ -46,6 +47,8 @@ pub mod auth;
 mod client;
 mod config;
 pub mod decide;
+#[cfg(feature = "django")]
+pub mod django;
 #[cfg(feature = "axum")]
 mod extract;
 mod id;

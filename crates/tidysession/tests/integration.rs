@@ -7,6 +7,7 @@
 //!   resurrection).
 //! - `auth`: login state through the real layers, on every store with a user index.
 //! - `cached`: the in-process cache, and how stale it may be.
+//! - `django`: the Django codec against the installed Django (`scripts/django-env.sh`).
 //! - `failure`: server-backed stores that go away and come back.
 //! - `sqlite`, `postgres`, `mysql`, `redis`: what each store holds at rest, and its own features
 //!   (the server-backed ones need the servers `scripts/services.sh` starts).
@@ -22,6 +23,8 @@ mod auth;
 mod cached;
 mod concurrency;
 mod decide_table;
+#[cfg(feature = "django")]
+mod django;
 mod failure;
 mod layer;
 #[cfg(feature = "mysql")]
