@@ -49,10 +49,13 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
 
 impl SessionError {
     /// The status a handler that fails with this error should send: 503 when the store is
-    /// unavailable, 500 otherwise.
+    /// unavailable, 413 for a session too large for its cookie, 429 when the client has had
+    /// too many anonymous sessions promoted, 500 otherwise.
     pub fn status(&self) -> StatusCode {
         match self {
             SessionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SessionError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            SessionError::PromotionLimited => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -64,6 +67,8 @@ impl IntoResponse for SessionError {
         // The body stays generic: details can name keys or store addresses.
         let body = match self.status() {
             StatusCode::SERVICE_UNAVAILABLE => "session store unavailable",
+            StatusCode::PAYLOAD_TOO_LARGE => "session data too large",
+            StatusCode::TOO_MANY_REQUESTS => "too many new sessions from this client",
             _ => "session error",
         };
         let mut response = (self.status(), body).into_response();

@@ -97,7 +97,7 @@ impl AuthUser for User {
 pub struct Users(Arc<Mutex<HashMap<u64, User>>>);
 
 impl Users {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let users = [(1, "alice"), (2, "bob")].map(|(id, name)| {
             let user = User {
                 id,
@@ -206,6 +206,17 @@ fn harness<S: SessionStore>(
     layer: impl FnOnce(AuthLayer<Users>) -> AuthLayer<Users>,
     keys: &KeyRing,
 ) -> Harness<Arc<S>> {
+    harness_with(store, users, layer, keys, crate::util::server_tier())
+}
+
+/// The auth routes over `store` with a session configuration of the test's choosing.
+pub fn harness_with<S: SessionStore + ?Sized>(
+    store: Arc<S>,
+    users: &Users,
+    layer: impl FnOnce(AuthLayer<Users>) -> AuthLayer<Users>,
+    keys: &KeyRing,
+    config: tidysession::SessionConfig,
+) -> Harness<Arc<S>> {
     let counting = Arc::new(CountingStore::new(store));
     let auth_routes = Router::new()
         .route("/whoami", get(whoami))
@@ -220,7 +231,7 @@ fn harness<S: SessionStore>(
     let app = routes()
         .merge(auth_routes)
         .layer(layer(AuthLayer::new(users.clone(), keys.clone())))
-        .layer(SessionLayer::from_arc(counting.clone()).with_config(crate::util::server_tier()));
+        .layer(SessionLayer::from_arc(counting.clone()).with_config(config));
     Harness {
         app,
         store: counting,

@@ -3,6 +3,7 @@
 //! - `conformance`: the store contract, written once; `stores` plugs each store into it.
 //! - `decide_table`: the pure decision function, row by row, no I/O.
 //! - `layer`: the decision table again through the real layer, counting store I/O.
+//! - `cookie_tier`: anonymous sessions sealed in the cookie (I10), promotion, key rotation.
 //! - `concurrency`: concurrent requests through the layer on every store (lost updates,
 //!   resurrection).
 //! - `auth`: login state through the real layers, on every store with a user index.
@@ -22,6 +23,7 @@ mod auth;
 #[cfg(feature = "cached")]
 mod cached;
 mod concurrency;
+mod cookie_tier;
 mod decide_table;
 #[cfg(feature = "django")]
 mod django;
