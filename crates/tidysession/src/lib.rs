@@ -3,7 +3,9 @@
 //! [`SessionLayer`] gives every request a lazy [`Session`]. Nothing is loaded until a handler
 //! asks, only changed keys are written, expiry is refreshed by a cheap *touch* at most once per
 //! window, empty sessions and bad cookies never create records, and concurrent requests never
-//! lose each other's writes or bring a logged-out session back.
+//! lose each other's writes or bring a logged-out session back. Anonymous visitors' data is
+//! sealed into their cookie ([`Anonymous::InCookie`], the default), so the store holds only
+//! logged-in sessions; [`auth`] adds login state on top.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};

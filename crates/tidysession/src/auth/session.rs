@@ -113,7 +113,9 @@ impl<B: AuthBackend> AuthSession<B> {
     ///
     /// A session whose user no longer exists, whose stored id is not a valid id, or whose
     /// auth hash does not match the user's credentials (changed elsewhere, or tampered with)
-    /// is flushed: the visitor is logged out.
+    /// is flushed: the visitor is logged out. A hash made with an older key of the ring is
+    /// re-made with the newest: the one time a read writes (one key), once per session per
+    /// rotation.
     ///
     /// # Errors
     ///
