@@ -30,7 +30,29 @@ const ID_LEN: usize = 32;
 /// # Ok::<(), tidysession::IdError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionId(String);
+pub struct SessionId {
+    text: String,
+    format: IdFormat,
+}
+
+/// How a store's session ids look, and what it files a session under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum IdFormat {
+    /// 192 random bits as 32 characters of URL-safe base64; the store keeps only the SHA-256
+    /// of the id (I6).
+    #[default]
+    Native,
+    /// Django's session keys: 32 characters of `a-z0-9` (about 165 random bits). The store
+    /// keeps the key itself, as Django does: the one documented exception to I6, for sharing
+    /// sessions with a Django app.
+    Django,
+}
+
+/// The characters of a Django session key.
+const DJANGO_CHARS: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+// I6 for Django keys: 32 characters of 36 kinds carry over 128 bits.
+const _: () = assert!(ID_LEN * 517 / 100 >= 128); // log2(36) > 5.17
 
 /// The operating system's random number generator failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,30 +66,80 @@ impl SessionId {
     ///
     /// Fails only when the OS random source is unavailable.
     pub fn generate() -> Result<Self, IdError> {
-        let mut bytes = [0u8; ID_BYTES];
-        getrandom::fill(&mut bytes).map_err(IdError)?;
-        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+        Self::generate_as(IdFormat::Native)
+    }
+
+    /// A fresh id of the given format from the operating system's CSPRNG.
+    ///
+    /// # Errors
+    ///
+    /// Fails only when the OS random source is unavailable.
+    pub fn generate_as(format: IdFormat) -> Result<Self, IdError> {
+        let text = match format {
+            IdFormat::Native => {
+                let mut bytes = [0u8; ID_BYTES];
+                getrandom::fill(&mut bytes).map_err(IdError)?;
+                URL_SAFE_NO_PAD.encode(bytes)
+            }
+            IdFormat::Django => {
+                // Rejection sampling: bytes below 252 (7 x 36) map evenly onto the 36 characters.
+                let mut text = String::with_capacity(ID_LEN);
+                while text.len() < ID_LEN {
+                    let mut bytes = [0u8; 64];
+                    getrandom::fill(&mut bytes).map_err(IdError)?;
+                    text.extend(
+                        bytes
+                            .iter()
+                            .filter(|b| **b < 252)
+                            .map(|b| char::from(DJANGO_CHARS[usize::from(*b % 36)]))
+                            .take(ID_LEN - text.len()),
+                    );
+                }
+                text
+            }
+        };
+        Ok(Self { text, format })
     }
 
     /// Parses an id received from a client. Anything that is not exactly the text form of
     /// [`SessionId::generate`] is rejected, before any store is asked.
     pub fn parse(text: &str) -> Option<Self> {
+        Self::parse_as(IdFormat::Native, text)
+    }
+
+    /// Parses an id of the given format; anything else is rejected.
+    pub fn parse_as(format: IdFormat, text: &str) -> Option<Self> {
         let well_formed = text.len() == ID_LEN
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        // 32 base64 characters carry exactly 24 bytes, so no trailing bits can be non-canonical.
-        well_formed.then(|| Self(text.to_owned()))
+            && match format {
+                // 32 base64 characters carry exactly 24 bytes, so no trailing bits can be
+                // non-canonical.
+                IdFormat::Native => text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                IdFormat::Django => text.bytes().all(|b| DJANGO_CHARS.contains(&b)),
+            };
+        well_formed.then(|| Self {
+            text: text.to_owned(),
+            format,
+        })
     }
 
     /// The id's text form, as sent in the cookie.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
-    /// The key a native store files this session under: SHA-256 of the id text.
+    /// The key a store files this session under: SHA-256 of the id text for native ids; the
+    /// 32 characters themselves for Django keys.
     pub fn storage_key(&self) -> StorageKey {
-        StorageKey(Sha256::digest(self.0.as_bytes()).into())
+        match self.format {
+            IdFormat::Native => StorageKey(Sha256::digest(self.text.as_bytes()).into()),
+            IdFormat::Django => {
+                let mut raw = [0u8; 32];
+                raw.copy_from_slice(self.text.as_bytes());
+                StorageKey(raw)
+            }
+        }
     }
 }
 
@@ -159,6 +231,41 @@ mod tests {
             id.storage_key().to_hex(),
             "22a48051594c1949deed7040850c1f0f8764537f5191be56732d16a54c1d8153"
         );
+    }
+
+    #[test]
+    fn django_keys_look_like_djangos_and_are_kept_as_is() {
+        let a = SessionId::generate_as(IdFormat::Django).unwrap();
+        let b = SessionId::generate_as(IdFormat::Django).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 32);
+        assert!(
+            a.as_str().bytes().all(|c| DJANGO_CHARS.contains(&c)),
+            "{}",
+            a.as_str()
+        );
+        assert_eq!(
+            SessionId::parse_as(IdFormat::Django, a.as_str()),
+            Some(a.clone())
+        );
+        assert_eq!(&a.storage_key().as_bytes()[..], a.as_str().as_bytes());
+        for bad in [
+            "",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
+            "abc-efghijklmnopqrstuvwxyz012345",
+        ] {
+            assert_eq!(SessionId::parse_as(IdFormat::Django, bad), None, "{bad:?}");
+        }
+        // Every character turns up: the sampling covers the whole alphabet.
+        let seen: std::collections::HashSet<u8> = (0..200)
+            .flat_map(|_| {
+                SessionId::generate_as(IdFormat::Django)
+                    .unwrap()
+                    .text
+                    .into_bytes()
+            })
+            .collect();
+        assert_eq!(seen.len(), 36);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use crate::config::SessionConfig;
 use crate::decide::{decide, CookieOp, StoreOp};
-use crate::id::SessionId;
+use crate::id::{IdFormat, SessionId};
 use crate::record::ExpiryChange;
 use crate::seal::{CookieTier, Sealer};
 use crate::session::{CookieIn, Outcome, Session};
@@ -151,7 +151,9 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let layer = &self.layer;
         let tier = layer.tier.as_ref();
-        let (cookie, test_cookie) = read_cookies(req.headers(), &layer.config, tier.is_some());
+        let format = layer.store.id_format();
+        let (cookie, test_cookie) =
+            read_cookies(req.headers(), &layer.config, format, tier.is_some());
         let client = tier
             .and_then(|t| t.limiter.as_ref())
             .map(|(_, from)| from.of(&req).unwrap_or_default());
@@ -182,6 +184,7 @@ where
 fn read_cookies(
     headers: &HeaderMap,
     config: &SessionConfig,
+    format: IdFormat,
     sealed: bool,
 ) -> (Option<CookieIn>, bool) {
     let mut session: Option<CookieIn> = None;
@@ -195,7 +198,7 @@ fn read_cookies(
     for (name, value) in pairs {
         if name == config.cookie_name {
             let value = value.trim_matches('"');
-            let this = match SessionId::parse(value) {
+            let this = match SessionId::parse_as(format, value) {
                 Some(id) => CookieIn::Id(id),
                 None if sealed && Sealer::looks_sealed(value) => CookieIn::Sealed(value.to_owned()),
                 None => CookieIn::Malformed,
@@ -334,7 +337,7 @@ async fn execute(
         StoreOp::Rename => {
             let from = old_key().ok_or(StoreError::Gone)?;
             for _ in 0..ID_ATTEMPTS {
-                let id = SessionId::generate().map_err(StoreError::backend)?;
+                let id = SessionId::generate_as(store.id_format()).map_err(StoreError::backend)?;
                 match store
                     .rename(&from, &id.storage_key(), &outcome.change, now)
                     .await
@@ -362,7 +365,7 @@ async fn execute(
 
 async fn create(store: &Arc<dyn SessionStore>, outcome: &Outcome) -> Result<SessionId, StoreError> {
     for _ in 0..ID_ATTEMPTS {
-        let id = SessionId::generate().map_err(StoreError::backend)?;
+        let id = SessionId::generate_as(store.id_format()).map_err(StoreError::backend)?;
         match store.create(&id.storage_key(), &outcome.record).await {
             Err(StoreError::DuplicateId) => continue,
             other => return other.map(|()| id),

@@ -66,7 +66,7 @@ pub use config::{Anonymous, OverBudget, SessionConfig, DEFAULT_COOKIE_BUDGET};
 pub use cookie::SameSite;
 #[cfg(feature = "axum")]
 pub use extract::MissingSessionLayer;
-pub use id::{IdError, SessionId, StorageKey};
+pub use id::{IdError, IdFormat, SessionId, StorageKey};
 pub use keyring::{KeyRing, KeyRingError, KEY_LEN};
 pub use layer::{SessionLayer, SessionService};
 pub use record::{Change, Record, RESERVED_PREFIX};

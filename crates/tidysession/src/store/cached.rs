@@ -277,6 +277,10 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         self.inner.user_index().map(|_| self as &dyn UserIndex)
     }
+
+    fn id_format(&self) -> crate::id::IdFormat {
+        self.inner.id_format()
+    }
 }
 
 /// The store behind's index; revoking drops this process's entries of the revoked sessions

@@ -160,4 +160,7 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         self.inner.user_index()
     }
+    fn id_format(&self) -> crate::id::IdFormat {
+        self.inner.id_format()
+    }
 }

@@ -36,7 +36,7 @@ use std::fmt;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::id::StorageKey;
+use crate::id::{IdFormat, StorageKey};
 use crate::record::{Change, Record};
 
 #[cfg(feature = "cached")]
@@ -153,6 +153,11 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// The store's user index, if it keeps one.
     fn user_index(&self) -> Option<&dyn UserIndex> {
         None
+    }
+
+    /// The form of this store's session ids, and what it files sessions under.
+    fn id_format(&self) -> IdFormat {
+        IdFormat::Native
     }
 }
 
@@ -287,6 +292,9 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     fn user_index(&self) -> Option<&dyn UserIndex> {
         (**self).user_index()
+    }
+    fn id_format(&self) -> IdFormat {
+        (**self).id_format()
     }
 }
 
