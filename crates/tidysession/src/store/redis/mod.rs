@@ -61,7 +61,11 @@
 //! when their score passes. [`sessions_of`](UserIndex::sessions_of) reads each member's hash
 //! and lists it only if it is live and filed under the user.
 //! [`delete_sessions_of`](UserIndex::delete_sessions_of) checks the user and deletes in one
-//! script per session.
+//! script per session, then reads the index again and does the same for members it has not
+//! seen yet, until a read finds none: a rename moving a session meanwhile indexes the new key
+//! before the old one stops being the session, so a rename that beats the delete of the old
+//! key shows up in the next read. It gives up with an error after
+//! [a number of reads](REVOKE_PASSES) if the user keeps gaining sessions.
 //!
 //! What remains open is a process dying (or Redis failing) between two commands:
 //!
@@ -118,6 +122,7 @@
 //! different nodes, a failover of one of them may leave both ids valid, or neither.
 //! Configure persistence and replication for the guarantees you need.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -167,6 +172,10 @@ const WAIT_MAX: Duration = Duration::from_millis(50);
 
 /// Keys looked at per `SCAN` step when counting.
 const SCAN_BATCH: usize = 500;
+
+/// How many times revoking a user's sessions reads the user's index again to find sessions
+/// renamed while it ran, before it gives up.
+const REVOKE_PASSES: usize = 32;
 
 /// Sessions in Redis (a single server) or Redis Cluster.
 ///
@@ -1286,6 +1295,11 @@ struct HeldTooLong;
 #[error("rename gave up after {RENAME_ATTEMPTS} attempts: the session kept changing")]
 struct RenameContended;
 
+/// Revoking a user's sessions kept finding new ones in the user's index.
+#[derive(Debug, thiserror::Error)]
+#[error("revoking gave up after {REVOKE_PASSES} passes: the user's sessions kept changing")]
+struct RevokeContended;
+
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn load(
@@ -1466,19 +1480,44 @@ impl UserIndex for RedisStore {
         user: &str,
         keep: Option<&StorageKey>,
     ) -> Result<u64, StoreError> {
+        // One pass reads the index and deletes each session in it. A rename running meanwhile
+        // may move a session to a key the pass did not read; it indexes that key before the
+        // old one stops being the session, so any rename that beats this pass's delete of the
+        // old key shows up in the next read. Passes go on until one finds nothing new.
         let user_json = serde_json::Value::from(user).to_string();
-        let keys: Vec<StorageKey> = self
-            .indexed(user)
-            .await?
-            .into_iter()
-            .filter(|key| Some(key) != keep)
-            .collect();
-        self.delete_listed(user, &user_json, &keys).await
+        let mut seen: HashSet<StorageKey> = keep.into_iter().copied().collect();
+        let mut count = 0;
+        for pass in 0..REVOKE_PASSES {
+            let fresh: Vec<StorageKey> = self
+                .indexed(user)
+                .await?
+                .into_iter()
+                .filter(|key| seen.insert(*key))
+                .collect();
+            if fresh.is_empty() {
+                return Ok(count);
+            }
+            self.revoke_hook(pass).await;
+            count += self.delete_listed(user, &user_json, &fresh).await?;
+        }
+        Err(StoreError::backend(RevokeContended))
     }
 }
 
 impl RedisStore {
-    /// For [`delete_sessions_of`](UserIndex::delete_sessions_of): deletes the records
+    /// A test's pause between the first read of a revocation and its deletes.
+    #[cfg(test)]
+    async fn revoke_hook(&self, pass: usize) {
+        if let (0, Some(pause)) = (pass, &self.faults.pause_revoke) {
+            pause.wait().await;
+            pause.wait().await;
+        }
+    }
+
+    #[cfg(not(test))]
+    async fn revoke_hook(&self, _pass: usize) {}
+
+    /// One pass of [`delete_sessions_of`](UserIndex::delete_sessions_of): deletes the records
     /// under `keys` that are live and filed under `user` (`user_json`, as JSON), each checked
     /// and deleted in one script, and drops the entries of settled records it deleted.
     async fn delete_listed(

@@ -1,6 +1,9 @@
 //! The cluster rename protocol against failures the integration tests cannot cause from
-//! outside: a step sent twice, a rename that lost its hold. Needs the Redis Cluster that
-//! `scripts/services.sh` starts (`TIDYSESSION_TEST_REDIS_CLUSTER_URL` overrides where).
+//! outside (a step sent twice, a rename that lost its hold), and interleavings of the user
+//! index with concurrent writes. Needs the Redis server and Cluster that `scripts/services.sh`
+//! starts (`TIDYSESSION_TEST_REDIS_URL` and `TIDYSESSION_TEST_REDIS_CLUSTER_URL` override where).
+
+use std::sync::Arc;
 
 use serde_json::json;
 use time::Duration;
@@ -17,6 +20,9 @@ pub(super) struct Faults {
     pub(super) replay_step_2: bool,
     /// Step 3 of a cluster rename fails without running.
     pub(super) fail_step_3: bool,
+    /// Revoking a user's sessions waits at this barrier twice after its first read of the
+    /// index, before deleting anything: a test runs other writes between the two waits.
+    pub(super) pause_revoke: Option<Arc<tokio::sync::Barrier>>,
 }
 
 fn key() -> StorageKey {
@@ -216,6 +222,55 @@ async fn single() -> RedisStore {
         .await
         .unwrap_or_else(|e| panic!("Redis at {url} (run scripts/services.sh): {e}"))
         .key_prefix(format!("tidysession-unit-{}:", &key().to_hex()[..12]))
+}
+
+/// Revoking alice's sessions reads her index, then a login's id cycle moves her session to a
+/// new key (indexing it first), then the revocation deletes what it read: the old key, gone
+/// by now. The session must not survive under its new key.
+async fn revoke_reaches_a_session_renamed_after_its_read(mut store: RedisStore) {
+    let pause = Arc::new(tokio::sync::Barrier::new(2));
+    store.faults.pause_revoke = Some(pause.clone());
+    let store = Arc::new(store);
+    let alice = format!("alice-{}", key().short());
+    let (from, to) = if store.is_cluster() {
+        keys_in_different_slots(&store).await
+    } else {
+        (key(), key())
+    };
+    store
+        .create(&from, &record(json!({USER_KEY: alice, "a": 1})))
+        .await
+        .unwrap();
+    let revoke = tokio::spawn({
+        let (store, alice) = (store.clone(), alice.clone());
+        async move { store.delete_sessions_of(&alice, None).await }
+    });
+    pause.wait().await;
+    // The revocation has read the index, which holds only `from`.
+    store
+        .rename(&from, &to, &set("x", json!(1)), now())
+        .await
+        .unwrap();
+    assert!(store.load(&to, now()).await.unwrap().is_some());
+    pause.wait().await;
+    let count = revoke.await.unwrap().unwrap();
+    assert_eq!(count, 1, "the session, under its new key");
+    assert!(store.load(&from, now()).await.unwrap().is_none());
+    assert!(
+        store.load(&to, now()).await.unwrap().is_none(),
+        "the renamed session survived revocation"
+    );
+    assert!(store.sessions_of(&alice, now()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn revoking_reaches_a_session_renamed_after_the_index_was_read() {
+    revoke_reaches_a_session_renamed_after_its_read(single().await).await;
+}
+
+#[tokio::test]
+async fn revoking_reaches_a_session_renamed_after_the_index_was_read_on_a_cluster() {
+    revoke_reaches_a_session_renamed_after_its_read(cluster(Faults::default()).await).await;
 }
 
 /// The single-server rename script by hand, expecting `expect` as the record's user field.
