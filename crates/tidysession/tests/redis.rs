@@ -651,7 +651,7 @@ async fn rename_judges_the_new_key_at_the_renames_own_now() {
     }
 }
 
-/// The members of a user's index: session keys in hex, and in-flight markers `f:<hex>`.
+/// The members of a user's index: session keys in hex.
 async fn index_members<C: redis::aio::ConnectionLike + Send>(
     side: &mut C,
     index: &str,
@@ -719,10 +719,36 @@ async fn index_expires_with_its_sessions<C: redis::aio::ConnectionLike + Send>(
     assert!(expires >= score);
     // An anonymous session has no index to extend.
     let anon = key();
-    store.create(&anon, &fresh(json!({"a": 1}))).await.unwrap();
+    let r = fresh(json!({"a": 1}));
+    store.create(&anon, &r).await.unwrap();
     store.touch(&anon, latest, now()).await.unwrap();
     let members = index_members(&mut side, &index).await;
     assert!(!members.contains(&anon.to_hex()), "{members:?}");
+    // A login without an expiry change indexes the session up to the expiry it has.
+    store
+        .update(&anon, &set(&[(USER_KEY, json!(alice))]), now())
+        .await
+        .unwrap();
+    let (score, expires) = index_expiry(&mut side, &index, &anon).await;
+    assert_eq!(
+        score,
+        millis(latest) + grace,
+        "a login files the expiry it finds"
+    );
+    assert!(expires >= score);
+    // So does a rename carrying the user along, on either kind of server.
+    let moved = key();
+    store
+        .rename(&anon, &moved, &Change::default(), now())
+        .await
+        .unwrap();
+    let (score, expires) = index_expiry(&mut side, &index, &moved).await;
+    assert_eq!(
+        score,
+        millis(latest) + grace,
+        "a rename files the expiry it finds"
+    );
+    assert!(expires >= score);
 }
 
 #[tokio::test]
@@ -735,9 +761,9 @@ async fn the_user_index_expires_with_its_sessions_on_a_cluster() {
     index_expires_with_its_sessions(redis_cluster().await, side_cluster().await).await;
 }
 
-/// Entries of deleted, expired, re-filed and renamed sessions are skipped when read, and
-/// pruned once their in-flight markers lapse; revocation deletes only the user's own.
-async fn stale_entries_are_pruned_on_read<C: redis::aio::ConnectionLike + Send>(
+/// Entries of deleted, expired, re-filed and renamed sessions are never listed, and go when
+/// their score passes (a deleted session's at once); revocation deletes only the user's own.
+async fn stale_entries_are_skipped_and_go_by_score<C: redis::aio::ConnectionLike + Send>(
     store: RedisStore,
     mut side: C,
 ) {
@@ -775,33 +801,34 @@ async fn stale_entries_are_pruned_on_read<C: redis::aio::ConnectionLike + Send>(
         listed(index_of.sessions_of(&alice, now()).await.unwrap()),
         want
     );
-    // Within a minute of being indexed an entry may belong to a write still on its way,
-    // so the listing leaves it in place.
-    let stale = [&deleted, &expired, &refiled, &renamed];
+    // A delete drops its entry; a listing removes nothing, since an entry may belong to a
+    // write still on its way.
+    let stale = [&expired, &refiled, &renamed];
     let members = index_members(&mut side, &index).await;
+    assert!(!members.contains(&deleted.to_hex()), "{members:?}");
     for k in stale {
-        assert!(members.contains(&k.to_hex()), "pruned too early");
+        assert!(members.contains(&k.to_hex()), "removed on sight");
     }
-    // As if that minute had passed: the markers lapse.
+    // As if their hashes' time had passed: the next entry added drops them.
     for k in stale {
         let _: i64 = redis::cmd("ZADD")
             .arg(&index)
+            .arg("XX")
             .arg(1)
-            .arg(format!("f:{}", k.to_hex()))
+            .arg(k.to_hex())
             .query_async(&mut side)
             .await
             .unwrap();
     }
+    let another = key();
+    store.create(&another, &as_alice()).await.unwrap();
+    let mut want = want;
+    want.insert(another.to_hex());
+    assert_eq!(index_members(&mut side, &index).await, want);
     assert_eq!(
         listed(index_of.sessions_of(&alice, now()).await.unwrap()),
         want
     );
-    let entries: std::collections::BTreeSet<String> = index_members(&mut side, &index)
-        .await
-        .into_iter()
-        .filter(|m| !m.starts_with("f:"))
-        .collect();
-    assert_eq!(entries, want, "stale entries pruned, live ones kept");
     // Revocation deletes what really is alice's, whatever her index holds.
     let _: i64 = redis::cmd("ZADD")
         .arg(&index)
@@ -810,22 +837,23 @@ async fn stale_entries_are_pruned_on_read<C: redis::aio::ConnectionLike + Send>(
         .query_async(&mut side)
         .await
         .unwrap();
-    assert_eq!(index_of.delete_sessions_of(&alice, None).await.unwrap(), 2);
+    assert_eq!(index_of.delete_sessions_of(&alice, None).await.unwrap(), 3);
     assert!(
         store.load(&refiled, now()).await.unwrap().is_some(),
         "bob's"
     );
-    assert!(store.load(&live, now()).await.unwrap().is_none());
-    assert!(store.load(&moved, now()).await.unwrap().is_none());
+    for k in [&live, &moved, &another] {
+        assert!(store.load(k, now()).await.unwrap().is_none());
+    }
     assert!(listed(index_of.sessions_of(&alice, now()).await.unwrap()).is_empty());
 }
 
 #[tokio::test]
-async fn stale_user_index_entries_are_pruned_on_read() {
-    stale_entries_are_pruned_on_read(redis().await, side().await).await;
+async fn stale_user_index_entries_are_skipped_and_go_by_score() {
+    stale_entries_are_skipped_and_go_by_score(redis().await, side().await).await;
 }
 
 #[tokio::test]
-async fn stale_user_index_entries_are_pruned_on_read_on_a_cluster() {
-    stale_entries_are_pruned_on_read(redis_cluster().await, side_cluster().await).await;
+async fn stale_user_index_entries_are_skipped_and_go_by_score_on_a_cluster() {
+    stale_entries_are_skipped_and_go_by_score(redis_cluster().await, side_cluster().await).await;
 }

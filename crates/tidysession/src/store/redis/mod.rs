@@ -30,44 +30,49 @@
 //! # User index
 //!
 //! Each user with a session has a sorted set under `<prefix>u:<user>` (the user as
-//! [`USER_KEY`] names it, see [`RedisStore::user_index_key`]). Its members are the hex keys of
-//! the user's sessions, each scored by when Redis drops that session's hash (its expiry plus
-//! the grace), and in-flight markers `f:<hex>` scored by when they lapse (a minute after the
-//! entry was last added, on the server's clock). The record itself needs no extra field: its
+//! [`USER_KEY`](crate::record::USER_KEY) names it, see [`RedisStore::user_index_key`]). Its
+//! members are the hex keys of the user's sessions, each scored by when Redis drops that
+//! session's hash (its expiry plus the grace). The record itself needs no extra field: its
 //! `d:_auth_user_id` field is the user.
 //!
 //! Every session script still touches one key (one hash slot), so the index is written by
 //! separate commands, ordered so that a live record filed under a user is always in that
 //! user's index:
 //!
-//! - a create, update or rename that files a record under a user adds the entry first. An
-//!   update or rename passes the expiry its entry covers; a script that would leave the
-//!   record expiring later, or (a rename carrying the old record's user) filed under another
-//!   user than the one read, changes nothing and the store adds the right entry and tries
-//!   again. A cluster rename indexes the new key while it holds the old record;
-//! - a touch or update that moves the expiry of a filed record returns the record's user, and
-//!   the store then raises the entry's score. Only logged-in sessions pay this round trip, at
-//!   most once per touch window;
+//! - a create, update or rename that files a record under a user adds the entry first, scored
+//!   by the best expiry known before the write: the record's own for a create, else the one
+//!   the change sets, and never less than now plus the grace. A script that leaves a record
+//!   filed reports its user and expiry, and the store then raises the entry's score if it
+//!   falls short (an update or rename without an expiry change, say);
+//! - a single-server rename whose change does not set the user expects the record to have
+//!   none; if it has one, the script changes nothing and names it, and the store indexes the
+//!   new key under that user and runs the script again. A cluster rename indexes the new key
+//!   under the held record's user and expiry, which cannot change while it is held;
+//! - a touch or update that moves the expiry of a filed record reports the record's user,
+//!   and the store then raises the entry's score. Only logged-in sessions pay this round
+//!   trip, at most once per touch window;
 //! - adding an entry drops members whose score has passed and sets the index key to expire
-//!   with its latest member, so an index never outlives its sessions.
+//!   with its latest member, so an index never outlives its sessions. Deleting a filed
+//!   record drops its entry (one more round trip, logged-in sessions only).
 //!
-//! Entries can go stale (the session was deleted, expired, renamed away, re-filed under
-//! another user, or the write that indexed it failed). They are harmless:
-//! [`sessions_of`](UserIndex::sessions_of) reads each member's hash, lists it only if it is
-//! live and still filed under the user, and prunes the others, except those whose in-flight
-//! marker has not lapsed: their write may not have filed the record yet.
+//! Entries can go stale (the session expired, was renamed away or re-filed under another
+//! user, or the write that indexed it failed or has not filed it yet). They are harmless and
+//! never removed on sight, since the write that added one may still be on its way: they go
+//! when their score passes. [`sessions_of`](UserIndex::sessions_of) reads each member's hash
+//! and lists it only if it is live and filed under the user.
 //! [`delete_sessions_of`](UserIndex::delete_sessions_of) checks the user and deletes in one
-//! script per session.
+//! script per session, then reads the index again and does the same for members it has not
+//! seen yet, until a read finds none: a rename moving a session meanwhile indexes the new key
+//! before the old one stops being the session, so a rename that beats the delete of the old
+//! key shows up in the next read. It gives up with an error after
+//! [a number of reads](REVOKE_PASSES) if the user keeps gaining sessions.
 //!
 //! What remains open is a process dying (or Redis failing) between two commands:
 //!
-//! - between a touch or update that extended a filed session and the entry's extension (a
+//! - between a write that filed a session or moved its expiry and the entry's extension (a
 //!   failed extension is logged): the entry and the index key may lapse before the session,
 //!   which then goes unlisted and unrevoked until its next touch re-files it or it expires;
-//! - between indexing and filing, for longer than the in-flight marker lasts (a minute),
-//!   while a listing of the same user runs: the listing may prune the entry first, with the
-//!   same effect;
-//! - before filing at all: a stale entry is left, pruned later.
+//! - before filing at all: a stale entry is left, gone by its score.
 //!
 //! # Rename on Redis Cluster (I7)
 //!
@@ -117,6 +122,7 @@
 //! different nodes, a failover of one of them may leave both ids valid, or neither.
 //! Configure persistence and replication for the guarantees you need.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -133,7 +139,7 @@ use time::OffsetDateTime;
 use super::millis::{from_millis, millis};
 use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
-use crate::record::{Change, Data, ExpiryChange, Record, RESERVED_PREFIX, USER_KEY};
+use crate::record::{Change, Data, ExpiryChange, Record, RESERVED_PREFIX};
 
 mod scripts;
 #[cfg(test)]
@@ -145,7 +151,8 @@ const DEFAULT_PREFIX: &str = "tidysession:";
 /// How long connecting may take before it fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often a cluster rename starts over after concurrent writes before it gives up.
+/// How often a rename starts over after concurrent writes before it gives up: a cluster
+/// rename whose old record changed, a single-server rename whose record changed user.
 const RENAME_ATTEMPTS: usize = 32;
 
 /// How long a cluster rename holds the old record against writes, in milliseconds of the
@@ -166,14 +173,9 @@ const WAIT_MAX: Duration = Duration::from_millis(50);
 /// Keys looked at per `SCAN` step when counting.
 const SCAN_BATCH: usize = 500;
 
-/// How long a user index entry is protected from pruning after it was added, in
-/// milliseconds of the server's clock: the time a create, update or rename may take between
-/// indexing a record and filing it.
-const IN_FLIGHT_MS: i64 = 60_000;
-
-/// How often an update or rename that files a record starts over because a concurrent write
-/// moved its expiry past the index entry, before it gives up.
-const INDEX_ATTEMPTS: usize = 8;
+/// How many times revoking a user's sessions reads the user's index again to find sessions
+/// renamed while it ran, before it gives up.
+const REVOKE_PASSES: usize = 32;
 
 /// Sessions in Redis (a single server) or Redis Cluster.
 ///
@@ -192,10 +194,10 @@ const INDEX_ATTEMPTS: usize = 8;
 ///
 /// It keeps a [user index](UserIndex): a sorted set per user (see
 /// [`user_index_key`](Self::user_index_key)), written before a record is filed under the
-/// user, so a logged-in session is never missing from it, and pruned when read. Anonymous
-/// sessions cost it nothing; a touch that moves a logged-in session's expiry extends its
-/// entry right after, and a process dying between the two may let the entry lapse before the
-/// session does, until the session's next touch.
+/// user, so a logged-in session is never missing from it; entries go when the session's hash
+/// would. Anonymous sessions cost it nothing; a write that leaves a logged-in session
+/// expiring later than its entry extends the entry right after, and a process dying between
+/// the two may let the entry lapse before the session does, until the session's next touch.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
@@ -373,9 +375,8 @@ impl RedisStore {
     }
 
     /// The Redis key of `user`'s index, `<prefix>u:<user>`: a sorted set of the hex keys of
-    /// the user's sessions, each scored by when Redis drops its hash, plus in-flight markers
-    /// `f:<hex>` that keep a just-added entry from being pruned. It expires with its latest
-    /// member.
+    /// the user's sessions, each scored by when Redis drops its hash. It expires with its
+    /// latest member.
     pub fn user_index_key(&self, user: &str) -> String {
         format!("{}u:{user}", self.prefix)
     }
@@ -385,7 +386,8 @@ impl RedisStore {
     }
 
     /// Files `key`, expiring at `expires_ms`, in `user`'s index, before the operation that
-    /// files the record itself (see the [module docs](self#user-index)).
+    /// files the record itself (see the [module docs](self#user-index)). Never lowers an
+    /// entry's score.
     async fn index_add(
         &self,
         user: &str,
@@ -395,8 +397,7 @@ impl RedisStore {
         let mut invocation = scripts::INDEX_ADD.key(self.user_index_key(user));
         invocation
             .arg(key.to_hex())
-            .arg(expires_ms.saturating_add(Self::EXPIRY_GRACE_MS))
-            .arg(IN_FLIGHT_MS);
+            .arg(expires_ms.saturating_add(Self::EXPIRY_GRACE_MS));
         invocation
             .invoke_async::<Value>(&mut self.conn())
             .await
@@ -404,38 +405,44 @@ impl RedisStore {
         Ok(())
     }
 
-    /// After a touch or update moved the expiry of a record filed under `user` (raw JSON):
-    /// keeps the entry and the index key alive as long as the record. The write has happened
-    /// by now, so a failure is logged rather than reported; see the module docs' window.
-    async fn index_extend(&self, user: &[u8], key: &StorageKey, expires_ms: i64) {
-        let Some(user) = user_of(user) else {
+    /// After a write left the record under `key` filed under `filed.user` until
+    /// `filed.expires_ms`: keeps the entry and the index key alive as long as the record,
+    /// unless the entry added before the write (`indexed`: user and expiry) covers that
+    /// already. The write has happened by now, so a failure is logged rather than reported;
+    /// see the module docs' window.
+    async fn index_extend(&self, key: &StorageKey, filed: Filed, indexed: Option<(&str, i64)>) {
+        let Some(user) = user_of(&filed.user) else {
             return;
         };
-        if let Err(e) = self.index_add(&user, key, expires_ms).await {
+        if indexed.is_some_and(|(u, until)| u == user && filed.expires_ms <= until) {
+            return;
+        }
+        if let Err(e) = self.index_add(&user, key, filed.expires_ms).await {
             tracing::warn!(
                 error = %e,
                 key = %key.short(),
-                "session expiry extended, but extending its user index entry failed"
+                "session filed under a user, but extending its user index entry failed"
             );
         }
     }
 
-    /// The raw user field and the expiry of the record under `key`, for a rename.
-    async fn user_and_expiry(
-        &self,
-        key: &StorageKey,
-    ) -> Result<(Option<Vec<u8>>, Option<i64>), StoreError> {
-        let (user, expires): (Option<Vec<u8>>, Option<Vec<u8>>) = ::redis::cmd("HMGET")
-            .arg(self.redis_key(key))
-            .arg(format!("d:{USER_KEY}"))
-            .arg("m:expires")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| redis_error(key, e))?;
-        Ok((user, expires.as_deref().and_then(parse_i64)))
+    /// After a record filed under a user was deleted: drops its entry, which nothing can
+    /// file again (ids are random). A failure leaves a stale entry, gone by its score.
+    async fn index_remove(&self, key: &StorageKey, filed: Filed) {
+        let Some(user) = user_of(&filed.user) else {
+            return;
+        };
+        let result = ::redis::cmd("ZREM")
+            .arg(self.user_index_key(&user))
+            .arg(key.to_hex())
+            .query_async::<Value>(&mut self.conn())
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "session deleted, but dropping its user index entry failed");
+        }
     }
 
-    /// The hex keys in `user`'s index (in-flight markers left out).
+    /// The keys in `user`'s index.
     async fn indexed(&self, user: &str) -> Result<Vec<StorageKey>, StoreError> {
         let members: Vec<Vec<u8>> = ::redis::cmd("ZRANGE")
             .arg(self.user_index_key(user))
@@ -471,18 +478,13 @@ impl RedisStore {
         key: &StorageKey,
         now: OffsetDateTime,
     ) -> Result<Option<Stored>, StoreError> {
-        let stored = self.read_any(key).await?;
-        Ok(stored.filter(|s| millis(now) < s.expires_ms))
-    }
-
-    /// The record's hash, decoded, expired or not; `None` when missing or a tombstone.
-    async fn read_any(&self, key: &StorageKey) -> Result<Option<Stored>, StoreError> {
         let reply: Value = ::redis::cmd("HGETALL")
             .arg(self.redis_key(key))
             .query_async(&mut self.conn())
             .await
             .map_err(|e| redis_error(key, e))?;
-        Stored::decode(key, reply)
+        let stored = Stored::decode(key, reply)?;
+        Ok(stored.filter(|s| millis(now) < s.expires_ms))
     }
 
     /// Whether the record under the Redis key `old` is a tombstone naming the Redis key `copy`.
@@ -545,39 +547,49 @@ impl RedisStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        for _ in 0..INDEX_ATTEMPTS {
-            // The new key is indexed under the user the record will carry before it exists:
-            // the change's user, or the one read here, which the script checks is still there.
-            let (user, current) = self.user_and_expiry(from).await?;
-            let (files, expect) = match change.user() {
-                Some(files) => (files.map(str::to_owned), None),
-                None => (
-                    user.as_deref().and_then(user_of),
-                    Some(user.unwrap_or_default()),
-                ),
+        // The new key is indexed under the user the record will carry before it exists: the
+        // change's user, or the one `from` holds, which the script checks. The first attempt
+        // guesses "no user"; a wrong guess changes nothing and the script names the user.
+        let (sets_user, mut expect) = match change.user() {
+            Some(user) => (user.map(str::to_owned), None),
+            None => (None, Some(Vec::new())),
+        };
+        let mut until = provisional_expiry(change, now);
+        for _ in 0..RENAME_ATTEMPTS {
+            let files = match &expect {
+                None => sets_user.clone(),
+                Some(raw) => user_of(raw),
             };
-            // A missing record has no expiry; the script reports it gone before any check.
-            let covered = files
-                .as_ref()
-                .map(|_| current.map_or(0, |c| expiry_after(change, c)));
-            if let (Some(user), Some(until)) = (&files, covered) {
-                if until > 0 {
-                    self.index_add(user, to, until).await?;
-                }
+            if let Some(user) = &files {
+                self.index_add(user, to, until).await?;
             }
             let mut invocation = scripts::RENAME.key(self.redis_key(from));
             invocation.key(self.redis_key(to));
-            change_args(&mut invocation, change, now, covered, expect.as_deref());
+            // "-" is no JSON text, so it cannot be mistaken for a stored user.
+            change_args(
+                &mut invocation,
+                change,
+                now,
+                expect.as_deref().unwrap_or(b"-"),
+            );
             match self.run(&invocation, from).await? {
                 Status::Done => return Ok(()),
+                Status::Filed(filed) => {
+                    let indexed = files.as_deref().map(|user| (user, until));
+                    self.index_extend(to, filed, indexed).await;
+                    return Ok(());
+                }
                 Status::Gone => return Err(StoreError::Gone),
                 Status::Duplicate => return Err(StoreError::DuplicateId),
                 Status::CorruptSecond => return Err(corrupt(to, "not a session hash")),
-                Status::Uncovered(_) => {}
+                Status::OtherUser(Filed { user, expires_ms }) => {
+                    until = until.max(expiry_after(change, expires_ms));
+                    expect = Some(user);
+                }
                 other => return Err(other.unexpected(from)),
             }
         }
-        Err(StoreError::backend(IndexContended))
+        Err(StoreError::backend(RenameContended))
     }
 
     /// Rename on a cluster: the protocol of the module docs.
@@ -850,14 +862,13 @@ impl RedisStore {
 }
 
 /// Appends the arguments of an update or rename script: now, the reserved prefix, the
-/// expiry change, the expiry the user index covers (if the change files the record), the
-/// user field a rename expects (`None`: no check) and the key changes.
+/// expiry change, `sixth` (the update's "report the user" flag, the user field a rename
+/// expects) and the key changes.
 fn change_args(
     invocation: &mut ScriptInvocation<'_>,
     change: &Change,
     now: OffsetDateTime,
-    covered: Option<i64>,
-    expect_user: Option<&[u8]>,
+    sixth: &[u8],
 ) {
     invocation
         .arg(millis(now))
@@ -867,12 +878,7 @@ fn change_args(
         Some(ExpiryChange::Extend(at)) => invocation.arg("extend").arg(millis(at)).arg(grace(at)),
         Some(ExpiryChange::Set(at)) => invocation.arg("set").arg(millis(at)).arg(grace(at)),
     };
-    match covered {
-        Some(ms) => invocation.arg(ms),
-        None => invocation.arg(""),
-    };
-    // "-" is no JSON text, so it cannot be mistaken for a stored user.
-    invocation.arg(expect_user.unwrap_or(b"-"));
+    invocation.arg(sixth);
     invocation.arg(change.removed.len());
     for k in &change.removed {
         invocation.arg(field(k));
@@ -1003,11 +1009,18 @@ enum Status {
     Busy,
     /// -2: the second key does not hold a session hash.
     CorruptSecond,
-    /// `{1, user}`: done, and the expiry of a record filed under this user (raw JSON) moved.
-    Filed(Vec<u8>),
-    /// 7: the user index entry made for the change does not cover the result; the record's
-    /// current expiry.
-    Uncovered(i64),
+    /// `{1, user, expiry}`: done, and the record is (or was, for a delete) filed under a user.
+    Filed(Filed),
+    /// 7: a rename found another user field than it expected; nothing was changed.
+    OtherUser(Filed),
+}
+
+/// A record's user field (raw JSON, or empty for none) and its expiry, as a script reports
+/// them.
+#[derive(Debug)]
+struct Filed {
+    user: Vec<u8>,
+    expires_ms: i64,
 }
 
 impl Status {
@@ -1020,24 +1033,26 @@ impl Status {
             Some(Value::Int(code)) => *code,
             _ => return Err(bad()),
         };
+        let filed = || -> Result<Filed, StoreError> {
+            Ok(Filed {
+                user: items.get(1).and_then(bytes).ok_or_else(bad)?.to_vec(),
+                expires_ms: items
+                    .get(2)
+                    .and_then(bytes)
+                    .and_then(parse_i64)
+                    .ok_or_else(bad)?,
+            })
+        };
         Ok(match code {
-            1 => match items.get(1) {
-                Some(user) => Status::Filed(bytes(user).ok_or_else(bad)?.to_vec()),
-                None => Status::Done,
-            },
+            1 if items.len() > 1 => Status::Filed(filed()?),
+            1 => Status::Done,
             0 => Status::Gone,
             2 => Status::Emptied,
             3 => Status::Pending(items.get(1).and_then(bytes).ok_or_else(bad)?.to_vec()),
             4 => Status::Duplicate,
             5 => Status::Changed,
             6 => Status::Busy,
-            7 => Status::Uncovered(
-                items
-                    .get(1)
-                    .and_then(bytes)
-                    .and_then(parse_i64)
-                    .ok_or_else(bad)?,
-            ),
+            7 => Status::OtherUser(filed()?),
             -1 => return Err(corrupt(key, "not a session hash")),
             -2 => Status::CorruptSecond,
             _ => return Err(bad()),
@@ -1138,10 +1153,14 @@ fn grace(t: OffsetDateTime) -> i64 {
     millis(t).saturating_add(RedisStore::EXPIRY_GRACE_MS)
 }
 
-/// The time an expiry change names, in Unix milliseconds.
-fn target_ms(e: ExpiryChange) -> i64 {
-    match e {
-        ExpiryChange::Extend(t) | ExpiryChange::Set(t) => millis(t),
+/// The expiry an index entry gets before a write that files a record (Unix milliseconds):
+/// the one the change names, and never earlier than now, so the entry outlives the write
+/// that reports the record's real expiry.
+fn provisional_expiry(change: &Change, now: OffsetDateTime) -> i64 {
+    let now = millis(now).max(millis(OffsetDateTime::now_utc()));
+    match change.expiry {
+        Some(ExpiryChange::Extend(t) | ExpiryChange::Set(t)) => millis(t).max(now),
+        None => now,
     }
 }
 
@@ -1163,7 +1182,7 @@ fn user_of(raw: &[u8]) -> Option<String> {
 }
 
 /// A storage key from the 64 lowercase hex digits of an index member; `None` for anything
-/// else (such as an in-flight marker).
+/// else.
 fn key_from_hex(hex: &[u8]) -> Option<StorageKey> {
     fn digit(c: u8) -> Option<u8> {
         match c {
@@ -1271,15 +1290,15 @@ struct BadReply(&'static str);
 #[error("the session stayed held by a rename for too long")]
 struct HeldTooLong;
 
-/// An update or rename filing a session kept finding its expiry moved past its index entry.
-#[derive(Debug, thiserror::Error)]
-#[error("gave up after {INDEX_ATTEMPTS} attempts: the session's expiry kept moving")]
-struct IndexContended;
-
-/// A cluster rename kept losing to concurrent writes of the same session.
+/// A rename kept losing to concurrent writes of the same session.
 #[derive(Debug, thiserror::Error)]
 #[error("rename gave up after {RENAME_ATTEMPTS} attempts: the session kept changing")]
 struct RenameContended;
+
+/// Revoking a user's sessions kept finding new ones in the user's index.
+#[derive(Debug, thiserror::Error)]
+#[error("revoking gave up after {REVOKE_PASSES} passes: the user's sessions kept changing")]
+struct RevokeContended;
 
 #[async_trait]
 impl SessionStore for RedisStore {
@@ -1318,35 +1337,27 @@ impl SessionStore for RedisStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        // A change that files the record under a user indexes it first, up to the expiry
-        // it will have. Without an expiry change that expiry is unknown: the first attempt,
-        // covering nothing, files nothing and reports it.
+        // A change that files the record under a user indexes it first, up to the best
+        // expiry known before the write; the script reports the one it leaves, and the entry
+        // is extended to it afterwards if need be.
         let files = change.user().flatten();
-        let mut covered = files.map(|_| change.expiry.map_or(0, target_ms));
-        for _ in 0..INDEX_ATTEMPTS {
-            if let (Some(user), Some(until)) = (files, covered) {
-                if until > 0 {
-                    self.index_add(user, key, until).await?;
-                }
-            }
-            let mut invocation = scripts::UPDATE.key(self.redis_key(key));
-            change_args(&mut invocation, change, now, covered, None);
-            match self.run_settling(&invocation, key).await? {
-                Status::Done => return Ok(Updated::Kept),
-                Status::Filed(user) => {
-                    // The script reports this only when the expiry moved to the change's.
-                    if let Some(e) = change.expiry {
-                        self.index_extend(&user, key, target_ms(e)).await;
-                    }
-                    return Ok(Updated::Kept);
-                }
-                Status::Emptied => return Ok(Updated::Deleted),
-                Status::Gone => return Err(StoreError::Gone),
-                Status::Uncovered(current) => covered = Some(expiry_after(change, current)),
-                other => return Err(other.unexpected(key)),
-            }
+        let indexed = files.map(|user| (user, provisional_expiry(change, now)));
+        if let Some((user, until)) = indexed {
+            self.index_add(user, key, until).await?;
         }
-        Err(StoreError::backend(IndexContended))
+        let mut invocation = scripts::UPDATE.key(self.redis_key(key));
+        let report: &[u8] = if files.is_some() { b"1" } else { b"" };
+        change_args(&mut invocation, change, now, report);
+        match self.run_settling(&invocation, key).await? {
+            Status::Done => Ok(Updated::Kept),
+            Status::Filed(filed) => {
+                self.index_extend(key, filed, indexed).await;
+                Ok(Updated::Kept)
+            }
+            Status::Emptied => Ok(Updated::Deleted),
+            Status::Gone => Err(StoreError::Gone),
+            other => Err(other.unexpected(key)),
+        }
     }
 
     async fn touch(
@@ -1362,8 +1373,8 @@ impl SessionStore for RedisStore {
             .arg(grace(expires_at));
         match self.run_settling(&invocation, key).await? {
             Status::Done => Ok(()),
-            Status::Filed(user) => {
-                self.index_extend(&user, key, millis(expires_at)).await;
+            Status::Filed(filed) => {
+                self.index_extend(key, filed, None).await;
                 Ok(())
             }
             Status::Gone => Err(StoreError::Gone),
@@ -1393,6 +1404,10 @@ impl SessionStore for RedisStore {
             .await?
         {
             Status::Done => Ok(true),
+            Status::Filed(filed) => {
+                self.index_remove(key, filed).await;
+                Ok(true)
+            }
             Status::Gone => Ok(false),
             other => Err(other.unexpected(key)),
         }
@@ -1433,13 +1448,13 @@ impl UserIndex for RedisStore {
         user: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<(StorageKey, Record)>, StoreError> {
-        // Entries whose record is gone, expired or filed elsewhere are pruned; an expiry only
-        // `now` has passed (a listing "as of" later) is no reason to drop an entry.
-        let dead_by = millis(now.min(OffsetDateTime::now_utc()));
-        let (mut live, mut dead) = (Vec::new(), Vec::new());
+        // Entries whose record is gone, expired or filed elsewhere are skipped, never removed
+        // here: the write that added one may not have filed its record yet. They go by score.
+        let mut live = Vec::new();
         for key in self.indexed(user).await? {
-            let stored = match self.read_any(&key).await {
-                Ok(stored) => stored,
+            let stored = match self.read(&key, now).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => continue,
                 Err(e @ StoreError::Corrupt { .. }) => {
                     // Left in place, and not listed: a corrupt record is no one's session.
                     tracing::warn!(error = %e, "skipping a corrupt session in a user index");
@@ -1447,29 +1462,15 @@ impl UserIndex for RedisStore {
                 }
                 Err(e) => return Err(e),
             };
-            let Some(stored) = stored else {
-                dead.push(key);
+            if stored.record.user() != Some(user) {
                 continue;
-            };
-            let settled = match &stored.pending {
-                Some(old) => self.settle(&key, old).await?,
-                None => true,
-            };
-            if !settled || stored.record.user() != Some(user) || stored.expires_ms <= dead_by {
-                dead.push(key);
-            } else if millis(now) < stored.expires_ms {
-                live.push((key, stored.record));
             }
-        }
-        if !dead.is_empty() {
-            let mut invocation = scripts::INDEX_PRUNE.key(self.user_index_key(user));
-            for key in &dead {
-                invocation.arg(key.to_hex());
+            if let Some(old) = &stored.pending {
+                if !self.settle(&key, old).await? {
+                    continue;
+                }
             }
-            invocation
-                .invoke_async::<Value>(&mut self.conn())
-                .await
-                .map_err(StoreError::backend)?;
+            live.push((key, stored.record));
         }
         Ok(live)
     }
@@ -1479,34 +1480,79 @@ impl UserIndex for RedisStore {
         user: &str,
         keep: Option<&StorageKey>,
     ) -> Result<u64, StoreError> {
+        // One pass reads the index and deletes each session in it. A rename running meanwhile
+        // may move a session to a key the pass did not read; it indexes that key before the
+        // old one stops being the session, so any rename that beats this pass's delete of the
+        // old key shows up in the next read. Passes go on until one finds nothing new.
         let user_json = serde_json::Value::from(user).to_string();
-        let now = millis(OffsetDateTime::now_utc());
-        let (mut deleted, mut count) = (Vec::new(), 0);
-        for key in self.indexed(user).await? {
-            if Some(&key) == keep {
-                continue;
+        let mut seen: HashSet<StorageKey> = keep.into_iter().copied().collect();
+        let mut count = 0;
+        for pass in 0..REVOKE_PASSES {
+            let fresh: Vec<StorageKey> = self
+                .indexed(user)
+                .await?
+                .into_iter()
+                .filter(|key| seen.insert(*key))
+                .collect();
+            if fresh.is_empty() {
+                return Ok(count);
             }
-            let mut invocation = scripts::DELETE_OF_USER.key(self.redis_key(&key));
-            invocation.arg(&user_json).arg(now);
-            match self.run(&invocation, &key).await? {
-                Status::Done => count += 1,
-                // A pending copy counted as the session only if its rename had happened.
+            self.revoke_hook(pass).await;
+            count += self.delete_listed(user, &user_json, &fresh).await?;
+        }
+        Err(StoreError::backend(RevokeContended))
+    }
+}
+
+impl RedisStore {
+    /// A test's pause between the first read of a revocation and its deletes.
+    #[cfg(test)]
+    async fn revoke_hook(&self, pass: usize) {
+        if let (0, Some(pause)) = (pass, &self.faults.pause_revoke) {
+            pause.wait().await;
+            pause.wait().await;
+        }
+    }
+
+    #[cfg(not(test))]
+    async fn revoke_hook(&self, _pass: usize) {}
+
+    /// One pass of [`delete_sessions_of`](UserIndex::delete_sessions_of): deletes the records
+    /// under `keys` that are live and filed under `user` (`user_json`, as JSON), each checked
+    /// and deleted in one script, and drops the entries of settled records it deleted.
+    async fn delete_listed(
+        &self,
+        user: &str,
+        user_json: &str,
+        keys: &[StorageKey],
+    ) -> Result<u64, StoreError> {
+        let now = millis(OffsetDateTime::now_utc());
+        let (mut settled, mut count) = (Vec::new(), 0);
+        for key in keys {
+            let mut invocation = scripts::DELETE_OF_USER.key(self.redis_key(key));
+            invocation.arg(user_json).arg(now);
+            match self.run(&invocation, key).await? {
+                Status::Done => {
+                    count += 1;
+                    settled.push(key);
+                }
+                // A pending copy counted as the session only if its rename had happened. Its
+                // entry stays: a rename that started over may file the key again.
                 Status::Pending(old) => {
-                    if self.moved_to(&old, self.redis_key(&key).as_bytes()).await? {
+                    if self.moved_to(&old, self.redis_key(key).as_bytes()).await? {
                         count += 1;
                     }
                 }
-                Status::Gone => continue,
-                other => return Err(other.unexpected(&key)),
+                Status::Gone => {}
+                other => return Err(other.unexpected(key)),
             }
-            deleted.push(key);
         }
         // A deleted key never comes back (ids are random), so its entry can go at once.
-        if !deleted.is_empty() {
+        if !settled.is_empty() {
             let mut zrem = ::redis::cmd("ZREM");
             zrem.arg(self.user_index_key(user));
-            for key in &deleted {
-                zrem.arg(key.to_hex()).arg(format!("f:{}", key.to_hex()));
+            for key in &settled {
+                zrem.arg(key.to_hex());
             }
             zrem.query_async::<Value>(&mut self.conn())
                 .await

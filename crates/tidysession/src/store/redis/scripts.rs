@@ -27,18 +27,11 @@ end
     )
 }
 
-/// For [`UPDATE`] and [`RENAME`]: `ARGV[6]`, when not empty, is the expiry up to which the
-/// caller has already indexed the record under the user it will be filed under. A change
-/// that would leave it expiring later answers `{7, current expiry}` and changes nothing, so
-/// the caller widens the entry and tries again: a filed record is never live past its entry.
-const COVERED: &str = r#"
+/// For [`UPDATE`] and [`RENAME`]: whether the change moves the expiry (`moved`), from the
+/// expiry mode `ARGV[3]` and the expiry `ARGV[4]`, given the stored expiry `exp`.
+const MOVED: &str = r#"
 local mode = ARGV[3]
 local moved = mode == 'set' or (mode == 'extend' and tonumber(ARGV[4]) > exp)
-if ARGV[6] ~= '' then
-  local new_exp = exp
-  if moved then new_exp = tonumber(ARGV[4]) end
-  if new_exp > tonumber(ARGV[6]) then return {7, raw} end
-end
 "#;
 
 /// Reads a record's metadata in one call and checks it is live. Sets `exp` (the stored expiry
@@ -139,32 +132,33 @@ return {1}
 });
 
 /// Update-if-exists. `ARGV`: now, reserved data prefix, expiry mode ("", "extend", "set"),
-/// expiry, expiry plus grace, the indexed expiry (see `COVERED`), an unused "-", then the
-/// change (see `APPLY`).
-/// `{1}` kept, `{1, user}` kept and the expiry of a record filed under `user` (raw JSON) moved,
-/// so the caller extends the user's index; `{2}` deleted because no data is left, `{0}` gone,
-/// `{3, old}` pending on `old`, `{6}` being moved, `{7, expiry}` not covered by the index,
-/// `{-1}` corrupt. Never re-creates: a missing key returns before anything is written.
+/// expiry, expiry plus grace, "1" when the change files the record under a user (else ""),
+/// then the change (see `APPLY`).
+/// `{1}` kept, `{1, user, expiry}` kept and filed under `user` (raw JSON) until `expiry`,
+/// answered when the expiry moved or `ARGV[6]` is "1", so the caller extends the user's index;
+/// `{2}` deleted because no data is left, `{0}` gone, `{3, old}` pending on `old`, `{6}` being
+/// moved, `{-1}` corrupt. Never re-creates: a missing key returns before anything is written.
 pub(super) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{PREAMBLE}{HAS_DATA}{APPLY}{filed_user}
 if pending then return {{3, pending}} end
-{NOT_MOVING}{COVERED}
-local removed = apply(k, 8)
+{NOT_MOVING}{MOVED}
+local removed = apply(k, 7)
 redis.call('HINCRBY', k, 'm:version', 1)
 if removed > 0 and not has_data(k) then
   redis.call('DEL', k)
   return {{2}}
 end
+-- Read the user before the expiry: PEXPIREAT deletes the key when the expiry plus the
+-- grace is already past on the server's clock, and nothing may write to it after that.
+local u = nil
+if moved or ARGV[6] ~= '' then u = filed_user(k) end
 if moved then
-  -- Read the user before the expiry: PEXPIREAT deletes the key when the expiry plus the
-  -- grace is already past on the server's clock, and nothing may write to it after that.
-  local u = nil
-  if ARGV[6] == '' then u = filed_user(k) end
-  redis.call('HSET', k, 'm:expires', ARGV[4])
+  raw = ARGV[4]
+  redis.call('HSET', k, 'm:expires', raw)
   redis.call('PEXPIREAT', k, ARGV[5])
-  if u then return {{1, u}} end
 end
+if u then return {{1, u, raw}} end
 return {{1}}
 "#,
         filed_user = filed_user()
@@ -172,8 +166,8 @@ return {{1}}
 });
 
 /// Touch: moves the expiry later, never earlier. `ARGV`: now, expiry, expiry plus grace.
-/// `{1}` done, `{1, user}` done and the expiry of a record filed under `user` (raw JSON)
-/// moved, `{0}` gone, `{3, old}` pending, `{6}` being moved, `{-1}` corrupt.
+/// `{1}` done, `{1, user, expiry}` done and the expiry of a record filed under `user` (raw
+/// JSON) moved to `expiry`, `{0}` gone, `{3, old}` pending, `{6}` being moved, `{-1}` corrupt.
 pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{PREAMBLE}{filed_user}
@@ -184,7 +178,7 @@ if tonumber(ARGV[2]) > exp then
   redis.call('HSET', k, 'm:expires', ARGV[2])
   redis.call('HINCRBY', k, 'm:version', 1)
   redis.call('PEXPIREAT', k, ARGV[3])
-  if u then return {{1, u}} end
+  if u then return {{1, u, ARGV[2]}} end
 end
 return {{1}}
 "#,
@@ -193,14 +187,16 @@ return {{1}}
 });
 
 /// Rename on a single server, both keys in one script. `KEYS`: from, to. `ARGV` as for
-/// [`UPDATE`], except `ARGV[7]`: the user field (raw JSON, "" for none) the caller expects
+/// [`UPDATE`], except `ARGV[6]`: the user field (raw JSON, "" for none) the caller expects
 /// `from` to hold and has indexed `to` under, or "-" when the change sets the user itself.
-/// `{1}` moved, `{0}` from is gone (or the change emptied it: then it is deleted),
-/// `{4}` a live record or a tombstone is under `to`, `{7, expiry}` the index entry does not
-/// cover the result (another user, or a later expiry), `{-1}`/`{-2}` from/to corrupt.
+/// `{1}` moved, `{1, user, expiry}` moved and filed under `user` (raw JSON) until `expiry`,
+/// `{0}` from is gone (or the change emptied it: then it is deleted), `{4}` a live record or
+/// a tombstone is under `to`, `{7, user, expiry}` nothing done: `from` holds another user
+/// field (`user`, "" for none) than expected, and expires at `expiry`; `{-1}`/`{-2}` from/to
+/// corrupt.
 pub(super) static RENAME: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r#"{PREAMBLE}{HAS_DATA}{APPLY}
+        r#"{PREAMBLE}{HAS_DATA}{APPLY}{filed_user}
 local to = KEYS[2]
 local to_raw = redis.call('HGET', to, 'm:expires')
 if to_raw then
@@ -211,22 +207,29 @@ elseif redis.call('EXISTS', to) == 1 then
   if redis.call('HEXISTS', to, 'm:moved_to') == 1 then return {{4}} end
   return {{-2}}
 end
-if ARGV[7] ~= '-' and (redis.call('HGET', k, 'd:{USER_KEY}') or '') ~= ARGV[7] then
-  return {{7, raw}}
+if ARGV[6] ~= '-' then
+  local user = redis.call('HGET', k, 'd:{USER_KEY}') or ''
+  if user ~= ARGV[6] then return {{7, user, raw}} end
 end
-{COVERED}
-local removed = apply(k, 8)
+{MOVED}
+local removed = apply(k, 7)
 if removed > 0 and not has_data(k) then
   redis.call('DEL', k)
   return {{0}}
 end
 redis.call('HINCRBY', k, 'm:version', 1)
-if moved then redis.call('HSET', k, 'm:expires', ARGV[4]) end
+local u = filed_user(k)
+if moved then
+  raw = ARGV[4]
+  redis.call('HSET', k, 'm:expires', raw)
+end
 -- RENAME carries the TTL along and replaces an expired record under `to`.
 redis.call('RENAME', k, to)
 if moved then redis.call('PEXPIREAT', to, ARGV[5]) end
+if u then return {{1, u, raw}} end
 return {{1}}
-"#
+"#,
+        filed_user = filed_user()
     ))
 });
 
@@ -326,24 +329,30 @@ return {0}
 
 /// Deletes a record (or anything else under the key) unless it is a tombstone: a tombstone
 /// stands for no session, and the pending copy it names may still need it. `{1}` deleted,
-/// `{0}` nothing deleted.
+/// `{1, user, expiry}` deleted a settled record filed under `user` (raw JSON), so the caller
+/// may drop its index entry, `{0}` nothing deleted. (A pending copy's entry stays: its rename
+/// may start over and file the key again.)
 pub(super) static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+    Script::new(&format!(
+        r#"{filed_user}
 local k = KEYS[1]
-if redis.call('TYPE', k).ok == 'hash' and redis.call('HEXISTS', k, 'm:moved_to') == 1 then
-  return {0}
-end
-return {redis.call('DEL', k)}
+if redis.call('TYPE', k).ok ~= 'hash' then return {{redis.call('DEL', k)}} end
+local meta = redis.call('HMGET', k, 'm:moved_to', 'm:pending', 'm:expires')
+if meta[1] then return {{0}} end
+local u = nil
+if not meta[2] then u = filed_user(k) end
+redis.call('DEL', k)
+if u then return {{1, u, meta[3] or '0'}} end
+return {{1}}
 "#,
-    )
+        filed_user = filed_user()
+    ))
 });
 
 /// Adds a session to a user's index (`KEYS[1]`, a sorted set): `ARGV[1]` the session's key in
-/// hex, scored by `ARGV[2]`, when Redis drops its hash (never lowered: `GT`), and an
-/// in-flight marker `f:<hex>` scored by when it lapses, `ARGV[3]` milliseconds from now on
-/// the server's clock. First drops members whose score has passed: their hashes are gone,
-/// or their markers lapsed. The index key then expires with its latest member. `{1}`.
+/// hex, scored by `ARGV[2]`, when Redis drops its hash (never lowered: `GT`). First drops
+/// members whose score has passed on the server's clock: their hashes are gone. The index key
+/// then expires with its latest member. `{1}`.
 pub(super) static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -352,32 +361,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
 redis.call('ZADD', k, 'GT', ARGV[2], ARGV[1])
-redis.call('ZADD', k, now + tonumber(ARGV[3]), 'f:' .. ARGV[1])
 local top = redis.call('ZRANGE', k, -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', k, top[2])
 return {1}
-"#,
-    )
-});
-
-/// Removes the members `ARGV` (hex keys found dead or filed elsewhere) from a user's index
-/// (`KEYS[1]`), except those with a live in-flight marker: a create, update or rename that
-/// indexed the key may not have filed it yet. Also drops members whose score has passed.
-/// `{n}` removed.
-pub(super) static INDEX_PRUNE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local k = KEYS[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
-local n = 0
-for _, m in ipairs(ARGV) do
-  if not redis.call('ZSCORE', k, 'f:' .. m) then
-    n = n + redis.call('ZREM', k, m)
-  end
-end
-return {n}
 "#,
     )
 });

@@ -1,6 +1,9 @@
 //! The cluster rename protocol against failures the integration tests cannot cause from
-//! outside: a step sent twice, a rename that lost its hold. Needs the Redis Cluster that
-//! `scripts/services.sh` starts (`TIDYSESSION_TEST_REDIS_CLUSTER_URL` overrides where).
+//! outside (a step sent twice, a rename that lost its hold), and interleavings of the user
+//! index with concurrent writes. Needs the Redis server and Cluster that `scripts/services.sh`
+//! starts (`TIDYSESSION_TEST_REDIS_URL` and `TIDYSESSION_TEST_REDIS_CLUSTER_URL` override where).
+
+use std::sync::Arc;
 
 use serde_json::json;
 use time::Duration;
@@ -17,6 +20,9 @@ pub(super) struct Faults {
     pub(super) replay_step_2: bool,
     /// Step 3 of a cluster rename fails without running.
     pub(super) fail_step_3: bool,
+    /// Revoking a user's sessions waits at this barrier twice after its first read of the
+    /// index, before deleting anything: a test runs other writes between the two waits.
+    pub(super) pause_revoke: Option<Arc<tokio::sync::Barrier>>,
 }
 
 fn key() -> StorageKey {
@@ -218,49 +224,65 @@ async fn single() -> RedisStore {
         .key_prefix(format!("tidysession-unit-{}:", &key().to_hex()[..12]))
 }
 
-/// A create that has indexed its record but not yet written it: a listing in between must
-/// not prune the entry, or the session would be live and missing from the index.
-async fn listing_spares_a_filing_in_flight(store: RedisStore) {
-    let k = key();
-    let r = record(json!({"_auth_user_id": "alice"}));
+/// Revoking alice's sessions reads her index, then a login's id cycle moves her session to a
+/// new key (indexing it first), then the revocation deletes what it read: the old key, gone
+/// by now. The session must not survive under its new key.
+async fn revoke_reaches_a_session_renamed_after_its_read(mut store: RedisStore) {
+    let pause = Arc::new(tokio::sync::Barrier::new(2));
+    store.faults.pause_revoke = Some(pause.clone());
+    let store = Arc::new(store);
+    let alice = format!("alice-{}", key().short());
+    let (from, to) = if store.is_cluster() {
+        keys_in_different_slots(&store).await
+    } else {
+        (key(), key())
+    };
     store
-        .index_add("alice", &k, millis(r.expires_at))
+        .create(&from, &record(json!({USER_KEY: alice, "a": 1})))
         .await
         .unwrap();
-    let index = store.user_index().unwrap();
-    assert!(index.sessions_of("alice", now()).await.unwrap().is_empty());
-    // The create's second step, on its own.
-    let mut invocation = scripts::CREATE.key(store.redis_key(&k));
-    create_args(&mut invocation, &r, b"", now());
-    assert!(matches!(store.run(&invocation, &k).await, Ok(Status::Done)));
-    let listed = index.sessions_of("alice", now()).await.unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].0, k);
+    let revoke = tokio::spawn({
+        let (store, alice) = (store.clone(), alice.clone());
+        async move { store.delete_sessions_of(&alice, None).await }
+    });
+    pause.wait().await;
+    // The revocation has read the index, which holds only `from`.
+    store
+        .rename(&from, &to, &set("x", json!(1)), now())
+        .await
+        .unwrap();
+    assert!(store.load(&to, now()).await.unwrap().is_some());
+    pause.wait().await;
+    let count = revoke.await.unwrap().unwrap();
+    assert_eq!(count, 1, "the session, under its new key");
+    assert!(store.load(&from, now()).await.unwrap().is_none());
+    assert!(
+        store.load(&to, now()).await.unwrap().is_none(),
+        "the renamed session survived revocation"
+    );
+    assert!(store.sessions_of(&alice, now()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
-async fn a_listing_spares_a_filing_in_flight() {
-    listing_spares_a_filing_in_flight(single().await).await;
-    listing_spares_a_filing_in_flight(cluster(Faults::default()).await).await;
+async fn revoking_reaches_a_session_renamed_after_the_index_was_read() {
+    revoke_reaches_a_session_renamed_after_its_read(single().await).await;
 }
 
-/// The single-server rename script by hand, with the user it expects and the expiry covered.
+#[tokio::test]
+async fn revoking_reaches_a_session_renamed_after_the_index_was_read_on_a_cluster() {
+    revoke_reaches_a_session_renamed_after_its_read(cluster(Faults::default()).await).await;
+}
+
+/// The single-server rename script by hand, expecting `expect` as the record's user field.
 async fn rename_script(
     store: &RedisStore,
     from: &StorageKey,
     to: &StorageKey,
     expect: &[u8],
-    covered: Option<i64>,
 ) -> Status {
     let mut invocation = scripts::RENAME.key(store.redis_key(from));
     invocation.key(store.redis_key(to));
-    change_args(
-        &mut invocation,
-        &Change::default(),
-        now(),
-        covered,
-        Some(expect),
-    );
+    change_args(&mut invocation, &Change::default(), now(), expect);
     store.run(&invocation, from).await.unwrap()
 }
 
@@ -270,29 +292,36 @@ async fn a_single_server_rename_carries_only_the_user_it_indexed() {
     let (from, to) = (key(), key());
     let r = record(json!({"a": 1}));
     store.create(&from, &r).await.unwrap();
-    // The rename read "no user", but a login filed the record under bob meanwhile.
+    // The rename expects "no user", but a login filed the record under bob meanwhile.
     store
         .update(&from, &set(USER_KEY, json!("bob")), now())
         .await
         .unwrap();
-    assert!(matches!(
-        rename_script(&store, &from, &to, b"", None).await,
-        Status::Uncovered(_)
-    ));
-    // Filed under the right user, but indexed for less than its expiry.
-    let short = millis(r.expires_at) - 1;
-    assert!(
-        matches!(rename_script(&store, &from, &to, b"\"bob\"", Some(short)).await, Status::Uncovered(e) if e == millis(r.expires_at))
-    );
+    match rename_script(&store, &from, &to, b"").await {
+        Status::OtherUser(Filed { user, expires_ms }) => {
+            assert_eq!(user, b"\"bob\"");
+            assert_eq!(expires_ms, millis(r.expires_at));
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(
         store.load(&to, now()).await.unwrap().is_none(),
         "nothing moved"
     );
-    // The store's own rename looks again and indexes the new key under bob.
+    assert!(store.load(&from, now()).await.unwrap().is_some());
+    // The store's own rename learns the user from that answer and indexes the new key
+    // under bob, up to the record's expiry, before moving it.
     store
         .rename(&from, &to, &Change::default(), now())
         .await
         .unwrap();
     let listed = store.sessions_of("bob", now()).await.unwrap();
     assert_eq!(listed.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [to]);
+    let score: f64 = ::redis::cmd("ZSCORE")
+        .arg(store.user_index_key("bob"))
+        .arg(to.to_hex())
+        .query_async(&mut store.conn())
+        .await
+        .unwrap();
+    assert_eq!(score as i64, grace(r.expires_at));
 }
