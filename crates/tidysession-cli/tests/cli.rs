@@ -357,15 +357,33 @@ fn simulate_prints_the_table_and_draws_the_chart() {
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("rows.svg");
     let chart = chart.to_str().unwrap();
-    let (ok, out, err) = run(&["simulate", "--requests", "120", "--seed", "5", "--chart", chart]);
+    let (ok, out, err) = run(&[
+        "simulate",
+        "--requests",
+        "120",
+        "--seed",
+        "5",
+        "--chart",
+        chart,
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("a fresh file per policy"), "{out}");
-    let header = out.lines().find(|l| l.contains("server-side always")).unwrap();
+    let header = out
+        .lines()
+        .find(|l| l.contains("server-side always"))
+        .unwrap();
     assert!(header.contains("save every request") && header.contains("tidysession default"));
     // The default keeps a row per logged-in user and nothing else.
-    assert_eq!(default_column(&out, "rows at the end"), logged_in_users(&out));
+    assert_eq!(
+        default_column(&out, "rows at the end"),
+        logged_in_users(&out)
+    );
     assert_eq!(default_column(&out, "creates"), logged_in_users(&out));
-    for row in ["store ops: health", "store ops: bots", "store ops: browsers"] {
+    for row in [
+        "store ops: health",
+        "store ops: bots",
+        "store ops: browsers",
+    ] {
         assert_eq!(default_column(&out, row), 0, "{row}\n{out}");
     }
     let svg = std::fs::read_to_string(chart).unwrap();
@@ -381,11 +399,14 @@ fn simulate_explains_bad_flags() {
         (&["--requests", "many"], "requests"),
         (&["--store", "mongodb://x"], "unsupported store URL"),
         (&["--store", "memory://x"], "unsupported store URL"),
-        (&["--seed", "-1"], "seed"),
+        (&["--seed=-1"], "--seed"),
     ] {
         let (ok, out, err) = run(&[&["simulate"], args].concat());
         assert!(!ok && out.is_empty(), "{args:?}: {out}");
-        assert!(err.contains(says) && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            err.contains(says) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("sim-default.db"), b"").unwrap();
@@ -404,11 +425,20 @@ fn simulate_on_server(url: &str, kind: &'static str, param: &str) {
     let url = with_param(url, &format!("{param}={base}"));
     let (ok, out, err) = run(&["simulate", "--requests", "100", "--store", &url]);
     assert!(ok, "{err}");
-    assert_eq!(default_column(&out, "rows at the end"), logged_in_users(&out));
-    assert!(out.contains("n/a"), "bytes at rest are measured on SQLite only\n{out}");
+    assert_eq!(
+        default_column(&out, "rows at the end"),
+        logged_in_users(&out)
+    );
+    assert!(
+        out.contains("n/a"),
+        "bytes at rest are measured on SQLite only\n{out}"
+    );
     // Run again: the namespaces are no longer empty.
     let (ok, _, err) = run(&["simulate", "--requests", "100", "--store", &url]);
-    assert!(!ok && err.contains("needs an empty store per policy"), "{err}");
+    assert!(
+        !ok && err.contains("needs an empty store per policy"),
+        "{err}"
+    );
 }
 
 #[test]
