@@ -1,4 +1,5 @@
-//! The `tidysession` command: a demo site, schema migration and batched cleanup.
+//! The `tidysession` command: a demo site, schema migration, batched cleanup and a
+//! traffic simulation that compares session policies.
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ enum Command {
     Migrate(cmd::migrate::Args),
     /// Delete expired sessions in small batches.
     Clear(cmd::clear::Args),
+    /// Drive a traffic mix through the demo under each session policy and compare the stores.
+    Simulate(cmd::simulate::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Migrate(args) => cmd::migrate::run(args).await,
             Command::Clear(args) => cmd::clear::run(args).await,
+            Command::Simulate(args) => cmd::simulate::run(args).await,
         }
     });
     match result {

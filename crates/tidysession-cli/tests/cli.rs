@@ -337,3 +337,116 @@ fn demo_shop(url: &str) {
     let who = http(&addr, "GET", "/whoami", Some(&one), None);
     assert!(who.ends_with(r#"{"user":"alice"}"#), "{who}");
 }
+
+/// The value of the "tidysession default" column in a row of `simulate`'s table.
+fn default_column(table: &str, row: &str) -> u64 {
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(row))
+        .unwrap_or_else(|| panic!("no {row:?} row in\n{table}"));
+    line.split_whitespace().last().unwrap().parse().unwrap()
+}
+
+fn logged_in_users(table: &str) -> u64 {
+    let rest = table.split("logged-in users: ").nth(1).unwrap();
+    rest.split(';').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn simulate_prints_the_table_and_draws_the_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("rows.svg");
+    let chart = chart.to_str().unwrap();
+    let (ok, out, err) = run(&[
+        "simulate",
+        "--requests",
+        "120",
+        "--seed",
+        "5",
+        "--chart",
+        chart,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("a fresh file per policy"), "{out}");
+    let header = out
+        .lines()
+        .find(|l| l.contains("server-side always"))
+        .unwrap();
+    assert!(header.contains("save every request") && header.contains("tidysession default"));
+    // The default keeps a row per logged-in user and nothing else.
+    assert_eq!(
+        default_column(&out, "rows at the end"),
+        logged_in_users(&out)
+    );
+    assert_eq!(default_column(&out, "creates"), logged_in_users(&out));
+    for row in [
+        "store ops: health",
+        "store ops: bots",
+        "store ops: browsers",
+    ] {
+        assert_eq!(default_column(&out, row), 0, "{row}\n{out}");
+    }
+    let svg = std::fs::read_to_string(chart).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
+}
+
+#[test]
+fn simulate_explains_bad_flags() {
+    for (args, says) in [
+        (&["--mix", "health=50,bots=40"][..], "add up to 90"),
+        (&["--mix", "health=50,spiders=50"], "unknown traffic"),
+        (&["--requests", "0"], "requests"),
+        (&["--requests", "many"], "requests"),
+        (&["--store", "mongodb://x"], "unsupported store URL"),
+        (&["--store", "memory://x"], "unsupported store URL"),
+        (&["--seed=-1"], "--seed"),
+    ] {
+        let (ok, out, err) = run(&[&["simulate"], args].concat());
+        assert!(!ok && out.is_empty(), "{args:?}: {out}");
+        assert!(
+            err.contains(says) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sim-default.db"), b"").unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sim.db").display());
+    let (ok, _, err) = run(&["simulate", "--requests", "10", "--store", &url]);
+    assert!(!ok && err.contains("fresh database per policy"), "{err}");
+}
+
+/// `simulate` on a server store: a namespace per policy, which must start empty.
+fn simulate_on_server(url: &str, kind: &'static str, param: &str) {
+    let base = unique_name("sim");
+    let _drop: Vec<DropOnExit> = ["server_always", "save_every", "default"]
+        .iter()
+        .map(|p| DropOnExit(kind, format!("{base}_{p}")))
+        .collect();
+    let url = with_param(url, &format!("{param}={base}"));
+    let (ok, out, err) = run(&["simulate", "--requests", "100", "--store", &url]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        default_column(&out, "rows at the end"),
+        logged_in_users(&out)
+    );
+    assert!(
+        out.contains("n/a"),
+        "bytes at rest are measured on SQLite only\n{out}"
+    );
+    // Run again: the namespaces are no longer empty.
+    let (ok, _, err) = run(&["simulate", "--requests", "100", "--store", &url]);
+    assert!(
+        !ok && err.contains("needs an empty store per policy"),
+        "{err}"
+    );
+}
+
+#[test]
+fn simulate_on_postgres() {
+    simulate_on_server(&postgres_url(), "postgres", "schema");
+}
+
+#[test]
+fn simulate_on_mysql() {
+    simulate_on_server(&mysql_url(), "mysql", "table");
+}

@@ -3,6 +3,7 @@
 pub(crate) mod clear;
 pub(crate) mod demo;
 pub(crate) mod migrate;
+pub(crate) mod simulate;
 
 use std::sync::Arc;
 
