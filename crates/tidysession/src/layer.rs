@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use cookie::Cookie;
@@ -47,7 +47,9 @@ pub struct SessionLayer {
     config: Arc<SessionConfig>,
     /// Cookie-only: no store at all.
     cookie_only: bool,
-    tier: Option<Arc<CookieTier>>,
+    /// Built on first use, for the final configuration, and shared by every clone (every
+    /// route of a router): a generated key must be the same for all of them.
+    tier: Arc<OnceLock<Option<Arc<CookieTier>>>>,
 }
 
 impl std::fmt::Debug for SessionLayer {
@@ -94,14 +96,21 @@ impl SessionLayer {
     }
 
     fn build(store: Arc<dyn SessionStore>, config: SessionConfig, cookie_only: bool) -> Self {
-        let overhead = cookie_overhead(&config);
-        let tier = CookieTier::new(&config, cookie_only, overhead).map(Arc::new);
         Self {
             store,
             config: Arc::new(config),
             cookie_only,
-            tier,
+            tier: Arc::new(OnceLock::new()),
         }
+    }
+
+    fn tier(&self) -> Option<&Arc<CookieTier>> {
+        self.tier
+            .get_or_init(|| {
+                let overhead = cookie_overhead(&self.config);
+                CookieTier::new(&self.config, self.cookie_only, overhead).map(Arc::new)
+            })
+            .as_ref()
     }
 
     /// Replaces the configuration.
@@ -119,6 +128,7 @@ impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        self.tier(); // built now, not on the first request
         SessionService {
             inner,
             layer: self.clone(),
@@ -150,7 +160,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let layer = &self.layer;
-        let tier = layer.tier.as_ref();
+        let tier = layer.tier();
         let format = layer.store.id_format();
         let (cookie, test_cookie) =
             read_cookies(req.headers(), &layer.config, format, tier.is_some());

@@ -285,3 +285,22 @@ async fn cookie_only_layers_keep_logged_in_sessions_in_the_cookie() {
     );
     assert!(h.get("/read?k=a", Some(&id)).await.removes_session());
 }
+
+#[tokio::test]
+async fn without_keys_one_generated_key_serves_every_route_and_warns_once() {
+    crate::util::logs::captured();
+    // Configured keys: no warning, even though `from_arc` starts from the default config.
+    let _ = harness(config(&ring(1)));
+    assert!(!crate::util::logs::captured().contains("no session keys"));
+    // No keys: one key for the whole router (written on one route, read on another).
+    let h = harness(SessionConfig::default());
+    let c = sealed(&h.get("/write?k=a&v=1", None).await);
+    assert_eq!(h.get("/read?k=a", Some(&c)).await.body, "1");
+    assert_eq!(h.get("/read-all", Some(&c)).await.status, StatusCode::OK);
+    assert_eq!(
+        crate::util::logs::captured()
+            .matches("no session keys")
+            .count(),
+        1
+    );
+}
