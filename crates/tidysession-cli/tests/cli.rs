@@ -449,4 +449,65 @@ fn simulate_on_postgres() {
 #[test]
 fn simulate_on_mysql() {
     simulate_on_server(&mysql_url(), "mysql", "table");
+
+/// `migrate` and `clear` on Django's table: the secret comes from `DJANGO_SECRET_KEY`, and
+/// its absence is an error naming it.
+#[tokio::test]
+async fn migrate_then_clear_on_a_django_table() {
+    use tidysession::django::Secrets;
+    use tidysession::store::DjangoStore;
+    use tidysession::IdFormat;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("django+sqlite://{}", dir.path().join("django.db").display());
+    let out = tidysession()
+        .args(["migrate", "--store", &url])
+        .env_remove("DJANGO_SECRET_KEY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("DJANGO_SECRET_KEY"),
+        "{err}"
+    );
+
+    let with_secret = |args: &[&str]| {
+        let out = tidysession()
+            .args(args)
+            .env("DJANGO_SECRET_KEY", "cli-secret")
+            .env("DJANGO_SECRET_KEY_FALLBACKS", "old-1,old-2")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(with_secret(&["migrate", "--store", &url]).contains("schema is up to date"));
+
+    let store = DjangoStore::connect(&url, Secrets::new("cli-secret"))
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    for i in 0..30 {
+        let expires_at = match i < 25 {
+            true => now - Duration::minutes(1),
+            false => now + Duration::hours(1),
+        };
+        let record = Record {
+            data: json!({"i": i}).as_object().unwrap().clone(),
+            created_at: now - Duration::hours(2),
+            expires_at,
+        };
+        let key = SessionId::generate_as(IdFormat::Django)
+            .unwrap()
+            .storage_key();
+        store.create(&key, &record).await.unwrap();
+    }
+    let out = with_secret(&["clear", "--store", &url, "--batch", "10"]);
+    assert!(out.contains("deleted 25 expired sessions"), "{out}");
+    let counts = store.count(OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!((counts.live, counts.expired), (5, 0));
 }

@@ -103,6 +103,42 @@ impl Default for SessionConfig {
 }
 
 impl SessionConfig {
+    /// Django's session cookie defaults, for sharing sessions with a Django app (e.g. through
+    /// the Django store): cookie `sessionid`, `HttpOnly`, `SameSite=Lax`, path `/`, an idle
+    /// timeout of two weeks (Django's `SESSION_COOKIE_AGE`), and every session kept on the
+    /// server ([`Anonymous::OnServer`]), where Django expects it.
+    ///
+    /// One difference stays: Django's `SESSION_COOKIE_SECURE` defaults to `False`, ours to
+    /// `true` (the cookie travels over HTTPS only). Call `.with_secure(false)` for plain-HTTP
+    /// development, as with Django's default. Django has no absolute timeout; ours (30 days
+    /// from creation by default, see [`with_absolute_timeout`](Self::with_absolute_timeout))
+    /// still applies.
+    ///
+    /// ```
+    /// use tidysession::{Anonymous, SessionConfig};
+    ///
+    /// let config = SessionConfig::django();
+    /// assert_eq!(config.cookie_name(), "sessionid");
+    /// assert_eq!(config.idle_timeout(), time::Duration::weeks(2));
+    /// assert_eq!(config.anonymous(), Anonymous::OnServer);
+    /// ```
+    pub fn django() -> Self {
+        Self {
+            cookie_name: "sessionid".to_owned(),
+            http_only: true,
+            same_site: SameSite::Lax,
+            path: "/".to_owned(),
+            idle_timeout: Duration::seconds(1_209_600),
+            anonymous: Anonymous::OnServer,
+            ..Self::default()
+        }
+    }
+
+    /// Where anonymous visitors' data lives.
+    pub fn anonymous(&self) -> Anonymous {
+        self.anonymous
+    }
+
     /// The session cookie's name.
     ///
     /// # Default

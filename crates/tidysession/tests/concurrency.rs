@@ -54,6 +54,12 @@ concurrency_suite!(redis, async { (crate::util::servers::redis().await, ()) });
 concurrency_suite!(redis_cluster, async {
     (crate::util::servers::redis_cluster().await, ())
 });
+#[cfg(all(feature = "django", feature = "postgres"))]
+concurrency_suite!(django_postgres, crate::util::servers::django_postgres());
+#[cfg(all(feature = "django", feature = "mysql"))]
+concurrency_suite!(django_mysql, crate::util::servers::django_mysql());
+#[cfg(all(feature = "django", feature = "sqlite"))]
+concurrency_suite!(django_sqlite, crate::util::servers::django_sqlite());
 #[cfg(all(feature = "cached", feature = "postgres"))]
 concurrency_suite!(cached_postgres, async {
     let (store, guard) = crate::util::servers::postgres().await;

@@ -23,11 +23,11 @@ const FALLBACKS: [&str; 2] = ["old-secret-1", "older-secret-2"];
 /// When Django signed the vectors: 2023-11-14T22:13:20Z.
 const TIMESTAMP: i64 = 1_700_000_000;
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     match std::env::var_os("TIDYSESSION_TEST_DJANGO_PYTHON") {
         Some(path) => PathBuf::from(path),
         None => repo_root().join(".venv-django/bin/python"),

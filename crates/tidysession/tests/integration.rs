@@ -9,6 +9,7 @@
 //! - `auth`: login state through the real layers, on every store with a user index.
 //! - `cached`: the in-process cache, and how stale it may be.
 //! - `django`: the Django codec against the installed Django (`scripts/django-env.sh`).
+//! - `django_store`: `DjangoStore` and real Django sharing one `django_session` table.
 //! - `failure`: server-backed stores that go away and come back.
 //! - `sqlite`, `postgres`, `mysql`, `redis`: what each store holds at rest, and its own features
 //!   (the server-backed ones need the servers `scripts/services.sh` starts).
@@ -27,6 +28,8 @@ mod cookie_tier;
 mod decide_table;
 #[cfg(feature = "django")]
 mod django;
+#[cfg(all(feature = "django", feature = "sqlite"))]
+mod django_store;
 mod failure;
 mod layer;
 #[cfg(feature = "mysql")]

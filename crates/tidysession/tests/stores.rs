@@ -88,6 +88,14 @@ crate::user_index_suite!(redis_cluster_user_index, async {
     (crate::util::servers::redis_cluster().await, ())
 });
 
+// Django's own table (fresh per test, dropped after), with Django's keys.
+#[cfg(all(feature = "django", feature = "postgres"))]
+crate::conformance_suite!(django_postgres, crate::util::servers::django_postgres());
+#[cfg(all(feature = "django", feature = "mysql"))]
+crate::conformance_suite!(django_mysql, crate::util::servers::django_mysql());
+#[cfg(all(feature = "django", feature = "sqlite"))]
+crate::conformance_suite!(django_sqlite, crate::util::servers::django_sqlite());
+
 #[tokio::test]
 async fn memory_store_is_bounded_and_evicts_only_expired_records() {
     use crate::conformance::{fresh, key, now, record};

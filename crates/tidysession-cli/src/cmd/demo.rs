@@ -17,7 +17,9 @@
 //! | `POST /account/password` | form `password`: changes it, logs out the other sessions; 303 |
 //!
 //! Anonymous visitors' data (the cart) lives sealed in their cookie: it reaches the store only
-//! at login. Login state goes through [`tidysession::auth`]. The session auth hash is keyed by the key ring
+//! at login. With a `django+` store URL (Django's `django_session` table, secret from
+//! `DJANGO_SECRET_KEY`) the demo uses [`SessionConfig::django`] instead: cookie `sessionid`,
+//! every session on the server, as Django expects. Login state goes through [`tidysession::auth`]. The session auth hash is keyed by the key ring
 //! in `TIDYSESSION_KEYS`, or else by one generated on first start and kept in `--keys-file`.
 
 use std::collections::HashMap;
@@ -37,7 +39,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tidysession::auth::{AuthBackend, AuthError, AuthLayer, AuthUser, ClientAddress};
 use tidysession::store::SessionStore;
-use tidysession::{KeyRing, Session, SessionConfig, SessionError, SessionLayer};
+use tidysession::{IdFormat, KeyRing, Session, SessionConfig, SessionError, SessionLayer};
 
 type AuthSession = tidysession::auth::AuthSession<Users>;
 
@@ -126,9 +128,14 @@ fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
 /// The demo's routes behind the session layer. Cookies are not `Secure` because the demo
 /// serves plain http on loopback.
 pub(crate) fn router(store: Arc<dyn SessionStore>, users: Users, keys: KeyRing) -> Router {
-    let config = SessionConfig::default()
-        .with_secure(false)
-        .with_keys(keys.clone());
+    // A store shared with Django (a `django+` URL) gets Django's cookie defaults: cookie
+    // `sessionid`, every session on the server.
+    let config = match store.id_format() {
+        IdFormat::Django => SessionConfig::django(),
+        _ => SessionConfig::default(),
+    }
+    .with_secure(false)
+    .with_keys(keys.clone());
     router_with(store, users, keys, config)
 }
 

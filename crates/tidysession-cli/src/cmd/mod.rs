@@ -13,7 +13,8 @@ use tidysession::store::{redact_url, SessionStore};
 /// Help text for `--store`.
 pub(crate) fn store_help() -> String {
     format!(
-        "Store URL, one of: {}",
+        "Store URL, one of: {}. django+ URLs use Django's django_session table, with the \
+         secret from DJANGO_SECRET_KEY (fallbacks: DJANGO_SECRET_KEY_FALLBACKS, comma-separated)",
         tidysession::store::supported_urls()
     )
 }

@@ -1,7 +1,9 @@
 //! The [`SessionStore`] trait: a few primitive, atomic operations every store implements.
 //!
 //! The layer decides *what* to do (see [`decide`](crate::decide)); a store only has to do each
-//! primitive atomically. Stores never see session ids, only their [`StorageKey`] (I6).
+//! primitive atomically. Stores never see session ids, only their [`StorageKey`] (I6): for
+//! native ids a SHA-256 of the id; for stores whose [`id_format`](SessionStore::id_format) is
+//! [`IdFormat::Django`] (the Django store) Django's key itself, the documented exception.
 //!
 //! # What every store guarantees
 //!
@@ -44,6 +46,11 @@ mod cached;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod connections;
 mod counting;
+#[cfg(all(
+    feature = "django",
+    any(feature = "sqlite", feature = "postgres", feature = "mysql")
+))]
+pub mod django;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(any(
@@ -70,6 +77,11 @@ pub use self::redis::RedisStore;
 #[cfg(feature = "cached")]
 pub use cached::CachedStore;
 pub use counting::{CountingStore, OpCounts};
+#[cfg(all(
+    feature = "django",
+    any(feature = "sqlite", feature = "postgres", feature = "mysql")
+))]
+pub use django::DjangoStore;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 #[cfg(feature = "mysql")]

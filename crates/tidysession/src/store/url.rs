@@ -43,6 +43,12 @@ pub fn supported_urls() -> String {
         "redis://HOST[:PORT][/DB]",
         #[cfg(feature = "redis")]
         "redis+cluster://HOST:PORT,HOST:PORT,...",
+        #[cfg(all(feature = "django", feature = "postgres"))]
+        "django+postgres://USER@HOST/DB",
+        #[cfg(all(feature = "django", feature = "mysql"))]
+        "django+mysql://USER@HOST/DB",
+        #[cfg(all(feature = "django", feature = "sqlite"))]
+        "django+sqlite://PATH",
     ];
     forms.join(", ")
 }
@@ -60,6 +66,12 @@ pub fn supported_urls() -> String {
 /// - `redis://[USER:PASSWORD@]HOST[:PORT][/DB]`: one Redis server.
 /// - `redis+cluster://[USER:PASSWORD@]HOST:PORT,HOST:PORT,...`: a Redis Cluster, through
 ///   some of its nodes.
+///
+/// - `django+postgres://…`, `django+mysql://…`, `django+sqlite://PATH`: Django's own
+///   `django_session` table in that database, shared with a Django app (see
+///   [`DjangoStore`](super::DjangoStore)); `table=NAME` names another table. Django's secret
+///   comes from `DJANGO_SECRET_KEY`, its fallbacks from `DJANGO_SECRET_KEY_FALLBACKS`
+///   (comma-separated); a missing secret is an error naming the variable.
 ///
 /// Redis URLs take an optional `prefix=` query parameter for the key prefix (percent-encoded),
 /// e.g. `redis://127.0.0.1/0?prefix=myapp:`.
@@ -117,6 +129,25 @@ pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
                 url: redact_url(url),
                 source,
             }),
+        #[cfg(all(
+            feature = "django",
+            any(feature = "sqlite", feature = "postgres", feature = "mysql")
+        ))]
+        "django+postgres" | "django+postgresql" | "django+mysql" | "django+sqlite"
+            if !rest.is_empty() =>
+        {
+            let opened = async {
+                let secrets = super::DjangoStore::secrets_from_env()?;
+                super::DjangoStore::connect(url, secrets).await
+            };
+            opened
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn SessionStore>)
+                .map_err(|source| StoreUrlError::Open {
+                    url: redact_url(url),
+                    source,
+                })
+        }
         _ => Err(unsupported()),
     }
 }

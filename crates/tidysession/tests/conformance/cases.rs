@@ -8,18 +8,22 @@ use tidysession::store::{SessionStore, Updated};
 use tidysession::{StoreError, RESERVED_PREFIX};
 use time::Duration;
 
-use super::{data, fresh, is_gone, key, load, now, record, removed, set};
+use super::{data, fresh, is_gone, key_for, load, now, record, removed, set};
 
 pub async fn create_then_load_round_trips<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     let r = fresh(json!({"cart": ["a", "b"], "n": 1, "nested": {"x": null}}));
     store.create(&k, &r).await.unwrap();
     assert_eq!(load(&store, &k).await, Some(r));
-    assert_eq!(load(&store, &key()).await, None, "other keys stay unknown");
+    assert_eq!(
+        load(&store, &key_for(&*store)).await,
+        None,
+        "other keys stay unknown"
+    );
 }
 
 pub async fn create_on_a_live_key_is_a_duplicate<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
     let again = store.create(&k, &fresh(json!({"b": 2}))).await;
     assert!(matches!(again, Err(StoreError::DuplicateId)), "{again:?}");
@@ -27,7 +31,7 @@ pub async fn create_on_a_live_key_is_a_duplicate<S: SessionStore>(store: Arc<S>)
 }
 
 pub async fn create_replaces_an_expired_record<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     let past = now() - Duration::hours(2);
     store
         .create(
@@ -42,7 +46,7 @@ pub async fn create_replaces_an_expired_record<S: SessionStore>(store: Arc<S>) {
 }
 
 pub async fn load_ignores_expired_records<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     let t = now();
     store
         .create(&k, &record(json!({"a": 1}), t - Duration::hours(1), t))
@@ -58,7 +62,7 @@ pub async fn load_ignores_expired_records<S: SessionStore>(store: Arc<S>) {
 }
 
 pub async fn update_applies_only_the_changed_keys<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     let r = fresh(json!({"a": 1, "b": 2, "c": 3}));
     store.create(&k, &r).await.unwrap();
     let mut change = set(&[("a", json!(10)), ("d", json!({"deep": [1]}))]);
@@ -74,7 +78,7 @@ pub async fn update_applies_only_the_changed_keys<S: SessionStore>(store: Arc<S>
 }
 
 pub async fn update_extends_expiry_but_never_shortens_it<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     let r = fresh(json!({"a": 1}));
     store.create(&k, &r).await.unwrap();
     let later = r.expires_at + Duration::hours(5);
@@ -93,7 +97,7 @@ pub async fn update_extends_expiry_but_never_shortens_it<S: SessionStore>(store:
 }
 
 pub async fn update_sets_expiry_exactly_when_told<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     let r = fresh(json!({"a": 1}));
     store.create(&k, &r).await.unwrap();
     let sooner = r.expires_at - Duration::minutes(30);
@@ -106,7 +110,7 @@ pub async fn update_sets_expiry_exactly_when_told<S: SessionStore>(store: Arc<S>
 }
 
 pub async fn update_that_empties_the_data_reports_the_deletion<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     store
         .create(&k, &fresh(json!({"a": 1, "b": 2})))
         .await
@@ -119,7 +123,7 @@ pub async fn update_that_empties_the_data_reports_the_deletion<S: SessionStore>(
 }
 
 pub async fn reserved_keys_alone_do_not_keep_a_record<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     let expiry = format!("{RESERVED_PREFIX}expiry");
     store
         .create(&k, &fresh(json!({"a": 1, expiry.clone(): {"idle_s": 60}})))
@@ -137,7 +141,7 @@ pub async fn reserved_keys_alone_do_not_keep_a_record<S: SessionStore>(store: Ar
 pub async fn removal_of_a_key_another_request_did_not_touch_keeps_its_keys<S: SessionStore>(
     store: Arc<S>,
 ) {
-    let k = key();
+    let k = key_for(&*store);
     store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
     // Request B sets a key; request A, which loaded {"a": 1}, then removes its last key.
     store
@@ -150,7 +154,7 @@ pub async fn removal_of_a_key_another_request_did_not_touch_keeps_its_keys<S: Se
 }
 
 pub async fn rename_of_a_record_emptied_meanwhile_is_gone<S: SessionStore>(store: Arc<S>) {
-    let (from, to) = (key(), key());
+    let (from, to) = (key_for(&*store), key_for(&*store));
     store.create(&from, &fresh(json!({"a": 1}))).await.unwrap();
     let r = store.rename(&from, &to, &removed(&["a"]), now()).await;
     assert!(is_gone(r), "nothing left to move");
@@ -159,7 +163,7 @@ pub async fn rename_of_a_record_emptied_meanwhile_is_gone<S: SessionStore>(store
 }
 
 pub async fn update_that_empties_the_data_deletes_the_record<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     store
         .create(&k, &fresh(json!({"a": 1, "b": 2})))
         .await
@@ -178,7 +182,7 @@ pub async fn update_that_empties_the_data_deletes_the_record<S: SessionStore>(st
 }
 
 pub async fn update_after_delete_is_gone_and_recreates_nothing<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
     assert!(store.delete(&k).await.unwrap());
     assert!(is_gone(
@@ -186,12 +190,14 @@ pub async fn update_after_delete_is_gone_and_recreates_nothing<S: SessionStore>(
     ));
     assert_eq!(load(&store, &k).await, None, "no resurrection (I5)");
     assert!(is_gone(
-        store.update(&key(), &set(&[("b", json!(2))]), now()).await
+        store
+            .update(&key_for(&*store), &set(&[("b", json!(2))]), now())
+            .await
     ));
 }
 
 pub async fn update_of_an_expired_record_is_gone<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     let t = now();
     store
         .create(&k, &record(json!({"a": 1}), t - Duration::hours(1), t))
@@ -202,7 +208,7 @@ pub async fn update_of_an_expired_record_is_gone<S: SessionStore>(store: Arc<S>)
 }
 
 pub async fn touch_extends_expiry<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     let r = fresh(json!({"a": 1}));
     store.create(&k, &r).await.unwrap();
     let later = r.expires_at + Duration::hours(3);
@@ -213,7 +219,7 @@ pub async fn touch_extends_expiry<S: SessionStore>(store: Arc<S>) {
 }
 
 pub async fn touch_never_moves_expiry_backwards<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     let r = fresh(json!({"a": 1}));
     store.create(&k, &r).await.unwrap();
     store
@@ -224,7 +230,7 @@ pub async fn touch_never_moves_expiry_backwards<S: SessionStore>(store: Arc<S>) 
 }
 
 pub async fn touch_of_a_missing_record_is_gone<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     assert!(is_gone(
         store.touch(&k, now() + Duration::hours(1), now()).await
     ));
@@ -232,7 +238,7 @@ pub async fn touch_of_a_missing_record_is_gone<S: SessionStore>(store: Arc<S>) {
 }
 
 pub async fn rename_moves_the_record_and_applies_the_change<S: SessionStore>(store: Arc<S>) {
-    let (from, to) = (key(), key());
+    let (from, to) = (key_for(&*store), key_for(&*store));
     let r = fresh(json!({"cart": [1], "anon": true}));
     store.create(&from, &r).await.unwrap();
     let mut change = set(&[("user", json!("alice"))]);
@@ -249,7 +255,7 @@ pub async fn rename_moves_the_record_and_applies_the_change<S: SessionStore>(sto
 }
 
 pub async fn rename_of_a_missing_record_is_gone<S: SessionStore>(store: Arc<S>) {
-    let (from, to) = (key(), key());
+    let (from, to) = (key_for(&*store), key_for(&*store));
     assert!(is_gone(
         store.rename(&from, &to, &Change::default(), now()).await
     ));
@@ -257,7 +263,7 @@ pub async fn rename_of_a_missing_record_is_gone<S: SessionStore>(store: Arc<S>) 
 }
 
 pub async fn rename_onto_a_live_record_is_a_duplicate<S: SessionStore>(store: Arc<S>) {
-    let (from, to) = (key(), key());
+    let (from, to) = (key_for(&*store), key_for(&*store));
     store
         .create(&from, &fresh(json!({"from": 1})))
         .await
@@ -276,7 +282,7 @@ pub async fn rename_onto_a_live_record_is_a_duplicate<S: SessionStore>(store: Ar
 }
 
 pub async fn delete_reports_whether_there_was_a_record<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
     assert!(store.delete(&k).await.unwrap());
     assert!(!store.delete(&k).await.unwrap());
@@ -289,13 +295,13 @@ pub async fn delete_expired_is_bounded_and_spares_live_records<S: SessionStore>(
         let exp = t - Duration::minutes(60 - i);
         store
             .create(
-                &key(),
+                &key_for(&*store),
                 &record(json!({"i": i}), exp - Duration::hours(1), exp),
             )
             .await
             .unwrap();
     }
-    let live = key();
+    let live = key_for(&*store);
     store
         .create(&live, &fresh(json!({"live": true})))
         .await
@@ -318,11 +324,14 @@ pub async fn delete_expired_is_bounded_and_spares_live_records<S: SessionStore>(
 pub async fn count_splits_live_and_expired<S: SessionStore>(store: Arc<S>) {
     let t = now();
     for _ in 0..3 {
-        store.create(&key(), &fresh(json!({"a": 1}))).await.unwrap();
+        store
+            .create(&key_for(&*store), &fresh(json!({"a": 1})))
+            .await
+            .unwrap();
     }
     store
         .create(
-            &key(),
+            &key_for(&*store),
             &record(
                 json!({"a": 1}),
                 t - Duration::hours(2),
@@ -337,7 +346,7 @@ pub async fn count_splits_live_and_expired<S: SessionStore>(store: Arc<S>) {
 }
 
 pub async fn migrate_is_idempotent<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
@@ -348,7 +357,7 @@ pub async fn migrate_is_idempotent<S: SessionStore>(store: Arc<S>) {
 }
 
 pub async fn concurrent_writers_of_different_keys_all_survive<S: SessionStore>(store: Arc<S>) {
-    let k = key();
+    let k = key_for(&*store);
     store.create(&k, &fresh(json!({"seed": 0}))).await.unwrap();
     let tasks: Vec<_> = (0..32)
         .map(|i| {
@@ -373,7 +382,7 @@ pub async fn concurrent_writers_of_different_keys_all_survive<S: SessionStore>(s
 
 pub async fn update_racing_delete_never_resurrects<S: SessionStore>(store: Arc<S>) {
     for round in 0..20 {
-        let k = key();
+        let k = key_for(&*store);
         store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
         let writer = {
             let store = store.clone();
@@ -404,7 +413,7 @@ pub async fn rename_under_concurrent_loads_is_never_both_or_neither<S: SessionSt
     store: Arc<S>,
 ) {
     for _ in 0..10 {
-        let (from, to) = (key(), key());
+        let (from, to) = (key_for(&*store), key_for(&*store));
         store.create(&from, &fresh(json!({"a": 1}))).await.unwrap();
         let readers: Vec<_> = (0..4)
             .map(|r| {
@@ -452,7 +461,7 @@ pub async fn update_handles_keys_of_any_shape<S: SessionStore>(store: Arc<S>) {
         "tab\there",
         "new\nline",
     ];
-    let k = key();
+    let k = key_for(&*store);
     store.create(&k, &fresh(json!({"keep": 1}))).await.unwrap();
     let pairs: Vec<(&str, serde_json::Value)> =
         odd.iter().map(|name| (*name, json!({"v": name}))).collect();
@@ -486,7 +495,7 @@ pub async fn update_handles_keys_of_any_shape<S: SessionStore>(store: Arc<S>) {
 pub async fn update_that_empties_by_removal_alone_deletes_the_record<S: SessionStore>(
     store: Arc<S>,
 ) {
-    let k = key();
+    let k = key_for(&*store);
     store.create(&k, &fresh(json!({"only": 1}))).await.unwrap();
     store.update(&k, &removed(&["only"]), now()).await.unwrap();
     assert_eq!(load(&store, &k).await, None);

@@ -76,8 +76,18 @@ pub fn now() -> OffsetDateTime {
     t.replace_millisecond(t.millisecond()).unwrap()
 }
 
+/// A fresh native key (SHA-256 of a new id), for stores with native ids.
 pub fn key() -> StorageKey {
     SessionId::generate().unwrap().storage_key()
+}
+
+/// A fresh key in the form `store` files sessions under ([`SessionStore::id_format`]): the
+/// SHA-256 of a native id, or a Django key kept as is. The cases use it, so every store is
+/// tested with the keys the layer would give it.
+pub fn key_for<S: SessionStore + ?Sized>(store: &S) -> StorageKey {
+    SessionId::generate_as(store.id_format())
+        .unwrap()
+        .storage_key()
 }
 
 pub fn data(v: Value) -> Data {

@@ -62,6 +62,15 @@ impl DropOnExit {
         }
     }
 
+    /// Drops the PostgreSQL table `name` (in the default schema).
+    pub fn postgres_table(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            url: postgres_url(),
+            statement: format!("DROP TABLE IF EXISTS \"{name}\""),
+        }
+    }
+
     /// Drops the MySQL session table `name` and its schema-version table.
     pub fn mysql_table(name: &str) -> Self {
         Self {
@@ -169,4 +178,59 @@ pub async fn redis() -> tidysession::store::RedisStore {
 #[cfg(feature = "redis")]
 pub async fn redis_cluster() -> tidysession::store::RedisStore {
     redis_at(&redis_cluster_url()).await
+}
+
+/// The Django secret the Django store tests sign with, and an older one kept as a fallback.
+pub const DJANGO_SECRET: &str = "django-insecure-ünï-§ecret-for-tests";
+pub const DJANGO_OLD_SECRET: &str = "rotated-out-secret";
+
+/// The secrets the Django store tests use.
+#[cfg(feature = "django")]
+pub fn django_secrets() -> tidysession::django::Secrets {
+    tidysession::django::Secrets::new(DJANGO_SECRET).with_fallbacks([DJANGO_OLD_SECRET])
+}
+
+/// A migrated [`DjangoStore`] on the PostgreSQL test server over a table of its own,
+/// dropped when the guard goes.
+#[cfg(all(feature = "django", feature = "postgres"))]
+pub async fn django_postgres() -> (tidysession::store::DjangoStore, DropOnExit) {
+    use tidysession::store::{DjangoStore, SessionStore};
+    let table = unique_name("django_session_t");
+    let guard = DropOnExit::postgres_table(&table);
+    let url = postgres_url();
+    let store = DjangoStore::connect(&url, django_secrets())
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"))
+        .table(&table)
+        .unwrap();
+    store.migrate().await.unwrap();
+    (store, guard)
+}
+
+/// A migrated [`DjangoStore`] on the MySQL/MariaDB test server over a table of its own,
+/// dropped when the guard goes.
+#[cfg(all(feature = "django", feature = "mysql"))]
+pub async fn django_mysql() -> (tidysession::store::DjangoStore, DropOnExit) {
+    use tidysession::store::{DjangoStore, SessionStore};
+    let table = unique_name("django_session_t");
+    let guard = DropOnExit::mysql_table(&table);
+    let url = mysql_url();
+    let store = DjangoStore::connect(&url, django_secrets())
+        .await
+        .unwrap_or_else(|e| panic!("MySQL at {url}: {e}"))
+        .table(&table)
+        .unwrap();
+    store.migrate().await.unwrap();
+    (store, guard)
+}
+
+/// A migrated [`DjangoStore`] over `django_session` in a fresh SQLite file.
+#[cfg(all(feature = "django", feature = "sqlite"))]
+pub async fn django_sqlite() -> (tidysession::store::DjangoStore, tempfile::TempDir) {
+    use tidysession::store::{DjangoStore, SessionStore};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("django.db").display());
+    let store = DjangoStore::connect(&url, django_secrets()).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
 }

@@ -463,3 +463,40 @@ fn the_key_ring_is_made_once_and_kept_private() {
     let err = super::key_ring(&file).unwrap_err();
     assert!(format!("{err:#}").contains("key entry 1"), "{err:#}");
 }
+
+#[tokio::test]
+async fn a_django_store_gets_djangos_cookie_defaults() {
+    use tidysession::store::{DjangoStore, SessionStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("django.db").display());
+    let secrets = tidysession::django::Secrets::new("demo-secret");
+    let store = DjangoStore::connect(&url, secrets).await.unwrap();
+    store.migrate().await.unwrap();
+    let store: Arc<dyn SessionStore> = Arc::new(store);
+    let app = router(store.clone(), users(), KeyRing::generate(1).unwrap());
+    let res = app
+        .oneshot(
+            Request::builder()
+                .uri("/cart/add?item=book")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let cookie = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("sessionid="))
+        .expect("a sessionid cookie");
+    let key = cookie["sessionid=".len()..].split(';').next().unwrap();
+    assert_eq!(key.len(), 32, "{cookie}");
+    assert!(key
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    // Anonymous data is on the server, in Django's table, as Django expects.
+    let counts = store.count(time::OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!(counts.live, 1);
+}

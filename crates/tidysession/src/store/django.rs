@@ -1,0 +1,1128 @@
+//! [`DjangoStore`]: sessions in Django's own `django_session` table, shared with a running
+//! Django app (features `django` plus `postgres`, `mysql` and/or `sqlite`).
+//!
+//! # Layout: Django's, untouched
+//!
+//! | column | type | holds |
+//! |---|---|---|
+//! | `session_key` | `varchar(40)` primary key | Django's 32-character session key, **as is** |
+//! | `session_data` | `text` | the data, signed (and zlib-compressed when shorter) JSON with the session salt, as Django's database backends write it |
+//! | `expire_date` | `timestamptz` / `datetime(6)` / `datetime`, indexed | when the session expires |
+//!
+//! The store keeps Django's raw session key ([`IdFormat::Django`]): Django looks rows up by
+//! it, so the table cannot hold a SHA-256 of it. This is the one documented exception to I6
+//! ("ids are secrets, stores keep only a hash"): a leaked `django_session` table leaks live
+//! sessions, with this store as with Django itself.
+//!
+//! Data is signed with the newest secret (Django's `SECRET_KEY`) and verified with it and
+//! every fallback (`SECRET_KEY_FALLBACKS`), through [`crate::django`]. A row that does not
+//! verify or decode is [`StoreError::Corrupt`] and is left in place.
+//!
+//! # Creation time
+//!
+//! Django keeps no creation time, but the absolute timeout (I9) counts from it. The store
+//! keeps it inside the signed data under the reserved key [`CREATED_KEY`]
+//! (`_tidysession.created`, Unix milliseconds); Django ignores keys it does not know and keeps
+//! them when it saves. A session Django made has no such key: its creation time is taken as
+//! the last time Django saved it, `expire_date` minus the session's age (its integer
+//! `_session_expiry`, else [`session_cookie_age`](DjangoStore::session_cookie_age)), and never
+//! later than now. The first save from Rust pins that value in the data.
+//!
+//! # Django's per-session expiry
+//!
+//! Django keeps a per-session expiry in the data under `_session_expiry`: seconds after the
+//! last save, `0` for "until the browser closes" (the row then lives
+//! [`SESSION_COOKIE_AGE`](DjangoStore::session_cookie_age)), or an ISO-8601 datetime. A
+//! refresh from Rust ([`touch`](SessionStore::touch), or an update's
+//! [`ExpiryChange::Extend`]) never moves `expire_date` past what that allows: now + seconds,
+//! now + the cookie age for `0`, or the datetime itself. An expiry the handler sets exactly
+//! ([`ExpiryChange::Set`]) is written as asked.
+//!
+//! # Concurrency
+//!
+//! Django saves whole sessions, last writer wins. This store applies each [`Change`] by a
+//! read-modify-write inside one transaction with the row locked (`SELECT … FOR UPDATE` on
+//! PostgreSQL and MySQL/MariaDB; on SQLite a transaction whose first statement writes the row,
+//! which takes the database's write lock before the read), so concurrent Rust requests
+//! changing different keys never lose each other's work (I5). An update of a missing or
+//! expired row is [`StoreError::Gone`], never an upsert. A rename inserts the new key and
+//! deletes the old one in one transaction (I7). Deadlock victims are retried a few times.
+//!
+//! # No user index
+//!
+//! The user id is inside the signed data, so the store cannot find a user's sessions:
+//! [`user_index`](SessionStore::user_index) is `None`, and listing or revoking a user's
+//! sessions is unavailable. A password change still logs out the user's other sessions, through
+//! Django's `_auth_user_hash` checked on their next request.
+//!
+//! # Schema
+//!
+//! [`migrate`](SessionStore::migrate) creates the table with Django's DDL (and its
+//! `expire_date` index) only if it does not exist: usually Django owns it. When Django's own
+//! `migrate` runs later against a table made here, it finds the table and applies its initial
+//! migration as already done (`--fake-initial`) only when asked to; run Django's migrations
+//! first where you can.
+//!
+//! Cleanup ([`delete_expired`](SessionStore::delete_expired)) deletes bounded batches through
+//! the `expire_date` index (PostgreSQL: keys picked `FOR UPDATE SKIP LOCKED`; MySQL:
+//! `DELETE … ORDER BY expire_date LIMIT n`), never Django's one unbounded `DELETE`.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::{Connection as _, Row as _};
+use time::{Duration, OffsetDateTime};
+
+#[cfg(feature = "mysql")]
+use sqlx::mysql::MySqlConnection;
+#[cfg(feature = "postgres")]
+use sqlx::postgres::PgConnection;
+#[cfg(feature = "sqlite")]
+use sqlx::sqlite::SqliteConnection;
+
+use super::connections::{Connections, Settings};
+use super::{RecordCounts, SessionStore, StoreError, Updated};
+use crate::django::{decode_session_data, encode_session_data, Secrets};
+use crate::id::{IdFormat, StorageKey};
+use crate::record::{is_empty, minus, plus, Change, Data, ExpiryChange, Record};
+
+/// The reserved data key holding the session's creation time (Unix milliseconds).
+pub const CREATED_KEY: &str = "_tidysession.created";
+
+/// Django's per-session expiry key.
+pub const DJANGO_EXPIRY_KEY: &str = "_session_expiry";
+
+/// Django's table name.
+pub const DEFAULT_TABLE: &str = "django_session";
+
+/// The environment variable holding Django's `SECRET_KEY` for [`DjangoStore::secrets_from_env`].
+pub const SECRET_KEY_VAR: &str = "DJANGO_SECRET_KEY";
+/// The environment variable holding Django's `SECRET_KEY_FALLBACKS`, comma-separated.
+pub const SECRET_KEY_FALLBACKS_VAR: &str = "DJANGO_SECRET_KEY_FALLBACKS";
+
+/// Django's default `SESSION_COOKIE_AGE`: two weeks.
+const DEFAULT_AGE: Duration = Duration::seconds(1_209_600);
+
+/// How often a transaction chosen as a deadlock victim runs again.
+const DEADLOCK_RETRIES: usize = 5;
+
+/// Sessions in Django's `django_session` table; see the [module docs](self).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tidysession::StoreError> {
+/// use tidysession::django::Secrets;
+/// use tidysession::store::{DjangoStore, SessionStore};
+/// use tidysession::{SessionConfig, SessionLayer};
+///
+/// let secrets = Secrets::new("django-insecure-…").with_fallbacks(["old-secret"]);
+/// let store = DjangoStore::connect("postgres://app@db.internal/app", secrets).await?;
+/// store.migrate().await?; // creates django_session only if Django has not
+/// let layer = SessionLayer::new(store).with_config(SessionConfig::django());
+/// # Ok(()) }
+/// ```
+pub struct DjangoStore {
+    db: Db,
+    table: String,
+    sql: Statements,
+    secrets: Secrets,
+    age: Duration,
+}
+
+enum Db {
+    #[cfg(feature = "postgres")]
+    Postgres(Connections<PgConnection>),
+    #[cfg(feature = "mysql")]
+    MySql(Connections<MySqlConnection>),
+    #[cfg(feature = "sqlite")]
+    Sqlite(Connections<SqliteConnection>),
+}
+
+#[allow(dead_code)] // each variant exists with its database's feature
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl fmt::Debug for DjangoStore {
+    // Never the password or the secrets: only where the store points.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("DjangoStore");
+        match &self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(c) => {
+                let o = c.options();
+                d.field(
+                    "postgres",
+                    &format_args!("{}:{}", o.get_host(), o.get_port()),
+                )
+                .field("database", &o.get_database());
+            }
+            #[cfg(feature = "mysql")]
+            Db::MySql(c) => {
+                let o = c.options();
+                d.field("mysql", &format_args!("{}:{}", o.get_host(), o.get_port()))
+                    .field("database", &o.get_database());
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(c) => {
+                d.field("sqlite", &c.options().get_filename());
+            }
+        }
+        d.field("table", &self.table).finish_non_exhaustive()
+    }
+}
+
+/// Runs `$body` with `$conn` bound to a `&mut` connection of whichever database the store
+/// uses; the same code compiles once per database.
+macro_rules! with_conn {
+    ($self:expr, $conn:ident => $body:expr) => {
+        match &$self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(set) => {
+                let mut lease = set.get().await?;
+                let result = async {
+                    let $conn = lease.conn()?;
+                    $body
+                }
+                .await;
+                lease.checked(result)
+            }
+            #[cfg(feature = "mysql")]
+            Db::MySql(set) => {
+                let mut lease = set.get().await?;
+                let result = async {
+                    let $conn = lease.conn()?;
+                    $body
+                }
+                .await;
+                lease.checked(result)
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(set) => {
+                let mut lease = set.get().await?;
+                let result = async {
+                    let $conn = lease.conn()?;
+                    $body
+                }
+                .await;
+                lease.checked(result)
+            }
+        }
+    };
+}
+
+/// Runs `$body` inside a transaction on `$conn`: commits when it returns `Ok`, rolls back
+/// at once otherwise (its row locks must not outlive the request).
+macro_rules! in_transaction {
+    ($conn:ident, $tx:ident => $body:expr) => {{
+        let mut $tx = $conn.begin().await.map_err(StoreError::backend)?;
+        let result: Result<_, StoreError> = async { $body }.await;
+        match result {
+            Ok(value) => {
+                $tx.commit().await.map_err(StoreError::backend)?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = $tx.rollback().await;
+                Err(e)
+            }
+        }
+    }};
+}
+
+/// Locks the live row under `$key` in transaction `$tx` and returns its decoded record, or
+/// `None` when there is no live row.
+macro_rules! lock_live {
+    ($self:ident, $tx:ident, $key:expr, $text:expr, $now:expr) => {{
+        let now_text = $self.ts($now);
+        let mut live = true;
+        if let Some(pre) = &$self.sql.pre_lock {
+            let done = sqlx::query(pre)
+                .bind($text)
+                .bind(&now_text)
+                .execute(&mut *$tx)
+                .await
+                .map_err(StoreError::backend)?;
+            live = done.rows_affected() > 0;
+        }
+        match live {
+            false => None,
+            true => {
+                let row = sqlx::query(&$self.sql.lock)
+                    .bind($text)
+                    .bind(&now_text)
+                    .fetch_optional(&mut *$tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+                match row {
+                    None => None,
+                    Some(row) => {
+                        let data: String = row.try_get(0).map_err(|e| corrupt($key, e))?;
+                        let exp: String = row.try_get(1).map_err(|e| corrupt($key, e))?;
+                        Some($self.decode($key, &data, &exp, $now)?)
+                    }
+                }
+            }
+        }
+    }};
+}
+
+impl DjangoStore {
+    /// Connects to the database a URL names, with Django's secrets:
+    /// `postgres://…` (or `postgresql://`), `mysql://…` (MySQL 8 or MariaDB), or
+    /// `sqlite://PATH`, each optionally prefixed `django+` (the form [`open`](super::open)
+    /// takes). A `table=NAME` query parameter chooses the table (default `django_session`,
+    /// see [`table`](Self::table)). Call [`SessionStore::migrate`] if Django has not created
+    /// the table.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] for a malformed URL or table name, a scheme this build has no
+    /// feature for, or a database that cannot be reached.
+    pub async fn connect(url: &str, secrets: Secrets) -> Result<Self, StoreError> {
+        let url = url.strip_prefix("django+").unwrap_or(url);
+        let (url, table) = super::url::take_param(url, "table").ok_or_else(|| {
+            StoreError::backend(InvalidTableName("(not percent-encoded UTF-8)".to_owned()))
+        })?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| StoreError::backend(UnsupportedUrl))?;
+        let db = match scheme {
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => {
+                use sqlx::ConnectOptions as _;
+                let options: sqlx::postgres::PgConnectOptions =
+                    url.parse().map_err(StoreError::backend)?;
+                let options = options
+                    .log_statements(tracing::log::LevelFilter::Trace)
+                    .application_name("tidysession");
+                let server = format!(
+                    "PostgreSQL at {}:{}",
+                    options.get_host(),
+                    options.get_port()
+                );
+                let set = Connections::new(
+                    options,
+                    Settings {
+                        size: 16,
+                        wait: StdDuration::from_secs(5),
+                        max_idle: StdDuration::from_secs(300),
+                        keep_on_error: false,
+                    },
+                );
+                set.check(server).await?;
+                Db::Postgres(set)
+            }
+            #[cfg(feature = "mysql")]
+            "mysql" => {
+                use std::str::FromStr as _;
+                let options = sqlx::mysql::MySqlConnectOptions::from_str(&url)
+                    .map_err(StoreError::backend)?;
+                let server = format!(
+                    "the MySQL server at {}:{}",
+                    options.get_host(),
+                    options.get_port()
+                );
+                let set = Connections::new(
+                    options,
+                    Settings {
+                        size: 10,
+                        wait: StdDuration::from_secs(5),
+                        max_idle: StdDuration::from_secs(60),
+                        keep_on_error: false,
+                    },
+                );
+                set.check(server).await?;
+                Db::MySql(set)
+            }
+            #[cfg(feature = "sqlite")]
+            "sqlite" if !rest.is_empty() => {
+                use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+                // A path, not a URL: `?` and `#` in file names stay part of the name (the
+                // `table=` parameter, if any, was taken off above).
+                let options = SqliteConnectOptions::new()
+                    .filename(rest)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(StdDuration::from_secs(5));
+                let set = Connections::new(
+                    options,
+                    Settings {
+                        size: 8,
+                        wait: StdDuration::from_secs(30),
+                        max_idle: StdDuration::MAX,
+                        keep_on_error: false,
+                    },
+                );
+                set.check(format!("SQLite database {rest}")).await?;
+                Db::Sqlite(set)
+            }
+            _ => return Err(StoreError::backend(UnsupportedUrl)),
+        };
+        let _ = rest;
+        let dialect = match &db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => Dialect::Postgres,
+            #[cfg(feature = "mysql")]
+            Db::MySql(_) => Dialect::MySql,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => Dialect::Sqlite,
+        };
+        let store = Self {
+            db,
+            table: DEFAULT_TABLE.to_owned(),
+            sql: Statements::new(dialect, DEFAULT_TABLE),
+            secrets,
+            age: DEFAULT_AGE,
+        };
+        match table {
+            Some(name) => store.table(&name),
+            None => Ok(store),
+        }
+    }
+
+    /// Django's secrets from the environment: `SECRET_KEY` from `DJANGO_SECRET_KEY`, and
+    /// `SECRET_KEY_FALLBACKS` from `DJANGO_SECRET_KEY_FALLBACKS` (comma-separated, optional).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] naming the variable when `DJANGO_SECRET_KEY` is unset or empty.
+    pub fn secrets_from_env() -> Result<Secrets, StoreError> {
+        let secret = std::env::var(SECRET_KEY_VAR)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| StoreError::backend(MissingSecret))?;
+        let fallbacks = std::env::var(SECRET_KEY_FALLBACKS_VAR).unwrap_or_default();
+        Ok(Secrets::new(secret).with_fallbacks(
+            fallbacks
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// Uses the table `name` instead of `django_session` (for a Django model with another
+    /// `db_table`). No I/O.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] unless `name` is 1 to 63 ASCII letters, digits or underscores.
+    pub fn table(mut self, name: &str) -> Result<Self, StoreError> {
+        let valid = (1..=63).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(StoreError::backend(InvalidTableName(name.to_owned())));
+        }
+        self.sql = Statements::new(self.sql.dialect, name);
+        self.table = name.to_owned();
+        Ok(self)
+    }
+
+    /// The table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// Django's `SESSION_COOKIE_AGE` (default two weeks): how long a row lives when its
+    /// `_session_expiry` is `0`, and the age used to estimate when a Django-made session was
+    /// last saved (see the [module docs](self#creation-time)).
+    pub fn session_cookie_age(mut self, age: Duration) -> Self {
+        self.age = age;
+        self
+    }
+
+    /// A time as the database takes it: UTC text Django would write.
+    fn ts(&self, t: OffsetDateTime) -> String {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        let base = format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        let micros = t.microsecond();
+        match self.sql.dialect {
+            Dialect::Postgres => format!("{base}.{micros:06}+00:00"),
+            Dialect::MySql => format!("{base}.{micros:06}"),
+            // Django's text form (Python's str(datetime)): SQLite compares it as text.
+            Dialect::Sqlite if micros == 0 => base,
+            Dialect::Sqlite => format!("{base}.{micros:06}"),
+        }
+    }
+
+    /// A row as a record: verified and decoded data, `expire_date`, and the creation time.
+    fn decode(
+        &self,
+        key: &StorageKey,
+        data: &str,
+        expire: &str,
+        now: OffsetDateTime,
+    ) -> Result<Record, StoreError> {
+        let mut data =
+            decode_session_data(data, &self.secrets).map_err(|e| StoreError::Corrupt {
+                key: *key,
+                reason: format!("session_data: {e}"),
+            })?;
+        let expires_at = parse_datetime(expire).ok_or_else(|| StoreError::Corrupt {
+            key: *key,
+            reason: format!("expire_date {expire:?} is not a date and time"),
+        })?;
+        let created_at = match data.remove(CREATED_KEY) {
+            Some(v) => v
+                .as_i64()
+                .and_then(|ms| {
+                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+                })
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: *key,
+                    reason: format!("{CREATED_KEY} is not a time in Unix milliseconds: {v}"),
+                })?,
+            None => {
+                let age = match data.get(DJANGO_EXPIRY_KEY).and_then(seconds) {
+                    Some(s) if s > 0 => Duration::seconds(s),
+                    _ => self.age,
+                };
+                minus(expires_at, age).min(now)
+            }
+        };
+        Ok(Record {
+            data,
+            created_at,
+            expires_at,
+        })
+    }
+
+    /// `session_data` for a record: its data plus [`CREATED_KEY`], signed as Django does.
+    fn encode(&self, record: &Record) -> Result<String, StoreError> {
+        let mut data: Data = record.data.clone();
+        let created = record.created_at.unix_timestamp_nanos() / 1_000_000;
+        data.insert(CREATED_KEY.to_owned(), Value::from(created as i64));
+        encode_session_data(&data, &self.secrets).map_err(StoreError::backend)
+    }
+
+    /// The latest expiry a refresh may give `data` at `now`: `None` when its
+    /// `_session_expiry` sets no limit.
+    fn refresh_limit(&self, data: &Data, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        let value = data.get(DJANGO_EXPIRY_KEY)?;
+        Some(match value {
+            Value::Null => return None,
+            Value::String(s) => parse_datetime(s).unwrap_or(now),
+            v => match seconds(v) {
+                Some(0) => plus(now, self.age),
+                Some(s) => plus(now, Duration::seconds(s)),
+                // Not something Django writes: allow no refresh at all.
+                None => now,
+            },
+        })
+    }
+
+    /// The record's expiry after a refresh to `to`: later only, and never past the limit
+    /// its `_session_expiry` sets.
+    fn refreshed(
+        &self,
+        record: &Record,
+        to: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> OffsetDateTime {
+        let to = match self.refresh_limit(&record.data, now) {
+            Some(limit) => to.min(limit),
+            None => to,
+        };
+        record.expires_at.max(to)
+    }
+
+    /// Applies `change` to `record` as this store must: keys, then the expiry (a refresh
+    /// bounded by `_session_expiry`, an exact time as asked).
+    fn apply(&self, record: &mut Record, change: &Change, now: OffsetDateTime) {
+        let expiry = change.expiry;
+        let keys_only = Change {
+            expiry: None,
+            ..change.clone()
+        };
+        keys_only.apply(record);
+        match expiry {
+            None => {}
+            Some(ExpiryChange::Set(t)) => record.expires_at = t,
+            Some(ExpiryChange::Extend(t)) => record.expires_at = self.refreshed(record, t, now),
+        }
+    }
+}
+
+/// Whole seconds in a JSON number (Django writes integers).
+fn seconds(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite() && f.abs() < 1e15)
+            .map(|f| f as i64)
+    })
+}
+
+fn corrupt(key: &StorageKey, e: sqlx::Error) -> StoreError {
+    StoreError::Corrupt {
+        key: *key,
+        reason: e.to_string(),
+    }
+}
+
+/// The key's text: Django's key, 32 ASCII characters.
+fn key_text(key: &StorageKey) -> Result<&str, StoreError> {
+    std::str::from_utf8(key.as_bytes())
+        .ok()
+        .filter(|s| s.is_ascii())
+        .ok_or_else(|| StoreError::backend(NotADjangoKey))
+}
+
+/// Parses the date-time forms Django and the databases write: `YYYY-MM-DD[T ]HH:MM[:SS[.f…]]`
+/// with an optional `Z` or `±HH:MM` / `±HHMM` / `±HH` offset; without one it is UTC (Django
+/// keeps UTC in the database when `USE_TZ` is on, its default). `None` for anything else.
+pub(crate) fn parse_datetime(s: &str) -> Option<OffsetDateTime> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<u32> {
+        let part = b.get(from..from + len)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| std::str::from_utf8(part).ok()?.parse().ok())?
+    };
+    if b.len() < 16
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+    {
+        return None;
+    }
+    let year = i32::try_from(num(0, 4)?).ok()?;
+    let month = time::Month::try_from(u8::try_from(num(5, 2)?).ok()?).ok()?;
+    let day = u8::try_from(num(8, 2)?).ok()?;
+    let hour = u8::try_from(num(11, 2)?).ok()?;
+    let minute = u8::try_from(num(14, 2)?).ok()?;
+    let mut i = 16;
+    let mut second = 0u8;
+    let mut nanos = 0u32;
+    if b.get(i) == Some(&b':') {
+        second = u8::try_from(num(i + 1, 2)?).ok()?;
+        i += 3;
+        if matches!(b.get(i), Some(b'.' | b',')) {
+            i += 1;
+            let start = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            let digits = &s[start..i];
+            if digits.is_empty() {
+                return None;
+            }
+            let mut padded: String = digits.chars().take(9).collect();
+            while padded.len() < 9 {
+                padded.push('0');
+            }
+            nanos = padded.parse().ok()?;
+        }
+    }
+    let offset = match &s[i..] {
+        "" | "Z" | "z" => time::UtcOffset::UTC,
+        rest => {
+            let sign: i8 = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let digits: String = rest[1..].chars().filter(|c| *c != ':').collect();
+            if !(digits.len() == 2 || digits.len() == 4)
+                || !digits.bytes().all(|c| c.is_ascii_digit())
+            {
+                return None;
+            }
+            let h: i8 = digits[..2].parse().ok()?;
+            let m: i8 = if digits.len() == 4 {
+                digits[2..].parse().ok()?
+            } else {
+                0
+            };
+            time::UtcOffset::from_hms(sign * h, sign * m, 0).ok()?
+        }
+    };
+    let date = time::Date::from_calendar_date(year, month, day).ok()?;
+    let time = time::Time::from_hms_nano(hour, minute, second, nanos).ok()?;
+    Some(time::PrimitiveDateTime::new(date, time).assume_offset(offset))
+}
+
+/// The statements, with the table name and the database's placeholders filled in.
+#[derive(Debug)]
+struct Statements {
+    dialect: Dialect,
+    load: String,
+    /// SQLite: a write to the live row, so the transaction holds the write lock before it
+    /// reads.
+    pre_lock: Option<String>,
+    lock: String,
+    lock_other: String,
+    insert: String,
+    write: String,
+    set_expiry: String,
+    delete: String,
+    delete_expired_under: String,
+    delete_expired: String,
+    count: String,
+    create_table: Vec<String>,
+}
+
+impl Statements {
+    fn new(dialect: Dialect, table: &str) -> Self {
+        let t = match dialect {
+            Dialect::MySql => format!("`{table}`"),
+            _ => format!("\"{table}\""),
+        };
+        let (ts, exp, for_update) = match dialect {
+            Dialect::Postgres => (
+                "CAST(? AS timestamptz)",
+                "to_char(expire_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
+                " FOR UPDATE",
+            ),
+            Dialect::MySql => (
+                "CAST(? AS DATETIME(6))",
+                "CAST(expire_date AS CHAR)",
+                " FOR UPDATE",
+            ),
+            Dialect::Sqlite => ("?", "expire_date", ""),
+        };
+        let index = match table {
+            // Django's own name for it, so Django's migrations recognise it.
+            DEFAULT_TABLE => "django_session_expire_date_a5c62663".to_owned(),
+            _ => format!("{table}_expire_date"),
+        };
+        let q = |sql: String| match dialect {
+            Dialect::Postgres => numbered(&sql),
+            _ => sql,
+        };
+        let load = format!(
+            "SELECT session_data, {exp} FROM {t} WHERE session_key = ? AND expire_date > {ts}"
+        );
+        let delete_expired = match dialect {
+            // SKIP LOCKED: concurrent cleaners take disjoint batches instead of queueing.
+            Dialect::Postgres => format!(
+                "DELETE FROM {t} WHERE session_key IN (
+                    SELECT session_key FROM {t} WHERE expire_date <= {ts}
+                    ORDER BY expire_date LIMIT ? FOR UPDATE SKIP LOCKED)"
+            ),
+            Dialect::MySql => {
+                format!("DELETE FROM {t} WHERE expire_date <= {ts} ORDER BY expire_date LIMIT ?")
+            }
+            Dialect::Sqlite => format!(
+                "DELETE FROM {t} WHERE session_key IN (
+                    SELECT session_key FROM {t} WHERE expire_date <= {ts}
+                    ORDER BY expire_date LIMIT ?)"
+            ),
+        };
+        let create_table = match dialect {
+            Dialect::Postgres => vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (\"session_key\" varchar(40) NOT NULL PRIMARY KEY, \
+                     \"session_data\" text NOT NULL, \"expire_date\" timestamp with time zone NOT NULL)"
+                ),
+                format!("CREATE INDEX IF NOT EXISTS \"{index}\" ON {t} (\"expire_date\")"),
+            ],
+            Dialect::MySql => vec![format!(
+                "CREATE TABLE IF NOT EXISTS {t} (`session_key` varchar(40) NOT NULL PRIMARY KEY, \
+                 `session_data` longtext NOT NULL, `expire_date` datetime(6) NOT NULL, \
+                 KEY `{index}` (`expire_date`))"
+            )],
+            Dialect::Sqlite => vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (\"session_key\" varchar(40) NOT NULL PRIMARY KEY, \
+                     \"session_data\" text NOT NULL, \"expire_date\" datetime NOT NULL)"
+                ),
+                format!("CREATE INDEX IF NOT EXISTS \"{index}\" ON {t} (\"expire_date\")"),
+            ],
+        };
+        Self {
+            dialect,
+            pre_lock: (dialect == Dialect::Sqlite).then(|| {
+                format!(
+                    "UPDATE {t} SET expire_date = expire_date WHERE session_key = ? AND expire_date > ?"
+                )
+            }),
+            lock: q(format!("{load}{for_update}")),
+            load: q(load),
+            lock_other: q(format!(
+                "SELECT {exp} FROM {t} WHERE session_key = ?{for_update}"
+            )),
+            insert: q(format!(
+                "INSERT INTO {t} (session_key, session_data, expire_date) VALUES (?, ?, {ts})"
+            )),
+            write: q(format!(
+                "UPDATE {t} SET session_data = ?, expire_date = {ts} WHERE session_key = ?"
+            )),
+            set_expiry: q(format!("UPDATE {t} SET expire_date = {ts} WHERE session_key = ?")),
+            delete: q(format!("DELETE FROM {t} WHERE session_key = ?")),
+            delete_expired_under: q(format!(
+                "DELETE FROM {t} WHERE session_key = ? AND expire_date <= {ts}"
+            )),
+            delete_expired: q(delete_expired),
+            count: q(format!(
+                "SELECT COUNT(*), COUNT(CASE WHEN expire_date <= {ts} THEN 1 END) FROM {t}"
+            )),
+            create_table,
+        }
+    }
+}
+
+/// `?` placeholders as PostgreSQL's `$1`, `$2`, … (the statements hold no `?` otherwise).
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Whether `e` is a deadlock or serialization failure: the transaction was rolled back and
+/// may run again.
+fn is_retryable(e: &StoreError) -> bool {
+    let StoreError::Backend(source) = e else {
+        return false;
+    };
+    match source.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40001" | "40P01"))
+        }
+        _ => false,
+    }
+}
+
+async fn retry<T, F, Fut>(mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut retries = 0;
+    loop {
+        match op().await {
+            Err(e) if retries < DEADLOCK_RETRIES && is_retryable(&e) => {
+                retries += 1;
+                tracing::debug!(retries, "django_session deadlock, retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What a rename did inside its transaction.
+enum Renamed {
+    Moved,
+    Emptied,
+}
+
+#[async_trait]
+impl SessionStore for DjangoStore {
+    async fn load(
+        &self,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        let text = key_text(key)?;
+        let now_text = self.ts(now);
+        let row: Option<(String, String)> = with_conn!(self, conn => {
+            sqlx::query_as(&self.sql.load)
+                .bind(text)
+                .bind(&now_text)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(StoreError::backend)
+        })?;
+        row.map(|(data, exp)| self.decode(key, &data, &exp, now))
+            .transpose()
+    }
+
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        let text = key_text(key)?;
+        let data = self.encode(record)?;
+        let expires = self.ts(record.expires_at);
+        let now = self.ts(OffsetDateTime::now_utc());
+        with_conn!(self, conn => {
+            // An expired row under the same key may be replaced; a live one never.
+            sqlx::query(&self.sql.delete_expired_under)
+                .bind(text)
+                .bind(&now)
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::backend)?;
+            let inserted = sqlx::query(&self.sql.insert)
+                .bind(text)
+                .bind(&data)
+                .bind(&expires)
+                .execute(&mut *conn)
+                .await;
+            match inserted {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::DuplicateId),
+                Err(e) => Err(StoreError::backend(e)),
+            }
+        })
+    }
+
+    async fn update(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let text = key_text(key)?;
+        retry(|| async {
+            with_conn!(self, conn => in_transaction!(conn, tx => {
+                let mut record = lock_live!(self, tx, key, text, now).ok_or(StoreError::Gone)?;
+                self.apply(&mut record, change, now);
+                if is_empty(&record.data) {
+                    sqlx::query(&self.sql.delete)
+                        .bind(text)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    return Ok(Updated::Deleted);
+                }
+                sqlx::query(&self.sql.write)
+                    .bind(self.encode(&record)?)
+                    .bind(self.ts(record.expires_at))
+                    .bind(text)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+                Ok(Updated::Kept)
+            }))
+        })
+        .await
+    }
+
+    /// A refresh: moves `expire_date` later only, and never past what the session's
+    /// `_session_expiry` allows (see the [module docs](self#djangos-per-session-expiry)).
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let text = key_text(key)?;
+        retry(|| async {
+            with_conn!(self, conn => in_transaction!(conn, tx => {
+                let record = lock_live!(self, tx, key, text, now).ok_or(StoreError::Gone)?;
+                let to = self.refreshed(&record, expires_at, now);
+                if to > record.expires_at {
+                    sqlx::query(&self.sql.set_expiry)
+                        .bind(self.ts(to))
+                        .bind(text)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::backend)?;
+                }
+                Ok(())
+            }))
+        })
+        .await
+    }
+
+    async fn rename(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let from_text = key_text(from)?;
+        let to_text = key_text(to)?;
+        let done = retry(|| async {
+            with_conn!(self, conn => in_transaction!(conn, tx => {
+                let mut record =
+                    lock_live!(self, tx, from, from_text, now).ok_or(StoreError::Gone)?;
+                let taken: Option<String> = sqlx::query_scalar(&self.sql.lock_other)
+                    .bind(to_text)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+                if let Some(exp) = taken {
+                    match parse_datetime(&exp) {
+                        Some(exp) if exp <= now => {
+                            sqlx::query(&self.sql.delete)
+                                .bind(to_text)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(StoreError::backend)?;
+                        }
+                        _ => return Err(StoreError::DuplicateId),
+                    }
+                }
+                self.apply(&mut record, change, now);
+                sqlx::query(&self.sql.delete)
+                    .bind(from_text)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+                if is_empty(&record.data) {
+                    // Emptied by changes made meanwhile: nothing left to move (I2).
+                    return Ok(Renamed::Emptied);
+                }
+                let inserted = sqlx::query(&self.sql.insert)
+                    .bind(to_text)
+                    .bind(self.encode(&record)?)
+                    .bind(self.ts(record.expires_at))
+                    .execute(&mut *tx)
+                    .await;
+                match inserted {
+                    Ok(_) => Ok(Renamed::Moved),
+                    Err(e) if is_unique_violation(&e) => Err(StoreError::DuplicateId),
+                    Err(e) => Err(StoreError::backend(e)),
+                }
+            }))
+        })
+        .await?;
+        match done {
+            Renamed::Moved => Ok(()),
+            Renamed::Emptied => Err(StoreError::Gone),
+        }
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
+        let text = key_text(key)?;
+        with_conn!(self, conn => {
+            let done = sqlx::query(&self.sql.delete)
+                .bind(text)
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::backend)?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        let now = self.ts(now);
+        with_conn!(self, conn => {
+            let done = sqlx::query(&self.sql.delete_expired)
+                .bind(&now)
+                .bind(i64::from(limit))
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::backend)?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+        let now = self.ts(now);
+        let (total, expired): (i64, i64) = with_conn!(self, conn => {
+            sqlx::query_as(&self.sql.count)
+                .bind(&now)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(StoreError::backend)
+        })?;
+        Ok(RecordCounts {
+            live: total.saturating_sub(expired).max(0) as u64,
+            expired: expired.max(0) as u64,
+        })
+    }
+
+    /// Creates the table with Django's DDL and its `expire_date` index, only if missing.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        with_conn!(self, conn => {
+            for statement in &self.sql.create_table {
+                sqlx::query(statement)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn id_format(&self) -> IdFormat {
+        IdFormat::Django
+    }
+}
+
+/// `DJANGO_SECRET_KEY` is not set.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{SECRET_KEY_VAR} is not set: the Django session store signs and verifies session data \
+     with Django's SECRET_KEY (fallbacks from {SECRET_KEY_FALLBACKS_VAR}, comma-separated)"
+)]
+struct MissingSecret;
+
+/// A key that is not Django's.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "not a Django session key: the Django store files sessions under Django's 32-character \
+     ASCII keys (is the layer generating native ids for it?)"
+)]
+struct NotADjangoKey;
+
+/// A table name that cannot be used safely in SQL.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "invalid Django session table name {0:?}: use 1 to 63 ASCII letters, digits or underscores"
+)]
+struct InvalidTableName(String);
+
+/// A URL naming no database this build supports.
+#[derive(Debug, thiserror::Error)]
+#[error("unsupported Django store URL: expected django+postgres://…, django+mysql://… or django+sqlite://PATH (each needs its cargo feature)")]
+struct UnsupportedUrl;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_parse_in_the_forms_django_and_databases_write() {
+        let t = |s| parse_datetime(s).map(|t| t.unix_timestamp_nanos());
+        let base = 1_700_000_000i128 * 1_000_000_000;
+        assert_eq!(t("2023-11-14 22:13:20"), Some(base));
+        assert_eq!(t("2023-11-14T22:13:20Z"), Some(base));
+        assert_eq!(t("2023-11-14T22:13:20+00:00"), Some(base));
+        assert_eq!(t("2023-11-14T23:13:20+01:00"), Some(base));
+        assert_eq!(t("2023-11-14 22:13:20.5"), Some(base + 500_000_000));
+        assert_eq!(t("2023-11-14 22:13:20.123456"), Some(base + 123_456_000));
+        assert_eq!(t("2023-11-14T22:13"), Some(base - 20_000_000_000));
+        for bad in [
+            "",
+            "2023",
+            "2023-11-14",
+            "2023-13-14 22:13:20",
+            "2023-11-14 22:13:20.",
+            "2023-11-14 22:13:20+1",
+            "2023-11-14x22:13:20",
+            "２023-11-14 22:13:20",
+            "2023-11-14 22:13:20 junk",
+            "2023-11-14 25:13:20",
+        ] {
+            assert_eq!(t(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        assert_eq!(
+            numbered("a = ? AND b > CAST(? AS x)"),
+            "a = $1 AND b > CAST($2 AS x)"
+        );
+    }
+}
