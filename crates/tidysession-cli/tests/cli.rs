@@ -449,6 +449,7 @@ fn simulate_on_postgres() {
 #[test]
 fn simulate_on_mysql() {
     simulate_on_server(&mysql_url(), "mysql", "table");
+}
 
 /// `migrate` and `clear` on Django's table: the secret comes from `DJANGO_SECRET_KEY`, and
 /// its absence is an error naming it.
