@@ -56,6 +56,8 @@ mod extract;
 mod id;
 mod keyring;
 mod layer;
+pub mod metrics;
+pub mod reaper;
 pub mod record;
 mod seal;
 mod session;

@@ -282,10 +282,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         self.inner.id_format()
     }
 
-    async fn try_exclusive(
-        &self,
-        name: &str,
-    ) -> Result<Option<super::ExclusiveGuard>, StoreError> {
+    async fn try_exclusive(&self, name: &str) -> Result<Option<super::ExclusiveGuard>, StoreError> {
         self.inner.try_exclusive(name).await
     }
 }

@@ -35,7 +35,10 @@ impl ExclusiveGuard {
     /// lock of their own (SQLite, memory). `None` if another holder has `name`.
     pub fn in_process(name: &str) -> Option<Self> {
         let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
-        if !held.get_or_insert_with(HashSet::new).insert(name.to_owned()) {
+        if !held
+            .get_or_insert_with(HashSet::new)
+            .insert(name.to_owned())
+        {
             return None;
         }
         Some(Self::new(InProcess(name.to_owned())))

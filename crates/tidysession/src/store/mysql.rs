@@ -68,9 +68,7 @@ use super::sql::{
     bind_user, in_place_assignments, listed_from, millis, record_from, to_json, JsonDialect,
     SchemaTooNew,
 };
-use super::{
-    ExclusiveGuard, HeldLock, RecordCounts, SessionStore, StoreError, Updated, UserIndex,
-};
+use super::{ExclusiveGuard, HeldLock, RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{is_empty, only_reserved, Change, ExpiryChange, Record};
 

@@ -39,9 +39,7 @@ use time::OffsetDateTime;
 
 use super::connections::{Connections, Settings};
 use super::sql::{listed_from, millis, record_from, to_json};
-use super::{
-    ExclusiveGuard, HeldLock, RecordCounts, SessionStore, StoreError, Updated, UserIndex,
-};
+use super::{ExclusiveGuard, HeldLock, RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{Change, ExpiryChange, Record, RESERVED_PREFIX};
 
@@ -613,9 +611,7 @@ impl HeldLock for PgLock {
 
     async fn release(mut self: Box<Self>) {
         let query = format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})");
-        let unlock = sqlx::query(&query)
-            .bind(&self.key)
-            .execute(&mut self.conn);
+        let unlock = sqlx::query(&query).bind(&self.key).execute(&mut self.conn);
         if let Ok(Err(e)) = tokio::time::timeout(LOCK_WAIT, unlock).await {
             tracing::debug!(error = %e, "advisory unlock failed; closing its connection instead");
         }
