@@ -353,14 +353,15 @@ impl Reaper {
                 }
             };
             let report = joined.unwrap_or_else(|e| {
-                let mut report = ReaperReport::default();
-                report.error = Some(if e.is_panic() {
-                    "the run panicked".to_owned()
-                } else {
-                    "the run was cancelled".to_owned()
-                });
                 metrics::reaper_run(ReaperRun::Error, 0, 0);
-                report
+                ReaperReport {
+                    error: Some(if e.is_panic() {
+                        "the run panicked".to_owned()
+                    } else {
+                        "the run was cancelled".to_owned()
+                    }),
+                    ..ReaperReport::default()
+                }
             });
             this.log(&report);
             if let Some(f) = &this.on_report {
