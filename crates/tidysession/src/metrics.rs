@@ -8,7 +8,7 @@
 //!
 //! | name | type | labels | what it counts |
 //! |---|---|---|---|
-//! | `tidysession_store_operations_total` | counter | `op`, `outcome` | store calls made by [`SessionLayer`](crate::SessionLayer) and [`Session`](crate::Session): `op` is `load`, `create`, `update`, `touch`, `rename` or `delete`; `outcome` is `ok`, `gone` (load: no live record; update, touch, rename: [`StoreError::Gone`](crate::StoreError::Gone); delete: nothing to delete) or `error` |
+//! | `tidysession_store_operations_total` | counter | `op`, `outcome` | store calls made by [`SessionLayer`](crate::SessionLayer) and [`Session`](crate::Session): `op` is `load`, `create`, `update`, `touch`, `rename` or `delete`; `outcome` is `ok`, `gone` (load: no live record; update, touch, rename: [`StoreError::Gone`]; delete: nothing to delete) or `error` |
 //! | `tidysession_store_duration_seconds` | histogram | `op` | how long those calls took, and the reaper's `delete_expired` batches |
 //! | `tidysession_sealed_total` | counter | | cookie-tier sessions sealed into a `Set-Cookie` |
 //! | `tidysession_sealed_rejected_total` | counter | `reason` | sealed cookies that did not open: `malformed`, `unknown_key`, `forged` or `expired` |

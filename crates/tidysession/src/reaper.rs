@@ -12,7 +12,7 @@
 //!    reached, checking before each batch that the lock is still held;
 //! 3. releases the lock and reports what it did ([`ReaperReport`]: through
 //!    [`ReaperHandle::reports`], an [`on_report`](Reaper::on_report) callback, `tracing`
-//!    and the [metrics](crate::metrics)).
+//!    and the [metrics]).
 //!
 //! Runs start on a jittered interval (±[`jitter`](Reaper::jitter) of
 //! [`interval`](Reaper::interval)), so that processes started together do not all wake at
