@@ -30,7 +30,8 @@
 //! let reaper = Reaper::new(store.clone())
 //!     .interval(Duration::from_secs(60))
 //!     .batch_size(1000)
-//!     .spawn();
+//!     .spawn()
+//!     .expect("inside a tokio runtime");
 //! // ... serve requests with `SessionLayer::from_arc(store)` ...
 //! reaper.shutdown().await;
 //! # Ok(()) }
@@ -300,18 +301,19 @@ impl Reaper {
     /// Starts the reaper on the current tokio runtime. Dropping the handle stops it, as does
     /// [`ReaperHandle::shutdown`].
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// Outside a tokio runtime, like [`tokio::spawn`].
-    pub fn spawn(self) -> ReaperHandle {
+    /// [`NoRuntime`] when called outside a tokio runtime.
+    pub fn spawn(self) -> Result<ReaperHandle, NoRuntime> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| NoRuntime)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (report_tx, report_rx) = watch::channel(ReaperReport::default());
-        let task = tokio::spawn(self.run_forever(stop_rx, report_tx));
-        ReaperHandle {
+        let task = runtime.spawn(self.run_forever(stop_rx, report_tx));
+        Ok(ReaperHandle {
             stop: stop_tx,
             task,
             reports: report_rx,
-        }
+        })
     }
 
     async fn run_forever(
@@ -322,7 +324,7 @@ impl Reaper {
         let this = Arc::new(self);
         let mut wait = this
             .first_run
-            .unwrap_or_else(|| this.interval.mul_f64(this.jitter * random_fraction()));
+            .unwrap_or_else(|| scale(this.interval, this.jitter * random_fraction()));
         let mut failures: u32 = 0;
         loop {
             tokio::select! {
@@ -424,8 +426,18 @@ impl Reaper {
     fn jittered(&self, base: Duration) -> Duration {
         // Uniform in [base × (1 − jitter), base × (1 + jitter)].
         let spread = self.jitter * (2.0 * random_fraction() - 1.0);
-        base.mul_f64((1.0 + spread).max(0.0))
+        scale(base, 1.0 + spread)
     }
+}
+
+/// `d × factor`, saturating; never panics (unlike `Duration::mul_f64`) for any factor.
+fn scale(d: Duration, factor: f64) -> Duration {
+    let factor = if factor.is_finite() {
+        factor.max(0.0)
+    } else {
+        1.0
+    };
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(Duration::MAX)
 }
 
 /// A random number in [0, 1); 0.5 if the system has no randomness to give.
@@ -465,6 +477,11 @@ impl ReaperHandle {
     }
 }
 
+/// [`Reaper::spawn`] was called outside a tokio runtime.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("Reaper::spawn needs a tokio runtime")]
+pub struct NoRuntime;
+
 /// The lock a run worked under was lost (its connection went away).
 #[derive(Debug, thiserror::Error)]
 #[error("the reaper's lock was lost (its connection went away); stopping this run")]
@@ -483,6 +500,11 @@ mod tests {
     use crate::store::MemoryStore;
 
     #[test]
+    fn spawning_outside_a_runtime_is_an_error_not_a_panic() {
+        assert!(Reaper::new(MemoryStore::default()).spawn().is_err());
+    }
+
+    #[test]
     fn jitter_stays_within_its_bounds_and_backoff_is_capped() {
         let reaper = Reaper::new(MemoryStore::default())
             .interval(Duration::from_secs(100))
@@ -498,6 +520,14 @@ mod tests {
         assert!(b1 >= Duration::from_millis(800) && b1 <= Duration::from_millis(1200));
         let b3 = reaper.backoff_after(3);
         assert!(b3 >= Duration::from_millis(3200) && b3 <= Duration::from_millis(4800));
+        let huge = Reaper::new(MemoryStore::default())
+            .interval(Duration::MAX)
+            .jitter(1.0)
+            .backoff(Duration::MAX, Duration::MAX);
+        for _ in 0..100 {
+            let _ = huge.jittered(Duration::MAX);
+            let _ = huge.backoff_after(u32::MAX);
+        }
         for failures in [7, 50, u32::MAX] {
             assert!(reaper.backoff_after(failures) <= Duration::from_secs(72));
         }

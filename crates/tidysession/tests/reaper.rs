@@ -172,8 +172,8 @@ async fn two_reapers_take_turns<S: SessionStore>(a: S, b: S, unlocked: bool) -> 
     };
     let (a, b) = (Arc::new(watched(a)), Arc::new(watched(b)));
     let (ra, rb) = (Reports::default(), Reports::default());
-    let ha = ra.attach(quick(a.clone())).spawn();
-    let hb = rb.attach(quick(b.clone())).spawn();
+    let ha = ra.attach(quick(a.clone())).spawn().unwrap();
+    let hb = rb.attach(quick(b.clone())).spawn().unwrap();
     // Reports, not the table: the last run must have finished and reported too.
     until(
         StdDuration::from_secs(30),
@@ -318,7 +318,7 @@ async fn survives_an_outage<S: SessionStore>(store: S, proxy: &crate::util::prox
     let store = Arc::new(store);
     proxy.cut();
     let reports = Reports::default();
-    let handle = reports.attach(quick(store.clone())).spawn();
+    let handle = reports.attach(quick(store.clone())).spawn().unwrap();
     until(StdDuration::from_secs(20), "two failed runs", || async {
         reports.all().iter().filter(|r| r.error.is_some()).count() >= 2
     })
@@ -487,7 +487,8 @@ async fn shutdown_is_bounded_and_lets_the_current_batch_finish() {
         .lock_name("shutdown_test")
         .shutdown_grace(StdDuration::from_millis(100))
         .first_run_after(StdDuration::ZERO)
-        .spawn();
+        .spawn()
+        .unwrap();
     until(
         StdDuration::from_secs(5),
         "the run holds the lock",
@@ -521,7 +522,8 @@ async fn shutdown_is_bounded_and_lets_the_current_batch_finish() {
         .lock_name("graceful_test")
         .batch_size(10)
         .first_run_after(StdDuration::ZERO)
-        .spawn();
+        .spawn()
+        .unwrap();
     let latest = handle.reports();
     tokio::time::sleep(StdDuration::from_millis(300)).await;
     let start = Instant::now();
@@ -545,7 +547,8 @@ async fn shutdown_is_bounded_and_lets_the_current_batch_finish() {
     // Between runs.
     let idle = Reaper::new(MemoryStore::default())
         .interval(StdDuration::from_secs(3600))
-        .spawn();
+        .spawn()
+        .unwrap();
     tokio::time::timeout(StdDuration::from_secs(2), idle.shutdown())
         .await
         .expect("shut down within 2 s");
@@ -561,7 +564,8 @@ async fn a_panicking_store_fails_one_run_not_the_reaper() {
     let reports = Reports::default();
     let handle = reports
         .attach(quick(store.clone()).lock_name("panic_test"))
-        .spawn();
+        .spawn()
+        .unwrap();
     until(
         StdDuration::from_secs(10),
         "a run after the panic",
@@ -589,7 +593,7 @@ async fn stores_that_expire_records_themselves_get_one_report_and_an_idle_reaper
         ..Troubled::default()
     };
     let reports = Reports::default();
-    let handle = reports.attach(quick(store)).spawn();
+    let handle = reports.attach(quick(store)).spawn().unwrap();
     let mut latest = handle.reports();
     tokio::time::timeout(
         StdDuration::from_secs(5),

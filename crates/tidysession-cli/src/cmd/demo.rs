@@ -91,11 +91,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     );
     let metrics = install_metrics()?;
     // SQL stores keep expired rows until something deletes them; Redis expires its own.
-    let reaper = (!store.removes_expired_itself()).then(|| {
-        Reaper::from_arc(store.clone())
-            .interval(REAPER_INTERVAL)
-            .spawn()
-    });
+    let reaper = if store.removes_expired_itself() {
+        None
+    } else {
+        let reaper = Reaper::from_arc(store.clone()).interval(REAPER_INTERVAL);
+        Some(reaper.spawn().context("starting the session reaper")?)
+    };
     let app = router(store, users, keys).merge(metrics_route(metrics));
     let served = axum::serve(
         listener,
