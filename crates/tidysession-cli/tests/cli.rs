@@ -310,6 +310,20 @@ fn demo_shop(url: &str) {
         "{home}"
     );
 
+    // The metrics, in Prometheus text, after that traffic; scraping sets no cookie.
+    let metrics = http(&addr, "GET", "/metrics", Some(&user), None);
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        !metrics.contains("set-cookie") && !metrics.contains("vary"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tidysession_promotions_total 1")),
+        "{metrics}"
+    );
+
     // Two clients of alice; "log out everywhere else" from one ends the other.
     let alice = |addr: &str| {
         let r = http(

@@ -71,6 +71,7 @@ impl SessionLayer {
 
     /// Sessions kept in a shared store, e.g. one opened with [`store::open`](crate::store::open).
     pub fn from_arc(store: Arc<dyn SessionStore>) -> Self {
+        let store = Arc::new(crate::metrics::Measured(store));
         Self::build(store, SessionConfig::default(), false)
     }
 
@@ -266,7 +267,16 @@ async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
         headers.append(VARY, HeaderValue::from_static("Cookie"));
     }
     let cookie = match execute(session.store(), plan.store, &outcome, now).await {
-        Ok(Done::NewId(new_id)) => session_cookie(config, new_id.as_str(), &outcome),
+        Ok(Done::NewId(new_id)) => {
+            let facts = &outcome.facts;
+            if plan.store == StoreOp::Create
+                && facts.incoming == crate::decide::Incoming::Sealed
+                && matches!(facts.loaded, crate::decide::Loaded::Found { .. })
+            {
+                crate::metrics::promoted();
+            }
+            session_cookie(config, new_id.as_str(), &outcome)
+        }
         // The update left nothing, and the store deleted the record (I2).
         Ok(Done::Deleted) => removal(config, &config.cookie_name),
         Ok(Done::Kept) if plan.cookie == CookieOp::Set => outcome
@@ -421,6 +431,7 @@ fn sealed_cookie(
     };
     let payload = Sealer::payload(&record.data, record.created_at, expires_at);
     let value = tier.sealer.seal(&payload)?;
+    crate::metrics::sealed();
     let config = session.config();
     let mut cookie = base_cookie(config, &config.cookie_name, &value);
     if outcome.max_age.is_some() {

@@ -40,6 +40,12 @@
 //! | `cached` | `store::CachedStore`, an in-process cache in front of any store | no |
 //! | `django` | `django`: Django's signing and session formats, byte for byte | no |
 //!
+//! # Operations
+//!
+//! [`reaper::Reaper`] deletes expired sessions in the background, in short batches, one process
+//! at a time; [`metrics`](mod@metrics) lists what the library reports through the `metrics`
+//! facade.
+//!
 //! # How a request is handled
 //!
 //! See [`decide`](mod@decide) for the full table, and the repository's `docs/design.md` for
@@ -56,6 +62,8 @@ mod extract;
 mod id;
 mod keyring;
 mod layer;
+pub mod metrics;
+pub mod reaper;
 pub mod record;
 mod seal;
 mod session;

@@ -238,7 +238,10 @@ impl Session {
                     return Ok(tier
                         .sealer
                         .open(value, now, absolute)
-                        .map_err(|why| tracing::debug!(?why, "sealed session cookie refused"))
+                        .map_err(|why| {
+                            tracing::debug!(?why, "sealed session cookie refused");
+                            crate::metrics::rejected(why);
+                        })
                         .ok());
                 }
                 let Some(id) = &inner.id else { return Ok(None) };

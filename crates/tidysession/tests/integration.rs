@@ -11,6 +11,8 @@
 //! - `django`: the Django codec against the installed Django (`scripts/django-env.sh`).
 //! - `django_store`: `DjangoStore` and real Django sharing one `django_session` table.
 //! - `failure`: server-backed stores that go away and come back.
+//! - `metrics`: what the layer emits, through a debugging recorder.
+//! - `reaper`: the background cleanup task: one process at a time, outages, shutdown.
 //! - `sqlite`, `postgres`, `mysql`, `redis`: what each store holds at rest, and its own features
 //!   (the server-backed ones need the servers `scripts/services.sh` starts).
 //! - `util`: the request harness.
@@ -32,10 +34,12 @@ mod django;
 mod django_store;
 mod failure;
 mod layer;
+mod metrics;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod reaper;
 #[cfg(feature = "redis")]
 mod redis;
 mod sqlite;

@@ -15,6 +15,10 @@
 //! | `GET /account/sessions` | the user's sessions, each with a revoke button |
 //! | `POST /account/sessions/revoke` | form `id`: a listed session's handle, or `all` for every other session; 303 |
 //! | `POST /account/password` | form `password`: changes it, logs out the other sessions; 303 |
+//! | `GET /metrics` | nothing, ever: the [metrics](tidysession::metrics) in Prometheus text format (served by `run` only, outside the session layer) |
+//!
+//! `run` also keeps a [`Reaper`] deleting expired sessions every minute on SQL stores, and
+//! stops it on shutdown.
 //!
 //! Anonymous visitors' data (the cart) lives sealed in their cookie: it reaches the store only
 //! at login. With a `django+` store URL (Django's `django_session` table, secret from
@@ -25,7 +29,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -35,9 +40,11 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::json;
 use tidysession::auth::{AuthBackend, AuthError, AuthLayer, AuthUser, ClientAddress};
+use tidysession::reaper::Reaper;
 use tidysession::store::SessionStore;
 use tidysession::{IdFormat, KeyRing, Session, SessionConfig, SessionError, SessionLayer};
 
@@ -84,8 +91,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             n => format!(", user1…user{n}"),
         }
     );
-    let app = router(store, users, keys);
-    axum::serve(
+    let metrics = install_metrics()?;
+    // SQL stores keep expired rows until something deletes them; Redis expires its own.
+    let reaper = if store.removes_expired_itself() {
+        None
+    } else {
+        let reaper = Reaper::from_arc(store.clone()).interval(REAPER_INTERVAL);
+        Some(reaper.spawn().context("starting the session reaper")?)
+    };
+    let app = router(store, users, keys).merge(metrics_route(metrics));
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
@@ -93,7 +108,64 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
-    .context("serving the demo")
+    .context("serving the demo");
+    if let Some(reaper) = reaper {
+        reaper.shutdown().await;
+    }
+    served
+}
+
+/// How often the demo's reaper deletes expired sessions (jittered by ±10 %).
+const REAPER_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Installs the process's Prometheus recorder (once; later calls return the same handle)
+/// and keeps its histograms drained.
+pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".to_owned()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ],
+        )
+        .context("configuring the metrics buckets")?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+    tidysession::metrics::describe();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// `GET /metrics` in Prometheus text format. Outside the session layer: scraping never
+/// touches a session.
+pub(crate) fn metrics_route(handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = handle.render();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    )
 }
 
 /// The key ring from `TIDYSESSION_KEYS`; else the one in `file`, made on first start.

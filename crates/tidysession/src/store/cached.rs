@@ -281,6 +281,10 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     fn id_format(&self) -> crate::id::IdFormat {
         self.inner.id_format()
     }
+
+    async fn try_exclusive(&self, name: &str) -> Result<Option<super::ExclusiveGuard>, StoreError> {
+        self.inner.try_exclusive(name).await
+    }
 }
 
 /// The store behind's index; revoking drops this process's entries of the revoked sessions

@@ -163,4 +163,7 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     fn id_format(&self) -> crate::id::IdFormat {
         self.inner.id_format()
     }
+    async fn try_exclusive(&self, name: &str) -> Result<Option<super::ExclusiveGuard>, StoreError> {
+        self.inner.try_exclusive(name).await
+    }
 }

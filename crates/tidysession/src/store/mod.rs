@@ -51,6 +51,7 @@ mod counting;
     any(feature = "sqlite", feature = "postgres", feature = "mysql")
 ))]
 pub mod django;
+mod exclusive;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(any(
@@ -82,6 +83,7 @@ pub use counting::{CountingStore, OpCounts};
     any(feature = "sqlite", feature = "postgres", feature = "mysql")
 ))]
 pub use django::DjangoStore;
+pub use exclusive::{ExclusiveGuard, HeldLock};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 #[cfg(feature = "mysql")]
@@ -165,6 +167,19 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// The store's user index, if it keeps one.
     fn user_index(&self) -> Option<&dyn UserIndex> {
         None
+    }
+
+    /// Takes the exclusive lock `name` if nobody holds it, without waiting: `Ok(None)` when
+    /// another holder has it. Used by the [`Reaper`](crate::reaper::Reaper) so that one
+    /// process at a time cleans up.
+    ///
+    /// Stores on a shared server lock there, for every process using the same sessions
+    /// (PostgreSQL: a session-level advisory lock; MySQL/MariaDB: `GET_LOCK`), each on a
+    /// connection of its own that lives as long as the guard. The default locks within this
+    /// process only ([`ExclusiveGuard::in_process`]), which is enough for SQLite and memory
+    /// stores.
+    async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
+        Ok(ExclusiveGuard::in_process(name))
     }
 
     /// The form of this store's session ids, and what it files sessions under.
@@ -304,6 +319,9 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     fn user_index(&self) -> Option<&dyn UserIndex> {
         (**self).user_index()
+    }
+    async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
+        (**self).try_exclusive(name).await
     }
     fn id_format(&self) -> IdFormat {
         (**self).id_format()

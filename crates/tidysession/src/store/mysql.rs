@@ -68,7 +68,7 @@ use super::sql::{
     bind_user, in_place_assignments, listed_from, millis, record_from, to_json, JsonDialect,
     SchemaTooNew,
 };
-use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
+use super::{ExclusiveGuard, HeldLock, RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{is_empty, only_reserved, Change, ExpiryChange, Record};
 
@@ -867,6 +867,71 @@ impl SessionStore for MySqlStore {
         result?;
         released.map_err(StoreError::backend)?;
         closed.map_err(StoreError::backend)
+    }
+
+    async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
+        // A connection of its own, as for `migrate`: a named lock belongs to its connection,
+        // so a process that dies or loses the server frees it.
+        let connect = self.connections.options().connect();
+        let mut conn = tokio::time::timeout(LOCK_WAIT, connect)
+            .await
+            .map_err(|_| StoreError::backend(LockTimedOut))?
+            .map_err(StoreError::backend)?;
+        // Named locks are server-wide: the name includes the database and the table.
+        let key = format!("{}.{name}", self.table.name);
+        let query = format!("SELECT GET_LOCK({MYSQL_LOCK_NAME}, 0)");
+        let taken = sqlx::query_scalar::<_, Option<i64>>(&query)
+            .bind(&key)
+            .fetch_one(&mut conn);
+        let taken = tokio::time::timeout(LOCK_WAIT, taken)
+            .await
+            .map_err(|_| StoreError::backend(LockTimedOut))?
+            .map_err(StoreError::backend)?;
+        if taken != Some(1) {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        Ok(Some(ExclusiveGuard::new(MySqlLock { conn, key })))
+    }
+}
+
+/// How long taking, checking or releasing an exclusive lock may take.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// The named lock for the name bound as `?`, within 64 characters.
+const MYSQL_LOCK_NAME: &str =
+    "CONCAT('tidysession.x:', LEFT(SHA2(CONCAT(IFNULL(DATABASE(), ''), '.', ?), 256), 40))";
+
+/// The server did not answer a lock request in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the database did not answer a lock request within {LOCK_WAIT:?}")]
+struct LockTimedOut;
+
+/// A named lock (`GET_LOCK`), held by its own connection.
+#[derive(Debug)]
+struct MySqlLock {
+    conn: MySqlConnection,
+    key: String,
+}
+
+#[async_trait]
+impl HeldLock for MySqlLock {
+    async fn still_held(&mut self) -> bool {
+        let query = format!("SELECT IS_USED_LOCK({MYSQL_LOCK_NAME}) = CONNECTION_ID()");
+        let held = sqlx::query_scalar::<_, Option<i64>>(&query)
+            .bind(&self.key)
+            .fetch_one(&mut self.conn);
+        matches!(tokio::time::timeout(LOCK_WAIT, held).await, Ok(Ok(Some(1))))
+    }
+
+    async fn release(mut self: Box<Self>) {
+        let query = format!("SELECT RELEASE_LOCK({MYSQL_LOCK_NAME})");
+        let unlock = sqlx::query(&query).bind(&self.key).execute(&mut self.conn);
+        if let Ok(Err(e)) = tokio::time::timeout(LOCK_WAIT, unlock).await {
+            tracing::debug!(error = %e, "RELEASE_LOCK failed; closing its connection instead");
+        }
+        // Closing releases the lock too.
+        let _ = tokio::time::timeout(LOCK_WAIT, self.conn.close()).await;
     }
 }
 

@@ -39,7 +39,7 @@ use time::OffsetDateTime;
 
 use super::connections::{Connections, Settings};
 use super::sql::{listed_from, millis, record_from, to_json};
-use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
+use super::{ExclusiveGuard, HeldLock, RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{Change, ExpiryChange, Record, RESERVED_PREFIX};
 
@@ -553,6 +553,70 @@ impl SessionStore for PostgresStore {
         }
         .await;
         lease.checked(result)
+    }
+
+    async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
+        // A connection of its own, not a shared one: a session-level advisory lock lives as
+        // long as its connection, so a process that dies or loses the server frees it.
+        let connect = self.connections.options().connect();
+        let mut conn = tokio::time::timeout(LOCK_WAIT, connect)
+            .await
+            .map_err(|_| StoreError::backend(LockTimedOut))?
+            .map_err(StoreError::backend)?;
+        // The lock's 64-bit key: from the schema and the name, so that two schemas on one
+        // server lock apart.
+        let key = format!("tidysession.{}.{name}", self.schema);
+        let query = format!("SELECT pg_try_advisory_lock({PG_LOCK_KEY})");
+        let taken = sqlx::query_scalar::<_, bool>(&query)
+            .bind(&key)
+            .fetch_one(&mut conn);
+        let taken = tokio::time::timeout(LOCK_WAIT, taken)
+            .await
+            .map_err(|_| StoreError::backend(LockTimedOut))?
+            .map_err(StoreError::backend)?;
+        if !taken {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        Ok(Some(ExclusiveGuard::new(PgLock { conn, key })))
+    }
+}
+
+/// How long taking, checking or releasing an exclusive lock may take.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// The advisory lock key for the name bound as `$1`: the first 64 bits of its MD5.
+const PG_LOCK_KEY: &str = "('x' || left(md5($1), 16))::bit(64)::bigint";
+
+/// The server did not answer a lock request in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the database did not answer a lock request within {LOCK_WAIT:?}")]
+struct LockTimedOut;
+
+/// A session-level advisory lock, held by its own connection.
+#[derive(Debug)]
+struct PgLock {
+    conn: PgConnection,
+    key: String,
+}
+
+#[async_trait]
+impl HeldLock for PgLock {
+    async fn still_held(&mut self) -> bool {
+        // The lock lives exactly as long as the connection's session, and only `release`
+        // unlocks it: a connection that answers still holds it.
+        let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut self.conn);
+        matches!(tokio::time::timeout(LOCK_WAIT, ping).await, Ok(Ok(1)))
+    }
+
+    async fn release(mut self: Box<Self>) {
+        let query = format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})");
+        let unlock = sqlx::query(&query).bind(&self.key).execute(&mut self.conn);
+        if let Ok(Err(e)) = tokio::time::timeout(LOCK_WAIT, unlock).await {
+            tracing::debug!(error = %e, "advisory unlock failed; closing its connection instead");
+        }
+        // Closing ends the session, and any lock it still had with it.
+        let _ = tokio::time::timeout(LOCK_WAIT, self.conn.close()).await;
     }
 }
 

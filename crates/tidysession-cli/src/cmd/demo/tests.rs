@@ -500,3 +500,56 @@ async fn a_django_store_gets_djangos_cookie_defaults() {
     let counts = store.count(time::OffsetDateTime::now_utc()).await.unwrap();
     assert_eq!(counts.live, 1);
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_and_never_touch_the_session() {
+    let handle = super::install_metrics().unwrap();
+    let Demo { app, store } = Demo::new();
+    let d = Demo {
+        app: app.merge(super::metrics_route(handle)),
+        store,
+    };
+    // Some traffic: a sealed cart, a login that promotes it, a read.
+    let cart = d.send("GET", "/cart/add?item=book", None, None).await;
+    let cookie = cart.session().expect("a sealed cart");
+    let login = d
+        .send(
+            "POST",
+            "/login",
+            Some(&cookie),
+            Some("username=alice&password=password"),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    let cookie = login.session().expect("logged in");
+    d.send("GET", "/whoami", Some(&cookie), None).await;
+
+    let before = d.store.counts();
+    let req = Request::get("/metrics")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let res = d.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let content_type = res.headers()[header::CONTENT_TYPE].to_str().unwrap();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    assert!(res.headers().get(header::SET_COOKIE).is_none());
+    assert!(res.headers().get(header::VARY).is_none());
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    for line in [
+        "tidysession_sealed_total ",
+        "tidysession_promotions_total ",
+        "tidysession_store_operations_total{op=\"create\",outcome=\"ok\"} ",
+        "tidysession_store_operations_total{op=\"load\",outcome=\"ok\"} ",
+        "tidysession_store_duration_seconds_bucket{op=\"create\",le=\"0.001\"} ",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(line)),
+            "no {line:?} in:\n{text}"
+        );
+    }
+    assert_eq!(d.store.counts(), before, "scraping did no store I/O");
+}
