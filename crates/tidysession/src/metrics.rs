@@ -275,6 +275,14 @@ impl SessionStore for Measured {
         self.0.id_format()
     }
 
+    async fn stats(
+        &self,
+        now: OffsetDateTime,
+        options: &crate::store::StatsOptions,
+    ) -> Result<Option<crate::store::Stats>, StoreError> {
+        self.0.stats(now, options).await
+    }
+
     async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
         self.0.try_exclusive(name).await
     }

@@ -32,7 +32,7 @@ mod signing;
 
 pub use json::{from_json, to_json};
 pub use session::{
-    decode_session_data, decode_signed_cookie, encode_session_data, encode_signed_cookie,
+    decode_session_data, decode_session_data_unverified, decode_signed_cookie, encode_session_data, encode_signed_cookie,
     DEFAULT_SESSION_COOKIE_AGE, SESSION_SALT, SIGNED_COOKIE_SALT,
 };
 pub use signing::{

@@ -60,6 +60,18 @@ pub fn decode_session_data(
     session_signer(secrets, SESSION_SALT).unsign_object(encoded, None)
 }
 
+/// Decodes a `session_data` value **without verifying its signature**, for statistics over
+/// a table whose secret is not at hand (`tidysession stats` without `DJANGO_SECRET_KEY`).
+/// Anyone who can write the table can make it say anything: never trust the result. A
+/// compressed payload is decompressed to at most 1 MiB.
+///
+/// # Errors
+///
+/// [`SigningError::BadPayload`] if it is not a signed value holding a JSON object.
+pub fn decode_session_data_unverified(encoded: &str) -> Result<Map<String, Value>, SigningError> {
+    super::signing::decode_object_unverified(encoded, 1 << 20)
+}
+
 /// Encodes session data as the cookie value of Django's `signed_cookies` backend:
 /// `signing.dumps(data, salt=SIGNED_COOKIE_SALT, compress=True)`.
 ///

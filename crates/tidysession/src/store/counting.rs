@@ -163,6 +163,14 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     fn id_format(&self) -> crate::id::IdFormat {
         self.inner.id_format()
     }
+
+    async fn stats(
+        &self,
+        now: OffsetDateTime,
+        options: &crate::store::StatsOptions,
+    ) -> Result<Option<crate::store::Stats>, StoreError> {
+        self.inner.stats(now, options).await
+    }
     async fn try_exclusive(&self, name: &str) -> Result<Option<super::ExclusiveGuard>, StoreError> {
         self.inner.try_exclusive(name).await
     }

@@ -84,8 +84,13 @@ use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
 
 use super::connections::{Connections, Settings};
-use super::{RecordCounts, SessionStore, StoreError, Updated};
-use crate::django::{decode_session_data, encode_session_data, Secrets};
+use super::stats::{
+    random_django_start, sample_plan, ExpiryIndex, Payloads, SampledRecord, StatsBuilder,
+};
+use super::{RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated};
+use crate::django::{
+    decode_session_data, decode_session_data_unverified, encode_session_data, Secrets,
+};
 use crate::id::{IdFormat, StorageKey};
 use crate::record::{is_empty, minus, plus, Change, Data, ExpiryChange, Record};
 
@@ -127,7 +132,8 @@ pub struct DjangoStore {
     db: Db,
     table: String,
     sql: Statements,
-    secrets: Secrets,
+    /// `None` when opened for maintenance only ([`DjangoStore::connect_without_secret`]).
+    secrets: Option<Secrets>,
     age: Duration,
 }
 
@@ -285,6 +291,22 @@ impl DjangoStore {
     /// [`StoreError::Backend`] for a malformed URL or table name, a scheme this build has no
     /// feature for, or a database that cannot be reached.
     pub async fn connect(url: &str, secrets: Secrets) -> Result<Self, StoreError> {
+        Self::connect_with(url, Some(secrets)).await
+    }
+
+    /// Connects as [`connect`](Self::connect) does, without Django's secret, for maintenance
+    /// only: [`count`](SessionStore::count), [`delete_expired`](SessionStore::delete_expired)
+    /// and [`stats`](SessionStore::stats) (which then reads payloads *unverified*) work;
+    /// loading or writing a session fails with an error saying the secret is missing.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_without_secret(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, None).await
+    }
+
+    async fn connect_with(url: &str, secrets: Option<Secrets>) -> Result<Self, StoreError> {
         let url = url.strip_prefix("django+").unwrap_or(url);
         let (url, table) = super::url::take_param(url, "table").ok_or_else(|| {
             StoreError::backend(InvalidTableName("(not percent-encoded UTF-8)".to_owned()))
@@ -468,8 +490,9 @@ impl DjangoStore {
         expire: &str,
         now: OffsetDateTime,
     ) -> Result<Record, StoreError> {
+        let secrets = self.secrets()?;
         let mut data =
-            decode_session_data(data, &self.secrets).map_err(|e| StoreError::Corrupt {
+            decode_session_data(data, secrets).map_err(|e| StoreError::Corrupt {
                 key: *key,
                 reason: format!("session_data: {e}"),
             })?;
@@ -507,7 +530,14 @@ impl DjangoStore {
         let mut data: Data = record.data.clone();
         let created = record.created_at.unix_timestamp_nanos() / 1_000_000;
         data.insert(CREATED_KEY.to_owned(), Value::from(created as i64));
-        encode_session_data(&data, &self.secrets).map_err(StoreError::backend)
+        encode_session_data(&data, self.secrets()?).map_err(StoreError::backend)
+    }
+
+    /// The secrets, or the error of a store opened for maintenance only.
+    fn secrets(&self) -> Result<&Secrets, StoreError> {
+        self.secrets
+            .as_ref()
+            .ok_or_else(|| StoreError::backend(MaintenanceOnly))
     }
 
     /// The latest expiry a refresh may give `data` at `now`: `None` when its
@@ -676,6 +706,17 @@ struct Statements {
     delete_expired: String,
     count: String,
     create_table: Vec<String>,
+    /// A random key range for statistics: from a key on, then before it.
+    sample_from: String,
+    sample_before: String,
+    sample_all: String,
+    /// Counts indexes whose first column is `expire_date`, on the table named by the one
+    /// parameter.
+    index_check: String,
+    /// The table as the catalog query takes it.
+    index_target: String,
+    /// The statement that creates the expiry index.
+    index_create: String,
 }
 
 impl Statements {
@@ -746,8 +787,46 @@ impl Statements {
                 format!("CREATE INDEX IF NOT EXISTS \"{index}\" ON {t} (\"expire_date\")"),
             ],
         };
+        let (index_check, index_target, index_create) = match dialect {
+            Dialect::Postgres => (
+                "SELECT COUNT(*) FROM pg_index i JOIN pg_attribute a \
+                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                 WHERE i.indrelid = to_regclass($1) AND a.attname = 'expire_date'"
+                    .to_owned(),
+                t.clone(),
+                format!("CREATE INDEX CONCURRENTLY \"{index}\" ON {t} (\"expire_date\");"),
+            ),
+            Dialect::MySql => (
+                "SELECT COUNT(*) FROM information_schema.statistics \
+                 WHERE table_schema = DATABASE() AND table_name = ? \
+                 AND column_name = 'expire_date' AND seq_in_index = 1"
+                    .to_owned(),
+                table.to_owned(),
+                format!(
+                    "CREATE INDEX `{index}` ON {t} (`expire_date`) ALGORITHM=INPLACE LOCK=NONE;"
+                ),
+            ),
+            Dialect::Sqlite => (
+                "SELECT COUNT(*) FROM sqlite_master m, pragma_index_info(m.name) i \
+                 WHERE m.type = 'index' AND m.tbl_name = ? AND i.seqno = 0 \
+                 AND i.name = 'expire_date'"
+                    .to_owned(),
+                table.to_owned(),
+                format!("CREATE INDEX \"{index}\" ON {t} (\"expire_date\");"),
+            ),
+        };
         Self {
             dialect,
+            sample_from: q(format!(
+                "SELECT session_data, {exp} FROM {t} WHERE session_key >= ? ORDER BY session_key LIMIT ?"
+            )),
+            sample_before: q(format!(
+                "SELECT session_data, {exp} FROM {t} WHERE session_key < ? ORDER BY session_key LIMIT ?"
+            )),
+            sample_all: q(format!("SELECT session_data, {exp} FROM {t} LIMIT ?")),
+            index_check,
+            index_target,
+            index_create,
             pre_lock: (dialect == Dialect::Sqlite).then(|| {
                 format!(
                     "UPDATE {t} SET expire_date = expire_date WHERE session_key = ? AND expire_date > ?"
@@ -1057,6 +1136,101 @@ impl SessionStore for DjangoStore {
     fn id_format(&self) -> IdFormat {
         IdFormat::Django
     }
+
+    /// Exact counts; the rest from a random key range of `session_key`. Without the secret,
+    /// payloads are read unverified ([`Payloads::Unverified`]); with it, a row that does not
+    /// verify counts as unreadable. Creation times are known only for sessions tidysession
+    /// wrote ([`CREATED_KEY`]). Also checks the catalog for an index on `expire_date`.
+    async fn stats(
+        &self,
+        now: OffsetDateTime,
+        options: &StatsOptions,
+    ) -> Result<Option<Stats>, StoreError> {
+        let counts = self.count(now).await?;
+        let (limit, complete) = sample_plan(counts.live + counts.expired, options.sample_size);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let start = random_django_start();
+        let (rows, indexed): (Vec<(String, String)>, i64) = with_conn!(self, conn => {
+            let rows: Vec<(String, String)> = if complete {
+                sqlx::query_as(&self.sql.sample_all)
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(StoreError::backend)?
+            } else {
+                let mut rows: Vec<(String, String)> = sqlx::query_as(&self.sql.sample_from)
+                    .bind(&start)
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(StoreError::backend)?;
+                let short = limit - rows.len() as i64;
+                if short > 0 {
+                    let more: Vec<(String, String)> = sqlx::query_as(&self.sql.sample_before)
+                        .bind(&start)
+                        .bind(short)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    rows.extend(more);
+                }
+                rows
+            };
+            let indexed: i64 = sqlx::query_scalar(&self.sql.index_check)
+                .bind(&self.sql.index_target)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(StoreError::backend)?;
+            Ok((rows, indexed))
+        })?;
+        let mut builder = StatsBuilder::new(now, counts, *options);
+        for (data, exp) in rows {
+            let decoded = match &self.secrets {
+                Some(secrets) => decode_session_data(&data, secrets).ok(),
+                None => decode_session_data_unverified(&data).ok(),
+            };
+            let created_at = decoded
+                .as_ref()
+                .and_then(|d| d.get(CREATED_KEY))
+                .and_then(Value::as_i64)
+                .and_then(|ms| {
+                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+                });
+            builder.add(SampledRecord {
+                bytes: data.len() as u64,
+                data: decoded,
+                created_at,
+                // A date that does not parse cannot be live.
+                expires_at: parse_datetime(&exp).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            });
+        }
+        let dialect = match self.sql.dialect {
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::MySql => "MySQL/MariaDB",
+            Dialect::Sqlite => "SQLite",
+        };
+        let method = match complete {
+            true => "every row".to_owned(),
+            false => format!("random session_key range of {limit} rows"),
+        };
+        let payloads = match self.secrets {
+            Some(_) => Payloads::Verified,
+            None => Payloads::Unverified,
+        };
+        let mut stats = builder.finish(
+            format!("Django table {} ({dialect})", self.table),
+            method,
+            payloads,
+            false,
+        );
+        stats.expiry_index = Some(ExpiryIndex {
+            table: self.table.clone(),
+            column: "expire_date".to_owned(),
+            present: indexed > 0,
+            create_statement: self.sql.index_create.clone(),
+        });
+        Ok(Some(stats))
+    }
 }
 
 /// `DJANGO_SECRET_KEY` is not set.
@@ -1066,6 +1240,14 @@ impl SessionStore for DjangoStore {
      with Django's SECRET_KEY (fallbacks from {SECRET_KEY_FALLBACKS_VAR}, comma-separated)"
 )]
 struct MissingSecret;
+
+/// The store was opened without the secret and a session was loaded or written.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this Django store was opened without {SECRET_KEY_VAR}: it counts, samples and deletes \
+     expired rows, but cannot load or write sessions"
+)]
+struct MaintenanceOnly;
 
 /// A key that is not Django's.
 #[derive(Debug, thiserror::Error)]

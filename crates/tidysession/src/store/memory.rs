@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
+use super::stats::{Payloads, SampledRecord, StatsBuilder};
+use super::{RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, Record};
 
@@ -242,6 +243,37 @@ impl SessionStore for MemoryStore {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         Some(self)
     }
+
+    /// Every record, so every figure is exact.
+    async fn stats(
+        &self,
+        now: OffsetDateTime,
+        options: &StatsOptions,
+    ) -> Result<Option<Stats>, StoreError> {
+        let counts = self.count(now).await?;
+        let mut builder = StatsBuilder::new(now, counts, *options);
+        let records = self.records();
+        for record in records.map.values() {
+            builder.add(SampledRecord {
+                bytes: to_json_len(&record.data),
+                data: Some(record.data.clone()),
+                created_at: Some(record.created_at),
+                expires_at: record.expires_at,
+            });
+        }
+        drop(records);
+        Ok(Some(builder.finish(
+            "memory store (this process)",
+            "every record",
+            Payloads::Plain,
+            false,
+        )))
+    }
+}
+
+/// The size of data as JSON text.
+fn to_json_len(data: &crate::record::Data) -> u64 {
+    serde_json::to_string(data).map_or(0, |s| s.len() as u64)
 }
 
 #[async_trait]

@@ -71,6 +71,7 @@ mod redis;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub mod stats;
 mod url;
 
 #[cfg(feature = "redis")]
@@ -92,7 +93,8 @@ pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub use url::{open, redact_url, supported_urls, StoreUrlError};
+pub use stats::{Stats, StatsOptions};
+pub use url::{open, open_for_maintenance, redact_url, supported_urls, StoreUrlError};
 
 /// A place sessions live. See the [module docs](self) for the contract.
 ///
@@ -185,6 +187,18 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// The form of this store's session ids, and what it files sessions under.
     fn id_format(&self) -> IdFormat {
         IdFormat::Native
+    }
+
+    /// Statistics about what the store holds at `now` (see [`stats`](self::stats)): exact
+    /// counts, and figures estimated from a bounded sample of records. `None` for a store
+    /// that cannot tell.
+    async fn stats(
+        &self,
+        now: OffsetDateTime,
+        options: &StatsOptions,
+    ) -> Result<Option<Stats>, StoreError> {
+        let _ = (now, options);
+        Ok(None)
     }
 }
 
@@ -325,6 +339,13 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     fn id_format(&self) -> IdFormat {
         (**self).id_format()
+    }
+    async fn stats(
+        &self,
+        now: OffsetDateTime,
+        options: &StatsOptions,
+    ) -> Result<Option<Stats>, StoreError> {
+        (**self).stats(now, options).await
     }
 }
 

@@ -89,6 +89,23 @@ pub fn supported_urls() -> String {
 /// [`StoreUrlError::Unsupported`] for an unknown scheme, [`StoreUrlError::Open`] when the
 /// store cannot be opened.
 pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
+    open_with(url, true).await
+}
+
+/// Opens the store a URL names, as [`open`] does, for maintenance: statistics and cleanup.
+/// The one difference: a Django URL opens without `DJANGO_SECRET_KEY` if it is not set. Such a
+/// store counts, samples (reading payloads *unverified*) and deletes expired rows, none of
+/// which needs the secret, and refuses to load or write sessions.
+///
+/// # Errors
+///
+/// As [`open`].
+pub async fn open_for_maintenance(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
+    open_with(url, false).await
+}
+
+async fn open_with(url: &str, need_secret: bool) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
+    let _ = need_secret;
     let unsupported = || StoreUrlError::Unsupported {
         url: redact_url(url),
         supported: supported_urls(),
@@ -137,8 +154,11 @@ pub async fn open(url: &str) -> Result<Arc<dyn SessionStore>, StoreUrlError> {
             if !rest.is_empty() =>
         {
             let opened = async {
-                let secrets = super::DjangoStore::secrets_from_env()?;
-                super::DjangoStore::connect(url, secrets).await
+                match super::DjangoStore::secrets_from_env() {
+                    Ok(secrets) => super::DjangoStore::connect(url, secrets).await,
+                    Err(_) if !need_secret => super::DjangoStore::connect_without_secret(url).await,
+                    Err(e) => Err(e),
+                }
             };
             opened
                 .await
