@@ -68,7 +68,13 @@ use super::sql::{
     bind_user, in_place_assignments, listed_from, millis, record_from, to_json, JsonDialect,
     SchemaTooNew,
 };
-use super::{ExclusiveGuard, HeldLock, RecordCounts, SessionStore, StoreError, Updated, UserIndex};
+use super::stats::{
+    native_row, random_start, sample_plan, ExpiryIndex, Payloads, StatsBuilder,
+};
+use super::{
+    ExclusiveGuard, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions, StoreError,
+    Updated, UserIndex,
+};
 use crate::id::StorageKey;
 use crate::record::{is_empty, only_reserved, Change, ExpiryChange, Record};
 
@@ -833,6 +839,88 @@ impl SessionStore for MySqlStore {
 
     fn user_index(&self) -> Option<&dyn UserIndex> {
         Some(self)
+    }
+
+    /// Exact counts; the rest from a random range of ids (SHA-256 hashes, so uniformly
+    /// spread) read through the primary key.
+    async fn stats(
+        &self,
+        now: OffsetDateTime,
+        options: &StatsOptions,
+    ) -> Result<Option<Stats>, StoreError> {
+        let counts = self.count(now).await?;
+        let (limit, complete) = sample_plan(counts.live + counts.expired, options.sample_size);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let t = &self.table.sessions;
+        let columns = format!("SELECT CAST(data AS CHAR), created_at, expires_at FROM {t}");
+        let start = random_start();
+        let mut lease = self.connections.get().await?;
+        let result = async {
+            let conn = lease.conn()?;
+            let rows: Vec<(String, i64, i64)> = if complete {
+                sqlx::query_as(&format!("{columns} LIMIT ?"))
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(StoreError::backend)?
+            } else {
+                let mut rows: Vec<(String, i64, i64)> =
+                    sqlx::query_as(&format!("{columns} WHERE id >= ? ORDER BY id LIMIT ?"))
+                        .bind(start.as_slice())
+                        .bind(limit)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                let short = limit - rows.len() as i64;
+                if short > 0 {
+                    let more: Vec<(String, i64, i64)> =
+                        sqlx::query_as(&format!("{columns} WHERE id < ? ORDER BY id LIMIT ?"))
+                            .bind(start.as_slice())
+                            .bind(short)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(StoreError::backend)?;
+                    rows.extend(more);
+                }
+                rows
+            };
+            let indexed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM information_schema.statistics
+                 WHERE table_schema = DATABASE() AND table_name = ?
+                 AND column_name = 'expires_at' AND seq_in_index = 1",
+            )
+            .bind(&self.table.name)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
+            Ok((rows, indexed))
+        }
+        .await;
+        let (rows, indexed) = lease.checked(result)?;
+        drop(lease);
+        let mut builder = StatsBuilder::new(now, counts, *options);
+        for (data, created, expires) in &rows {
+            builder.add(native_row(data, *created, *expires));
+        }
+        let method = match complete {
+            true => "every row".to_owned(),
+            false => format!("random id range of {limit} rows"),
+        };
+        let mut stats = builder.finish(
+            format!("MySQL/MariaDB table {}", self.table.name),
+            method,
+            Payloads::Plain,
+            false,
+        );
+        stats.expiry_index = Some(ExpiryIndex {
+            table: self.table.name.clone(),
+            column: "expires_at".to_owned(),
+            present: indexed > 0,
+            create_statement: format!(
+                "CREATE INDEX expires_at ON {t} (expires_at) ALGORITHM=INPLACE LOCK=NONE;"
+            ),
+        });
+        Ok(Some(stats))
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

@@ -39,7 +39,13 @@ use time::OffsetDateTime;
 
 use super::connections::{Connections, Settings};
 use super::sql::{listed_from, millis, record_from, to_json};
-use super::{ExclusiveGuard, HeldLock, RecordCounts, SessionStore, StoreError, Updated, UserIndex};
+use super::stats::{
+    native_row, random_start, sample_plan, ExpiryIndex, Payloads, StatsBuilder,
+};
+use super::{
+    ExclusiveGuard, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions, StoreError,
+    Updated, UserIndex,
+};
 use crate::id::StorageKey;
 use crate::record::{Change, ExpiryChange, Record, RESERVED_PREFIX};
 
@@ -536,6 +542,105 @@ impl SessionStore for PostgresStore {
 
     fn user_index(&self) -> Option<&dyn UserIndex> {
         Some(self)
+    }
+
+    /// Exact counts; the rest from `TABLESAMPLE SYSTEM` (random pages), with the percentage
+    /// chosen from the total. When that finds too few rows (a small table has few pages to
+    /// pick from), a random id range instead.
+    async fn stats(
+        &self,
+        now: OffsetDateTime,
+        options: &StatsOptions,
+    ) -> Result<Option<Stats>, StoreError> {
+        let counts = self.count(now).await?;
+        let total = counts.live + counts.expired;
+        let (limit, complete) = sample_plan(total, options.sample_size);
+        let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
+        let t = &self.sql.table;
+        let columns = format!("SELECT data::text, created_at, expires_at FROM {t}");
+        // A little over the share wanted, since whole pages are picked at random.
+        let percent = ((limit as f64) * 120.0 / (total.max(1) as f64)).clamp(0.000_1, 100.0);
+        let start = random_start();
+        let mut lease = self.connections.get().await?;
+        let result = async {
+            let conn = lease.conn()?;
+            let mut method = "every row".to_owned();
+            let rows: Vec<(String, i64, i64)> = if complete {
+                sqlx::query_as(&format!("{columns} LIMIT $1"))
+                    .bind(limit_i)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(StoreError::backend)?
+            } else {
+                let sampled: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
+                    "{columns} TABLESAMPLE SYSTEM (CAST($1 AS real)) LIMIT $2"
+                ))
+                .bind(percent as f32)
+                .bind(limit_i)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(StoreError::backend)?;
+                if sampled.len() as i64 * 2 >= limit_i {
+                    method = format!("TABLESAMPLE SYSTEM ({percent:.4}%), at most {limit} rows");
+                    sampled
+                } else {
+                    method = format!("random id range of {limit} rows");
+                    let mut rows: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
+                        "{columns} WHERE id >= $1 ORDER BY id LIMIT $2"
+                    ))
+                    .bind(start.as_slice())
+                    .bind(limit_i)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(StoreError::backend)?;
+                    let short = limit_i - rows.len() as i64;
+                    if short > 0 {
+                        let more: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
+                            "{columns} WHERE id < $1 ORDER BY id LIMIT $2"
+                        ))
+                        .bind(start.as_slice())
+                        .bind(short)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                        rows.extend(more);
+                    }
+                    rows
+                }
+            };
+            let indexed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_index i JOIN pg_attribute a
+                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                 WHERE i.indrelid = to_regclass($1) AND a.attname = 'expires_at'",
+            )
+            .bind(t)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
+            Ok((rows, indexed, method))
+        }
+        .await;
+        let (rows, indexed, method) = lease.checked(result)?;
+        drop(lease);
+        let mut builder = StatsBuilder::new(now, counts, *options);
+        for (data, created, expires) in &rows {
+            builder.add(native_row(data, *created, *expires));
+        }
+        let mut stats = builder.finish(
+            format!("PostgreSQL table {t}"),
+            method,
+            Payloads::Plain,
+            false,
+        );
+        stats.expiry_index = Some(ExpiryIndex {
+            table: t.clone(),
+            column: "expires_at".to_owned(),
+            present: indexed > 0,
+            create_statement: format!(
+                "CREATE INDEX CONCURRENTLY tidysession_sessions_expires_at ON {t} (expires_at);"
+            ),
+        });
+        Ok(Some(stats))
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

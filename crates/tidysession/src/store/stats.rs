@@ -418,6 +418,17 @@ pub(crate) fn sample_plan(total: u64, size: u32) -> (u64, bool) {
     (size.min(total), total <= size)
 }
 
+/// A sampled row of a native SQL table: data as JSON text, times in Unix milliseconds.
+pub(crate) fn native_row(data: &str, created_ms: i64, expires_ms: i64) -> SampledRecord {
+    let at = |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok();
+    SampledRecord {
+        data: serde_json::from_str(data).ok(),
+        bytes: data.len() as u64,
+        created_at: at(created_ms),
+        expires_at: at(expires_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    }
+}
+
 /// A random 32-byte starting key for a key-range sample.
 pub(crate) fn random_start() -> [u8; 32] {
     let mut start = [0u8; 32];

@@ -137,7 +137,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::millis::{from_millis, millis};
-use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
+use super::stats::{Payloads, SampledRecord, StatsBuilder};
+use super::{RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{Change, Data, ExpiryChange, Record, RESERVED_PREFIX};
 
@@ -826,6 +827,80 @@ impl RedisStore {
         }
     }
 
+    /// Reads up to `want` session hashes under the prefix on one node (or the single server),
+    /// in `SCAN` order; also says whether the scan saw every key.
+    async fn sample_node(
+        &self,
+        route: Option<SingleNodeRoutingInfo>,
+        want: usize,
+    ) -> Result<(Vec<Stored>, bool), StoreError> {
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let mut cursor = 0u64;
+        let mut keys = Vec::new();
+        let mut finished = false;
+        while keys.len() < want {
+            let mut scan = ::redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH);
+            let reply = match (&self.conn, &route) {
+                (Conn::Cluster(c), Some(route)) => c
+                    .clone()
+                    .route_command(scan, RoutingInfo::SingleNode(route.clone()))
+                    .await
+                    .map_err(StoreError::backend)?,
+                _ => scan
+                    .query_async::<Value>(&mut self.conn())
+                    .await
+                    .map_err(StoreError::backend)?,
+            };
+            let (next, found) = scan_reply(reply)?;
+            // Session hashes only: the prefix and 64 hex digits (not user indexes).
+            keys.extend(found.into_iter().filter(|k| {
+                k.len() == self.prefix.len() + 64
+                    && k[self.prefix.len()..].iter().all(u8::is_ascii_hexdigit)
+            }));
+            if next == 0 {
+                finished = true;
+                break;
+            }
+            cursor = next;
+        }
+        if keys.len() > want {
+            keys.truncate(want);
+            finished = false;
+        }
+        let mut stored = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(SCAN_BATCH) {
+            let mut pipe = ::redis::pipe();
+            pipe.ignore_errors();
+            for k in chunk {
+                pipe.cmd("HGETALL").arg(k);
+            }
+            let replies = match (&self.conn, &route) {
+                (Conn::Cluster(c), Some(route)) => c
+                    .clone()
+                    .route_pipeline(pipe, 0, chunk.len(), route.clone())
+                    .await
+                    .map_err(StoreError::backend)?,
+                _ => pipe
+                    .query_async::<Vec<Value>>(&mut self.conn())
+                    .await
+                    .map_err(StoreError::backend)?,
+            };
+            // The key only names a record in errors, which are skipped here.
+            let key = StorageKey::from_bytes([0; 32]);
+            stored.extend(
+                replies
+                    .into_iter()
+                    .filter_map(|reply| Stored::decode(&key, reply).ok().flatten()),
+            );
+        }
+        Ok((stored, finished))
+    }
+
     /// The cluster's masters, as routes to each.
     async fn masters(
         &self,
@@ -1438,6 +1513,61 @@ impl SessionStore for RedisStore {
 
     fn user_index(&self) -> Option<&dyn UserIndex> {
         Some(self)
+    }
+
+    /// The live count from a full `SCAN` ([`count`](SessionStore::count)); the rest from the
+    /// first hashes `SCAN` returns (on a cluster, an equal share from each master). Expired
+    /// hashes are dropped by Redis, so none are counted.
+    async fn stats(
+        &self,
+        now: OffsetDateTime,
+        options: &StatsOptions,
+    ) -> Result<Option<Stats>, StoreError> {
+        let counts = self.count(now).await?;
+        let want = usize::try_from(options.sample_size.max(1)).unwrap_or(usize::MAX);
+        let (stored, finished) = match &self.conn {
+            Conn::Single(_) => self.sample_node(None, want).await?,
+            Conn::Cluster(conn) => {
+                let masters = self.masters(conn).await?;
+                let share = want.div_ceil(masters.len().max(1));
+                let mut all = Vec::new();
+                let mut finished = true;
+                for master in masters {
+                    let (stored, done) = self.sample_node(Some(master), share).await?;
+                    all.extend(stored);
+                    finished &= done;
+                }
+                (all, finished)
+            }
+        };
+        let mut builder = StatsBuilder::new(now, counts, *options);
+        // Copies of an unfinished cluster rename are not sessions.
+        let sessions = stored.into_iter().filter(|s| s.pending.is_none());
+        let mut sampled = 0u64;
+        for s in sessions {
+            // A hash past its expiry but inside the grace is no session either.
+            if s.record.expires_at <= now {
+                continue;
+            }
+            sampled += 1;
+            let bytes = serde_json::to_string(&s.record.data).map_or(0, |j| j.len() as u64);
+            builder.add(SampledRecord {
+                bytes,
+                data: Some(s.record.data),
+                created_at: Some(s.record.created_at),
+                expires_at: s.record.expires_at,
+            });
+        }
+        let method = match finished {
+            true => "every key (SCAN)".to_owned(),
+            false => format!("the first {sampled} session hashes SCAN returned"),
+        };
+        Ok(Some(builder.finish(
+            format!("Redis keys {}*", self.prefix),
+            method,
+            Payloads::Plain,
+            true,
+        )))
     }
 }
 
