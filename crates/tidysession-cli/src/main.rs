@@ -23,6 +23,10 @@ enum Command {
     Migrate(cmd::migrate::Args),
     /// Delete expired sessions in small batches.
     Clear(cmd::clear::Args),
+    /// Show what a store holds: counts, kinds, ages, sizes, users (exact or estimated).
+    Stats(cmd::stats::Args),
+    /// Turn a store's statistics into findings and concrete advice.
+    Doctor(cmd::doctor::Args),
     /// Drive a traffic mix through the demo under each session policy and compare the stores.
     Simulate(cmd::simulate::Args),
 }
@@ -47,6 +51,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Migrate(args) => cmd::migrate::run(args).await,
             Command::Clear(args) => cmd::clear::run(args).await,
+            Command::Stats(args) => cmd::stats::run(args).await,
+            Command::Doctor(args) => cmd::doctor::run(args).await,
             Command::Simulate(args) => cmd::simulate::run(args).await,
         }
     });

@@ -2,8 +2,10 @@
 
 pub(crate) mod clear;
 pub(crate) mod demo;
+pub(crate) mod doctor;
 pub(crate) mod migrate;
 pub(crate) mod simulate;
+pub(crate) mod stats;
 
 use std::sync::Arc;
 
@@ -32,4 +34,11 @@ pub(crate) async fn open_migrated_store(url: &str) -> anyhow::Result<Arc<dyn Ses
         .await
         .with_context(|| format!("migrating {}", redact_url(url)))?;
     Ok(store)
+}
+
+/// Opens the store a URL names for statistics and cleanup: a Django URL opens without
+/// `DJANGO_SECRET_KEY` if it is unset (payloads are then read unverified; nothing is
+/// written but deletions of expired rows).
+pub(crate) async fn open_maintenance_store(url: &str) -> anyhow::Result<Arc<dyn SessionStore>> {
+    Ok(tidysession::store::open_for_maintenance(url).await?)
 }
