@@ -41,8 +41,9 @@ pub(crate) struct Args {
     dry_run: bool,
 }
 
-/// The default batch: measured on PostgreSQL 16 (local, 200,000 expired native rows), a batch
-/// of 1,000 takes about 10 ms, well under the 100 ms a batch should stay below.
+/// The default batch, measured on the local PostgreSQL with 200,000 expired native rows
+/// (about 400 bytes of data each): batches of 1,000 took 4.4 ms on average and 19 ms at the
+/// longest, well under the 100 ms a batch should stay below (5,000 already reached 134 ms).
 const DEFAULT_BATCH: u32 = 1000;
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -65,7 +66,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     };
     if args.dry_run {
         let pace = match args.max_rate {
-            Some(rate) => format!(", at most {rate}/s (about {}s)", counts.expired / u64::from(rate)),
+            Some(rate) => format!(
+                ", at most {rate}/s (about {}s)",
+                counts.expired / u64::from(rate)
+            ),
             None => String::new(),
         };
         println!(

@@ -1,8 +1,8 @@
 //! `tidysession doctor`: a store's statistics turned into findings and advice, each naming
 //! the figure it rests on.
 
-use tidysession::store::stats::{Payloads, Stats};
 use tidysession::store::redact_url;
+use tidysession::store::stats::{Payloads, Stats};
 
 use super::stats::{fig, share};
 
@@ -75,7 +75,9 @@ pub(crate) fn findings(s: &Stats, url: &str) -> Vec<Finding> {
                  reaper, Django's clearsessions) scans the whole table",
                 ix.table, ix.column
             ),
-            figure: format!("expiry index = missing (checked in the database catalog); {total} records"),
+            figure: format!(
+                "expiry index = missing (checked in the database catalog); {total} records"
+            ),
             advice: format!("create it: {}", ix.create_statement),
         });
     }
@@ -95,7 +97,10 @@ pub(crate) fn findings(s: &Stats, url: &str) -> Vec<Finding> {
             title: "Most live records hold nothing but a test cookie: bots (or visitors without \
                     cookies) hitting the login page, each leaving a row"
                 .into(),
-            figure: format!("test cookie only = {} of live", share(s.test_cookie_only, live)),
+            figure: format!(
+                "test cookie only = {} of live",
+                share(s.test_cookie_only, live)
+            ),
             advice: "keep anonymous state out of the table: with tidysession's default \
                      Anonymous::InCookie policy the test cookie and all anonymous data live in \
                      an encrypted cookie and cost no row (in Django, call set_test_cookie() \

@@ -100,7 +100,11 @@ pub(crate) fn table(s: &Stats) -> String {
     line(&mut out, "records", fig(s.total));
     line(&mut out, "live", share(s.live, s.total.value));
     match s.removes_expired_itself {
-        true => line(&mut out, "expired", "0 (the store drops them itself)".into()),
+        true => line(
+            &mut out,
+            "expired",
+            "0 (the store drops them itself)".into(),
+        ),
         false => line(&mut out, "expired", share(s.expired, s.total.value)),
     }
     let complete = if s.sample.complete {
@@ -111,7 +115,10 @@ pub(crate) fn table(s: &Stats) -> String {
     line(
         &mut out,
         "sample",
-        format!("{} records, {} ({complete})", s.sample.size, s.sample.method),
+        format!(
+            "{} records, {} ({complete})",
+            s.sample.size, s.sample.method
+        ),
     );
     match s.payloads {
         Payloads::Plain => {}
@@ -127,13 +134,21 @@ pub(crate) fn table(s: &Stats) -> String {
     line(&mut out, "  authenticated", share(s.authenticated, live));
     line(&mut out, "  anonymous", share(s.anonymous, live));
     line(&mut out, "  empty", share(s.empty, live));
-    line(&mut out, "  test cookie only", share(s.test_cookie_only, live));
+    line(
+        &mut out,
+        "  test cookie only",
+        share(s.test_cookie_only, live),
+    );
     if s.unreadable.value > 0 {
         line(&mut out, "  unreadable", share(s.unreadable, live));
     }
     match &s.age_seconds {
         Some(d) => dist("  age", d, duration, &mut out),
-        None => line(&mut out, "  age", "unknown (no creation time recorded)".into()),
+        None => line(
+            &mut out,
+            "  age",
+            "unknown (no creation time recorded)".into(),
+        ),
     }
     if let Some(d) = &s.size_bytes {
         dist("  size", d, bytes, &mut out);
@@ -158,7 +173,11 @@ pub(crate) fn table(s: &Stats) -> String {
                 c.last_week.value as f64 / (7.0 * 24.0)
             ),
         ),
-        None => line(&mut out, "created", "unknown (no creation time recorded)".into()),
+        None => line(
+            &mut out,
+            "created",
+            "unknown (no creation time recorded)".into(),
+        ),
     }
     if let Some(ix) = &s.expiry_index {
         let state = match ix.present {

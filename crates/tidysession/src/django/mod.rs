@@ -32,8 +32,8 @@ mod signing;
 
 pub use json::{from_json, to_json};
 pub use session::{
-    decode_session_data, decode_session_data_unverified, decode_signed_cookie, encode_session_data, encode_signed_cookie,
-    DEFAULT_SESSION_COOKIE_AGE, SESSION_SALT, SIGNED_COOKIE_SALT,
+    decode_session_data, decode_session_data_unverified, decode_signed_cookie, encode_session_data,
+    encode_signed_cookie, DEFAULT_SESSION_COOKIE_AGE, SESSION_SALT, SIGNED_COOKIE_SALT,
 };
 pub use signing::{
     b62_decode, b62_encode, dumps, loads, salted_hmac, Secrets, Signer, SigningError,

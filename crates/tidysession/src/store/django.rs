@@ -491,11 +491,10 @@ impl DjangoStore {
         now: OffsetDateTime,
     ) -> Result<Record, StoreError> {
         let secrets = self.secrets()?;
-        let mut data =
-            decode_session_data(data, secrets).map_err(|e| StoreError::Corrupt {
-                key: *key,
-                reason: format!("session_data: {e}"),
-            })?;
+        let mut data = decode_session_data(data, secrets).map_err(|e| StoreError::Corrupt {
+            key: *key,
+            reason: format!("session_data: {e}"),
+        })?;
         let expires_at = parse_datetime(expire).ok_or_else(|| StoreError::Corrupt {
             key: *key,
             reason: format!("expire_date {expire:?} is not a date and time"),

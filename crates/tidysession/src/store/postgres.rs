@@ -39,12 +39,10 @@ use time::OffsetDateTime;
 
 use super::connections::{Connections, Settings};
 use super::sql::{listed_from, millis, record_from, to_json};
-use super::stats::{
-    native_row, random_start, sample_plan, ExpiryIndex, Payloads, StatsBuilder,
-};
+use super::stats::{native_row, random_start, sample_plan, ExpiryIndex, Payloads, StatsBuilder};
 use super::{
-    ExclusiveGuard, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions, StoreError,
-    Updated, UserIndex,
+    ExclusiveGuard, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated,
+    UserIndex,
 };
 use crate::id::StorageKey;
 use crate::record::{Change, ExpiryChange, Record, RESERVED_PREFIX};
@@ -585,14 +583,13 @@ impl SessionStore for PostgresStore {
                     sampled
                 } else {
                     method = format!("random id range of {limit} rows");
-                    let mut rows: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
-                        "{columns} WHERE id >= $1 ORDER BY id LIMIT $2"
-                    ))
-                    .bind(start.as_slice())
-                    .bind(limit_i)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(StoreError::backend)?;
+                    let mut rows: Vec<(String, i64, i64)> =
+                        sqlx::query_as(&format!("{columns} WHERE id >= $1 ORDER BY id LIMIT $2"))
+                            .bind(start.as_slice())
+                            .bind(limit_i)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(StoreError::backend)?;
                     let short = limit_i - rows.len() as i64;
                     if short > 0 {
                         let more: Vec<(String, i64, i64)> = sqlx::query_as(&format!(

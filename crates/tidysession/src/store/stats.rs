@@ -349,10 +349,7 @@ impl StatsBuilder {
             test_cookie_only: live_figure(self.test_cookie_only),
             age_seconds,
             size_bytes,
-            top_users: top
-                .into_iter()
-                .map(|(u, n)| (u, live_figure(n)))
-                .collect(),
+            top_users: top.into_iter().map(|(u, n)| (u, live_figure(n))).collect(),
             created,
             expiry_index: None,
         }
@@ -393,7 +390,10 @@ fn distribution(
     let buckets = buckets
         .iter()
         .map(|(label, upper)| {
-            let n = values.iter().filter(|v| **v >= lower && **v < *upper).count() as u64
+            let n = values
+                .iter()
+                .filter(|v| **v >= lower && **v < *upper)
+                .count() as u64
                 + match *upper {
                     u64::MAX => values.iter().filter(|v| **v == u64::MAX).count() as u64,
                     _ => 0,
@@ -515,8 +515,12 @@ mod tests {
     #[test]
     fn nothing_sampled_gives_no_distributions() {
         let now = OffsetDateTime::now_utc();
-        let s = StatsBuilder::new(now, RecordCounts::default(), StatsOptions::default())
-            .finish("t", "all", Payloads::Plain, false);
+        let s = StatsBuilder::new(now, RecordCounts::default(), StatsOptions::default()).finish(
+            "t",
+            "all",
+            Payloads::Plain,
+            false,
+        );
         assert!(s.age_seconds.is_none() && s.size_bytes.is_none() && s.created.is_none());
         assert_eq!(s.anonymous, Figure::exact(0));
     }

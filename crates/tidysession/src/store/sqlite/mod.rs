@@ -12,9 +12,7 @@ use super::sql::{
     bind_user, in_place_assignments, listed_from, millis, record_from, to_json, JsonDialect,
     SchemaTooNew,
 };
-use super::stats::{
-    native_row, random_start, sample_plan, ExpiryIndex, Payloads, StatsBuilder,
-};
+use super::stats::{native_row, random_start, sample_plan, ExpiryIndex, Payloads, StatsBuilder};
 use super::{RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, ExpiryChange, Record, RESERVED_PREFIX};
