@@ -307,7 +307,7 @@ async fn django(url: &str, create_table: &[String]) {
             sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
         }
     }
-    seed(&store, IdFormat::Django, true).await;
+    let keys = seed(&store, IdFormat::Django, true).await;
     // Empty rows as Django writes them: `{}` signed. The store never makes one, so write
     // them with the session format directly.
     let empty =
@@ -403,10 +403,14 @@ async fn django(url: &str, create_table: &[String]) {
     assert_eq!((counts.live, counts.expired), (20, 0));
     // The maintenance-only store refuses to load sessions.
     let maint = DjangoStore::connect_without_secret(url).await.unwrap();
-    let key = SessionId::generate_as(IdFormat::Django)
-        .unwrap()
-        .storage_key();
-    let _ = maint.load(&key, OffsetDateTime::now_utc()).await;
+    let err = maint
+        .load(&keys[30], OffsetDateTime::now_utc())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("without DJANGO_SECRET_KEY"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
