@@ -244,11 +244,21 @@ async fn stats_doctor_clear_on_mysql() {
 
 #[tokio::test]
 async fn stats_doctor_clear_on_redis() {
-    let prefix = format!("{}:", unique_name("tidysession-ops"));
-    let url = with_param(
-        &redis_url(),
-        &format!("prefix={}", prefix.replace(':', "%3A")),
+    redis_ops(&redis_url()).await;
+}
+
+#[tokio::test]
+async fn stats_doctor_clear_on_redis_cluster() {
+    let url = env_or(
+        "TIDYSESSION_TEST_REDIS_CLUSTER_URL",
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002",
     );
+    redis_ops(&url).await;
+}
+
+async fn redis_ops(server: &str) {
+    let prefix = format!("{}:", unique_name("tidysession-ops"));
+    let url = with_param(server, &format!("prefix={}", prefix.replace(':', "%3A")));
     let store = tidysession::store::open(&url).await.unwrap();
     let keys = seed(&*store, IdFormat::Native, false).await;
     let s = stats_json(&url, None);
