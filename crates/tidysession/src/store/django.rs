@@ -69,6 +69,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -124,14 +125,16 @@ const DEADLOCK_RETRIES: usize = 5;
 /// # Ok(()) }
 /// ```
 pub struct DjangoStore {
-    db: Db,
+    db: Arc<Db>,
     table: String,
     sql: Statements,
     secrets: Secrets,
     age: Duration,
 }
 
-enum Db {
+/// A connection set to one of the databases Django supports (shared with
+/// [`DjangoUsers`](crate::auth::DjangoUsers)).
+pub(crate) enum Db {
     #[cfg(feature = "postgres")]
     Postgres(Connections<PgConnection>),
     #[cfg(feature = "mysql")]
@@ -142,7 +145,7 @@ enum Db {
 
 #[allow(dead_code)] // each variant exists with its database's feature
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
+pub(crate) enum Dialect {
     Postgres,
     MySql,
     Sqlite,
@@ -152,7 +155,15 @@ impl fmt::Debug for DjangoStore {
     // Never the password or the secrets: only where the store points.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("DjangoStore");
-        match &self.db {
+        self.db.describe(&mut d);
+        d.field("table", &self.table).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Where the connections point (never a password).
+    pub(crate) fn describe(&self, d: &mut fmt::DebugStruct<'_, '_>) {
+        match self {
             #[cfg(feature = "postgres")]
             Db::Postgres(c) => {
                 let o = c.options();
@@ -173,7 +184,18 @@ impl fmt::Debug for DjangoStore {
                 d.field("sqlite", &c.options().get_filename());
             }
         }
-        d.field("table", &self.table).finish_non_exhaustive()
+    }
+
+    /// The SQL dialect of the database.
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => Dialect::Postgres,
+            #[cfg(feature = "mysql")]
+            Db::MySql(_) => Dialect::MySql,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => Dialect::Sqlite,
+        }
     }
 }
 
@@ -181,9 +203,9 @@ impl fmt::Debug for DjangoStore {
 /// uses; the same code compiles once per database.
 macro_rules! with_conn {
     ($self:expr, $conn:ident => $body:expr) => {
-        match &$self.db {
+        match &*$self.db {
             #[cfg(feature = "postgres")]
-            Db::Postgres(set) => {
+            $crate::store::django::Db::Postgres(set) => {
                 let mut lease = set.get().await?;
                 let result = async {
                     let $conn = lease.conn()?;
@@ -193,7 +215,7 @@ macro_rules! with_conn {
                 lease.checked(result)
             }
             #[cfg(feature = "mysql")]
-            Db::MySql(set) => {
+            $crate::store::django::Db::MySql(set) => {
                 let mut lease = set.get().await?;
                 let result = async {
                     let $conn = lease.conn()?;
@@ -203,7 +225,7 @@ macro_rules! with_conn {
                 lease.checked(result)
             }
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(set) => {
+            $crate::store::django::Db::Sqlite(set) => {
                 let mut lease = set.get().await?;
                 let result = async {
                     let $conn = lease.conn()?;
@@ -215,6 +237,8 @@ macro_rules! with_conn {
         }
     };
 }
+
+pub(crate) use with_conn;
 
 /// Runs `$body` inside a transaction on `$conn`: commits when it returns `Ok`, rolls back
 /// at once otherwise (its row locks must not outlive the request).
@@ -272,19 +296,9 @@ macro_rules! lock_live {
     }};
 }
 
-impl DjangoStore {
-    /// Connects to the database a URL names, with Django's secrets:
-    /// `postgres://…` (or `postgresql://`), `mysql://…` (MySQL 8 or MariaDB), or
-    /// `sqlite://PATH`, each optionally prefixed `django+` (the form [`open`](super::open)
-    /// takes). A `table=NAME` query parameter chooses the table (default `django_session`,
-    /// see [`table`](Self::table)). Call [`SessionStore::migrate`] if Django has not created
-    /// the table.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Backend`] for a malformed URL or table name, a scheme this build has no
-    /// feature for, or a database that cannot be reached.
-    pub async fn connect(url: &str, secrets: Secrets) -> Result<Self, StoreError> {
+impl Db {
+    /// Connects to the database a Django store URL names; also returns its `table=` parameter.
+    pub(crate) async fn connect(url: &str) -> Result<(Self, Option<String>), StoreError> {
         let url = url.strip_prefix("django+").unwrap_or(url);
         let (url, table) = super::url::take_param(url, "table").ok_or_else(|| {
             StoreError::backend(InvalidTableName("(not percent-encoded UTF-8)".to_owned()))
@@ -366,16 +380,27 @@ impl DjangoStore {
             _ => return Err(StoreError::backend(UnsupportedUrl)),
         };
         let _ = rest;
-        let dialect = match &db {
-            #[cfg(feature = "postgres")]
-            Db::Postgres(_) => Dialect::Postgres,
-            #[cfg(feature = "mysql")]
-            Db::MySql(_) => Dialect::MySql,
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(_) => Dialect::Sqlite,
-        };
+        Ok((db, table))
+    }
+}
+
+impl DjangoStore {
+    /// Connects to the database a URL names, with Django's secrets:
+    /// `postgres://…` (or `postgresql://`), `mysql://…` (MySQL 8 or MariaDB), or
+    /// `sqlite://PATH`, each optionally prefixed `django+` (the form [`open`](super::open)
+    /// takes). A `table=NAME` query parameter chooses the table (default `django_session`,
+    /// see [`table`](Self::table)). Call [`SessionStore::migrate`] if Django has not created
+    /// the table.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] for a malformed URL or table name, a scheme this build has no
+    /// feature for, or a database that cannot be reached.
+    pub async fn connect(url: &str, secrets: Secrets) -> Result<Self, StoreError> {
+        let (db, table) = Db::connect(url).await?;
+        let dialect = db.dialect();
         let store = Self {
-            db,
+            db: Arc::new(db),
             table: DEFAULT_TABLE.to_owned(),
             sql: Statements::new(dialect, DEFAULT_TABLE),
             secrets,
@@ -385,6 +410,16 @@ impl DjangoStore {
             Some(name) => store.table(&name),
             None => Ok(store),
         }
+    }
+
+    /// The store's connections, to share with [`DjangoUsers`](crate::auth::DjangoUsers).
+    pub(crate) fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    /// The secrets the store signs and verifies with.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// Django's secrets from the environment: `SECRET_KEY` from `DJANGO_SECRET_KEY`, and
