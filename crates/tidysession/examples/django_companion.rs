@@ -100,7 +100,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn router(users: DjangoUsers, store: DjangoStore, config: SessionConfig) -> Router {
+/// The routes, behind the session and auth layers (the interop tests serve this in process).
+pub fn router(users: DjangoUsers, store: DjangoStore, config: SessionConfig) -> Router {
     let hash = users.auth_hash();
     Router::new()
         .route("/whoami", get(whoami))

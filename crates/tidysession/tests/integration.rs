@@ -9,6 +9,8 @@
 //! - `auth`: login state through the real layers, on every store with a user index.
 //! - `cached`: the in-process cache, and how stale it may be.
 //! - `django`: the Django codec against the installed Django (`scripts/django-env.sh`).
+//! - `django_companion`: one login across a running Django app and the `django_companion`
+//!   example, through HTTP.
 //! - `django_store`: `DjangoStore` and real Django sharing one `django_session` table.
 //! - `failure`: server-backed stores that go away and come back.
 //! - `metrics`: what the layer emits, through a debugging recorder.
@@ -30,6 +32,8 @@ mod cookie_tier;
 mod decide_table;
 #[cfg(feature = "django")]
 mod django;
+#[cfg(all(feature = "django", feature = "postgres", feature = "axum"))]
+mod django_companion;
 #[cfg(all(feature = "django", feature = "sqlite"))]
 mod django_store;
 mod failure;
