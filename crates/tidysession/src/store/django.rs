@@ -1092,6 +1092,20 @@ impl SessionStore for DjangoStore {
     fn id_format(&self) -> IdFormat {
         IdFormat::Django
     }
+
+    /// PostgreSQL: a session-level advisory lock; MySQL/MariaDB: a named lock (`GET_LOCK`),
+    /// each on a connection of its own and named after the table; SQLite: within this process.
+    async fn try_exclusive(&self, name: &str) -> Result<Option<super::ExclusiveGuard>, StoreError> {
+        let key = format!("tidysession.django.{}.{name}", self.table);
+        match &*self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(set) => super::postgres::try_advisory_lock(set.options(), key).await,
+            #[cfg(feature = "mysql")]
+            Db::MySql(set) => super::mysql::try_named_lock(set.options(), key).await,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => Ok(super::ExclusiveGuard::in_process(&key)),
+        }
+    }
 }
 
 /// `DJANGO_SECRET_KEY` is not set.
