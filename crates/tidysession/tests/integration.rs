@@ -12,6 +12,7 @@
 //! - `django_companion`: one login across a running Django app and the `django_companion`
 //!   example, through HTTP.
 //! - `django_store`: `DjangoStore` and real Django sharing one `django_session` table.
+//! - `django_users`: `DjangoUsers` over Django's `auth_user` on SQLite and MySQL/MariaDB.
 //! - `failure`: server-backed stores that go away and come back.
 //! - `metrics`: what the layer emits, through a debugging recorder.
 //! - `reaper`: the background cleanup task: one process at a time, outages, shutdown.
@@ -36,6 +37,8 @@ mod django;
 mod django_companion;
 #[cfg(all(feature = "django", feature = "sqlite"))]
 mod django_store;
+#[cfg(all(feature = "django", feature = "sqlite"))]
+mod django_users;
 mod failure;
 mod layer;
 mod metrics;
