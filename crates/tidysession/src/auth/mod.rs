@@ -57,6 +57,11 @@
 //! mismatch (the password changed, or the value was tampered with) flushes the session. A hash
 //! made with an older key of the [`KeyRing`] is accepted and re-made with the newest.
 //!
+//! That hash is [`NativeAuthHash`], the default [`SessionAuthHash`] scheme. A backend may bring
+//! its own ([`AuthBackend::session_auth_hash`]): with the `django` feature, `DjangoUsers` uses
+//! `DjangoAuthHash`, Django's own, so a Django app and a Rust service accept
+//! each other's logins (see the README's "Running a Rust service beside a Django app").
+//!
 //! # Client metadata
 //!
 //! Off by default: a session list can show each session's browser and address, but those are
