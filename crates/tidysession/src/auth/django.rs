@@ -2,7 +2,6 @@
 //! [`DjangoUsers`], a backend over Django's `auth_user` table.
 
 use std::fmt;
-use std::sync::Arc;
 
 use subtle::ConstantTimeEq as _;
 
@@ -127,6 +126,8 @@ pub use users::{DjangoUser, DjangoUsers};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod users {
     use super::*;
+
+    use std::sync::Arc;
 
     use sqlx::Row as _;
 
