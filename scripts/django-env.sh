@@ -14,6 +14,8 @@ VENV="${TIDYSESSION_DJANGO_VENV:-.venv-django}"
 SPEC='django>=5.2,<7'
 # The Django store tests let Django read and write PostgreSQL itself.
 PG_SPEC='psycopg[binary]>=3.1'
+# Django's Argon2PasswordHasher needs it; the auth tests check passwords it hashed.
+ARGON2_SPEC='argon2-cffi>=21.1'
 PY="$VENV/bin/python"
 
 log() { echo "django-env: $*" >&2; }
@@ -26,6 +28,7 @@ has_django() {
     "$PY" - "$@" >/dev/null 2>&1 <<'PYEOF'
 import django, sys
 import psycopg  # Django's PostgreSQL driver, for the Django store tests
+import argon2  # Django's Argon2PasswordHasher, for the Django password tests
 major, minor = django.VERSION[:2]
 sys.exit(0 if (5, 2) <= (major, minor) < (7, 0) else 1)
 PYEOF
@@ -42,9 +45,9 @@ if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
 fi
 
-log "installing $SPEC $PG_SPEC into $VENV"
-"$PY" -m pip install --quiet --disable-pip-version-check --no-input "$SPEC" "$PG_SPEC" >&2 ||
-    die "pip could not install $SPEC $PG_SPEC into $VENV (offline?)"
+log "installing $SPEC $PG_SPEC $ARGON2_SPEC into $VENV"
+"$PY" -m pip install --quiet --disable-pip-version-check --no-input "$SPEC" "$PG_SPEC" "$ARGON2_SPEC" >&2 ||
+    die "pip could not install $SPEC $PG_SPEC $ARGON2_SPEC into $VENV (offline?)"
 has_django || die "Django is still not importable from $PY"
 log "$("$PY" -c 'import django; print("Django", django.get_version())')"
 echo "$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"

@@ -513,3 +513,63 @@ fn django_codec_never_panics_on_garbage() {
         assert!(matches!(got, Err(SigningError::Malformed(_))), "{got:?}");
     }
 }
+
+/// `DjangoSignedCookies`: Django's `signed_cookies` backend reads the cookie Rust sets, and
+/// Rust reads the cookie Django set, through the request's `Cookie` header.
+#[test]
+fn django_signed_cookie_sessions_round_trip_through_headers() {
+    use http::header::{HeaderMap, HeaderValue, COOKIE};
+    use tidysession::django::DjangoSignedCookies;
+
+    let s = secrets();
+    let cookies = DjangoSignedCookies::new(s.clone());
+    let data = json!({
+        "_auth_user_id": "1", "cart": {"items": ["böök", 2, 0.5]}, "greeting": "世界 🎉"
+    })
+    .as_object()
+    .cloned()
+    .unwrap();
+    let set = cookies.cookie(&data).unwrap();
+    let header = set.to_string();
+    for attribute in [
+        "sessionid=",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/",
+        "Max-Age=1209600",
+    ] {
+        assert!(header.contains(attribute), "{header}");
+    }
+    // Django (its SessionStore for this backend) reads what Rust set.
+    let answer = django(&json!({
+        "mode": "verify", "secret": SECRET, "fallbacks": FALLBACKS,
+        "items": [{"op": "signed_cookie_decode", "value": set.value()}],
+    }));
+    assert_eq!(answer["answers"][0], json!({"ok": true, "result": data}));
+
+    // Rust reads what Django set (signed in the past, so without the age limit), among
+    // other cookies; forged and missing cookies read as empty sessions.
+    let django_cookie = of_kind("signed_cookie").next().unwrap();
+    let old = DjangoSignedCookies::new(s.clone()).with_max_age(Duration::MAX);
+    let mut headers = HeaderMap::new();
+    let line = format!(
+        "csrftoken=abc; sessionid={}; theme=dark",
+        text(django_cookie, "encoded")
+    );
+    headers.insert(COOKIE, HeaderValue::from_str(&line).unwrap());
+    assert_eq!(old.read(&headers), object(django_cookie));
+    assert!(cookies.read(&headers).is_empty(), "older than two weeks");
+    assert!(cookies.try_read(&headers).is_err());
+    headers.insert(
+        COOKIE,
+        HeaderValue::from_str(&format!("sessionid={}x", set.value())).unwrap(),
+    );
+    assert!(cookies.read(&headers).is_empty(), "forged");
+    assert_eq!(cookies.try_read(&HeaderMap::new()), Ok(None));
+    // Emptied data removes the cookie.
+    let removal = cookies.cookie(&Map::new()).unwrap().to_string();
+    assert!(
+        removal.starts_with("sessionid=;") && removal.contains("Max-Age=0"),
+        "{removal}"
+    );
+}

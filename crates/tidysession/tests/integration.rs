@@ -9,7 +9,10 @@
 //! - `auth`: login state through the real layers, on every store with a user index.
 //! - `cached`: the in-process cache, and how stale it may be.
 //! - `django`: the Django codec against the installed Django (`scripts/django-env.sh`).
+//! - `django_companion`: one login across a running Django app and the `django_companion`
+//!   example, through HTTP.
 //! - `django_store`: `DjangoStore` and real Django sharing one `django_session` table.
+//! - `django_users`: `DjangoUsers` over Django's `auth_user` on SQLite and MySQL/MariaDB.
 //! - `failure`: server-backed stores that go away and come back.
 //! - `metrics`: what the layer emits, through a debugging recorder.
 //! - `reaper`: the background cleanup task: one process at a time, outages, shutdown.
@@ -30,8 +33,12 @@ mod cookie_tier;
 mod decide_table;
 #[cfg(feature = "django")]
 mod django;
+#[cfg(all(feature = "django", feature = "postgres", feature = "axum"))]
+mod django_companion;
 #[cfg(all(feature = "django", feature = "sqlite"))]
 mod django_store;
+#[cfg(all(feature = "django", feature = "sqlite"))]
+mod django_users;
 mod failure;
 mod layer;
 mod metrics;

@@ -13,12 +13,15 @@ use time::Duration;
 
 use crate::util::Harness;
 
+/// A metric: its name and its sorted labels.
+type MetricKey = (String, Vec<(String, String)>);
+
 /// The recorder's values so far: its snapshots report what changed since the last one, so
 /// this adds them up.
 struct Tally {
     snapshotter: Snapshotter,
     /// (name, sorted labels) → counter total, or number of histogram values.
-    totals: RefCell<HashMap<(String, Vec<(String, String)>), u64>>,
+    totals: RefCell<HashMap<MetricKey, u64>>,
 }
 
 impl Tally {

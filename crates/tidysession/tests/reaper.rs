@@ -16,7 +16,7 @@ use tidysession::store::{
 use tidysession::{Record, StorageKey};
 use time::{Duration, OffsetDateTime};
 
-use crate::conformance::{fresh, key, record};
+use crate::conformance::{fresh, key_for, record};
 
 /// Expired and live records, created through `store`.
 async fn seed(store: &dyn SessionStore, expired: u32, live: u32) {
@@ -24,11 +24,11 @@ async fn seed(store: &dyn SessionStore, expired: u32, live: u32) {
     for i in 0..expired {
         let exp = t - Duration::minutes(60) + Duration::milliseconds(i64::from(i));
         let r = record(json!({ "i": i }), exp - Duration::hours(1), exp);
-        store.create(&key(), &r).await.unwrap();
+        store.create(&key_for(store), &r).await.unwrap();
     }
     for _ in 0..live {
         store
-            .create(&key(), &fresh(json!({"live": true})))
+            .create(&key_for(store), &fresh(json!({"live": true})))
             .await
             .unwrap();
     }
@@ -243,6 +243,44 @@ async fn two_processes_on_mariadb_never_delete_at_the_same_time() {
         .unwrap()
         .table(&guard.name)
         .unwrap();
+    assert_eq!(two_reapers_take_turns(a, b, false).await, 1);
+}
+
+#[cfg(all(feature = "django", feature = "postgres"))]
+#[tokio::test]
+async fn two_processes_on_a_django_table_in_postgres_never_delete_at_the_same_time() {
+    use tidysession::store::DjangoStore;
+    let (a, guard) = crate::util::servers::django_postgres().await;
+    let b = DjangoStore::connect(
+        &crate::util::servers::postgres_url(),
+        crate::util::servers::django_secrets(),
+    )
+    .await
+    .unwrap()
+    .table(&guard.name)
+    .unwrap();
+    let held = a.try_exclusive("x").await.unwrap().expect("free");
+    assert!(b.try_exclusive("x").await.unwrap().is_none(), "held by a");
+    held.release().await;
+    assert_eq!(two_reapers_take_turns(a, b, false).await, 1);
+}
+
+#[cfg(all(feature = "django", feature = "mysql"))]
+#[tokio::test]
+async fn two_processes_on_a_django_table_in_mariadb_never_delete_at_the_same_time() {
+    use tidysession::store::DjangoStore;
+    let (a, guard) = crate::util::servers::django_mysql().await;
+    let b = DjangoStore::connect(
+        &crate::util::servers::mysql_url(),
+        crate::util::servers::django_secrets(),
+    )
+    .await
+    .unwrap()
+    .table(&guard.name)
+    .unwrap();
+    let held = a.try_exclusive("x").await.unwrap().expect("free");
+    assert!(b.try_exclusive("x").await.unwrap().is_none(), "held by a");
+    held.release().await;
     assert_eq!(two_reapers_take_turns(a, b, false).await, 1);
 }
 

@@ -1,6 +1,11 @@
-//! The session auth hash: a keyed HMAC of the user's id and credential fingerprint. The id is
-//! part of it so that a hash is only ever valid for the user it was made for, even when two
-//! users' fingerprints are equal.
+//! The session auth hash: how a session remembers which credentials its user logged in with.
+//!
+//! [`SessionAuthHash`] is the scheme; each [`AuthBackend`](super::AuthBackend) may choose its
+//! own. The default, [`NativeAuthHash`], is a keyed HMAC of the user's id and credential
+//! fingerprint under the layer's [`KeyRing`]. The id is part of it so that a hash is only ever
+//! valid for the user it was made for, even when two users' fingerprints are equal.
+
+use std::fmt;
 
 use hmac::Mac;
 
@@ -10,13 +15,65 @@ const PURPOSE: &str = "session auth hash";
 
 /// What checking a stored hash against the user's fingerprint found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Check {
+#[non_exhaustive]
+pub enum HashCheck {
     /// Made with the newest key.
     Valid,
-    /// Made with an older key that is still in the ring: accept once, re-make.
+    /// Made with an older key (or fallback secret) that is still accepted: accept once,
+    /// re-make with the newest.
     ValidOldKey,
-    /// Wrong, malformed, or made with a key no longer in the ring.
+    /// Wrong, malformed, or made with a key no longer accepted.
     Invalid,
+}
+
+pub(crate) use HashCheck as Check;
+
+/// A scheme for the session auth hash ([`HASH_KEY`](super::HASH_KEY)): made at login from the
+/// user's id and [credential fingerprint](super::AuthUser::credential_fingerprint), checked on
+/// every load of the user. A mismatch logs the session out.
+///
+/// [`NativeAuthHash`] is the default; with the `django` feature,
+/// [`DjangoAuthHash`](super::DjangoAuthHash) makes the hash Django makes, so Django and a Rust
+/// service accept each other's logins.
+pub trait SessionAuthHash: Send + Sync + fmt::Debug + 'static {
+    /// The hash to store for the user with id `user` (as text) and `fingerprint`, made with
+    /// the newest key.
+    fn make(&self, user: &str, fingerprint: &[u8]) -> String;
+
+    /// Checks a `stored` hash against the user, in constant time. Never panics, whatever
+    /// `stored` holds.
+    fn check(&self, user: &str, fingerprint: &[u8], stored: &str) -> HashCheck;
+
+    /// More session entries a login writes beside the user id and the hash (Django's
+    /// `_auth_user_backend`, say). None by default.
+    fn login_entries(&self) -> Vec<(String, serde_json::Value)> {
+        Vec::new()
+    }
+}
+
+/// tidysession's own session auth hash: `KEYID$HEX`, an HMAC-SHA256 of the user's id and
+/// credential fingerprint under a key derived from the [`KeyRing`]'s newest key. Hashes made
+/// with an older key still in the ring are accepted and re-made.
+#[derive(Debug, Clone)]
+pub struct NativeAuthHash {
+    keys: KeyRing,
+}
+
+impl NativeAuthHash {
+    /// The native scheme keyed by `keys`.
+    pub fn new(keys: KeyRing) -> Self {
+        Self { keys }
+    }
+}
+
+impl SessionAuthHash for NativeAuthHash {
+    fn make(&self, user: &str, fingerprint: &[u8]) -> String {
+        make(&self.keys, user, fingerprint)
+    }
+
+    fn check(&self, user: &str, fingerprint: &[u8], stored: &str) -> HashCheck {
+        check(&self.keys, user, fingerprint, stored)
+    }
 }
 
 /// The hash of `user`'s `fingerprint` under the ring's newest key: `KEYID$HEX`.

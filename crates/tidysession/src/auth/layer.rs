@@ -8,6 +8,7 @@ use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::hash::{NativeAuthHash, SessionAuthHash};
 use super::session::{AuthSession, ClientInfo};
 use super::AuthBackend;
 use crate::client::ClientAddress;
@@ -37,7 +38,7 @@ impl<B> Clone for AuthLayer<B> {
 impl<B> std::fmt::Debug for AuthLayer<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthLayer")
-            .field("keys", &self.auth.keys)
+            .field("hash", &self.auth.hash)
             .field("max_sessions_per_user", &self.auth.max_sessions_per_user)
             .field("client_metadata", &self.auth.client)
             .finish_non_exhaustive()
@@ -47,7 +48,8 @@ impl<B> std::fmt::Debug for AuthLayer<B> {
 /// What every request's [`AuthSession`] shares.
 pub(crate) struct Auth<B> {
     pub(crate) backend: Arc<B>,
-    pub(crate) keys: KeyRing,
+    /// How session auth hashes are made and checked.
+    pub(crate) hash: Arc<dyn SessionAuthHash>,
     pub(crate) max_sessions_per_user: Option<usize>,
     /// `Some` when client metadata is kept, with where the address comes from.
     pub(crate) client: Option<ClientAddress>,
@@ -57,7 +59,7 @@ impl<B> Clone for Auth<B> {
     fn clone(&self) -> Self {
         Self {
             backend: self.backend.clone(),
-            keys: self.keys.clone(),
+            hash: self.hash.clone(),
             max_sessions_per_user: self.max_sessions_per_user,
             client: self.client.clone(),
         }
@@ -65,12 +67,23 @@ impl<B> Clone for Auth<B> {
 }
 
 impl<B: AuthBackend> AuthLayer<B> {
-    /// Users from `backend`; session auth hashes keyed by `keys`.
+    /// Users from `backend`; session auth hashes made the backend's way
+    /// ([`AuthBackend::session_auth_hash`]), by default the native scheme keyed by `keys`.
     pub fn new(backend: B, keys: KeyRing) -> Self {
+        let hash = backend
+            .session_auth_hash()
+            .unwrap_or_else(|| Arc::new(NativeAuthHash::new(keys)));
+        Self::with_hash(backend, hash)
+    }
+
+    /// Users from `backend`; session auth hashes made and checked by `hash`, whatever the
+    /// backend prefers. Needs no [`KeyRing`] when the scheme has keys of its own (Django's
+    /// secret, for [`DjangoAuthHash`](super::DjangoAuthHash)).
+    pub fn with_hash(backend: B, hash: Arc<dyn SessionAuthHash>) -> Self {
         Self {
             auth: Auth {
                 backend: Arc::new(backend),
-                keys,
+                hash,
                 max_sessions_per_user: None,
                 client: None,
             },

@@ -57,16 +57,31 @@
 //! mismatch (the password changed, or the value was tampered with) flushes the session. A hash
 //! made with an older key of the [`KeyRing`] is accepted and re-made with the newest.
 //!
+//! That hash is [`NativeAuthHash`], the default [`SessionAuthHash`] scheme. A backend may bring
+//! its own ([`AuthBackend::session_auth_hash`]): with the `django` feature, `DjangoUsers` uses
+//! `DjangoAuthHash`, Django's own, so a Django app and a Rust service accept
+//! each other's logins (see the README's "Running a Rust service beside a Django app").
+//!
 //! # Client metadata
 //!
 //! Off by default: a session list can show each session's browser and address, but those are
 //! personal data the site then keeps for as long as the session lives.
 //! [`AuthLayer::with_client_metadata`] turns it on.
 
+#[cfg(feature = "django")]
+mod django;
 mod hash;
 mod layer;
 mod session;
 
+#[cfg(feature = "django")]
+pub use django::{DjangoAuthHash, BACKEND_KEY, MODEL_BACKEND};
+#[cfg(all(
+    feature = "django",
+    any(feature = "sqlite", feature = "postgres", feature = "mysql")
+))]
+pub use django::{DjangoUser, DjangoUsers};
+pub use hash::{HashCheck, NativeAuthHash, SessionAuthHash};
 pub use layer::{AuthLayer, AuthService};
 pub use session::{AuthSession, SessionInfo};
 
@@ -82,6 +97,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::session::SessionError;
 use crate::store::StoreError;
@@ -117,6 +133,14 @@ pub trait AuthBackend: Send + Sync + 'static {
         &self,
         id: &<Self::User as AuthUser>::Id,
     ) -> impl Future<Output = Result<Option<Self::User>, Self::Error>> + Send;
+
+    /// The session auth hash scheme this backend's users need, if it has one of its own
+    /// (`DjangoUsers` returns Django's, so Django accepts the sessions).
+    /// [`AuthLayer::new`] uses it; `None`, the default, means tidysession's
+    /// [`NativeAuthHash`] keyed by the layer's [`KeyRing`].
+    fn session_auth_hash(&self) -> Option<Arc<dyn SessionAuthHash>> {
+        None
+    }
 }
 
 /// Why an auth operation failed.

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
-use super::hash::{self, Check};
+use super::hash::Check;
 use super::layer::Auth;
 use super::{AuthBackend, AuthError, AuthUser, HASH_KEY};
 use crate::id::StorageKey;
@@ -153,18 +153,18 @@ impl<B: AuthBackend> AuthSession<B> {
             session.flush();
             return Ok(None);
         };
-        let keys = &self.inner.auth.keys;
+        let hash = &self.inner.auth.hash;
         let (uid, fingerprint) = (user.id().to_string(), user.credential_fingerprint());
         // A hash that is not even text is as wrong as a text that does not match.
         let stored_hash: Option<String> = session.get(HASH_KEY).await.unwrap_or(None);
         let check = stored_hash
             .as_deref()
-            .map_or(Check::Invalid, |h| hash::check(keys, &uid, fingerprint, h));
+            .map_or(Check::Invalid, |h| hash.check(&uid, fingerprint, h));
         match check {
             Check::Valid => {}
             Check::ValidOldKey => {
                 session
-                    .insert(HASH_KEY, hash::make(keys, &uid, fingerprint))
+                    .insert(HASH_KEY, hash.make(&uid, fingerprint))
                     .await?;
             }
             Check::Invalid => {
@@ -213,14 +213,14 @@ impl<B: AuthBackend> AuthSession<B> {
         if let Some(max) = self.inner.auth.max_sessions_per_user {
             self.evict_beyond(&id, max - 1).await?;
         }
-        let keys = &self.inner.auth.keys;
+        let hash = &self.inner.auth.hash;
         session.insert(USER_KEY, &id).await?;
         session
-            .insert(
-                HASH_KEY,
-                hash::make(keys, &id, user.credential_fingerprint()),
-            )
+            .insert(HASH_KEY, hash.make(&id, user.credential_fingerprint()))
             .await?;
+        for (key, value) in hash.login_entries() {
+            session.insert(&key, value).await?;
+        }
         let login_at = micros(OffsetDateTime::now_utc());
         session
             .insert_reserved(LOGIN_KEY, serde_json::Value::from(login_at))
@@ -285,7 +285,11 @@ impl<B: AuthBackend> AuthSession<B> {
         let mine = self.user().await?.is_some_and(|u| u.id().to_string() == id);
         let mut cached = self.inner.user.lock().await;
         if mine {
-            let hash = hash::make(&self.inner.auth.keys, &id, user.credential_fingerprint());
+            let hash = self
+                .inner
+                .auth
+                .hash
+                .make(&id, user.credential_fingerprint());
             session.insert(HASH_KEY, hash).await?;
             *cached = Some(Some(user.clone()));
         }

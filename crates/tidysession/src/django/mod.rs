@@ -9,6 +9,9 @@
 //! - [`encode_session_data`] / [`decode_session_data`]: the `session_data` column of
 //!   Django's database session backends; [`encode_signed_cookie`] / [`decode_signed_cookie`]:
 //!   the cookie value of its `signed_cookies` backend.
+//! - [`DjangoSignedCookies`]: a Rust service's side of Django's `signed_cookies` session
+//!   backend (the whole session in the `sessionid` cookie).
+//! - [`check_password`]: Django's `pbkdf2_sha256` and `argon2` password hashes.
 //!
 //! ```
 //! use tidysession::django::{decode_session_data, Secrets};
@@ -26,11 +29,15 @@
 //! Compressed output matches Django's byte for byte when Python uses classic zlib (as
 //! CPython does by default); Django reads it either way.
 
+mod cookies;
 mod json;
+mod password;
 mod session;
 mod signing;
 
+pub use cookies::DjangoSignedCookies;
 pub use json::{from_json, to_json};
+pub use password::{check_password, make_pbkdf2_password, PBKDF2_DEFAULT_ITERATIONS};
 pub use session::{
     decode_session_data, decode_session_data_unverified, decode_signed_cookie, encode_session_data,
     encode_signed_cookie, DEFAULT_SESSION_COOKIE_AGE, SESSION_SALT, SIGNED_COOKIE_SALT,

@@ -69,6 +69,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -129,7 +130,7 @@ const DEADLOCK_RETRIES: usize = 5;
 /// # Ok(()) }
 /// ```
 pub struct DjangoStore {
-    db: Db,
+    db: Arc<Db>,
     table: String,
     sql: Statements,
     /// `None` when opened for maintenance only ([`DjangoStore::connect_without_secret`]).
@@ -137,7 +138,9 @@ pub struct DjangoStore {
     age: Duration,
 }
 
-enum Db {
+/// A connection set to one of the databases Django supports (shared with
+/// [`DjangoUsers`](crate::auth::DjangoUsers)).
+pub(crate) enum Db {
     #[cfg(feature = "postgres")]
     Postgres(Connections<PgConnection>),
     #[cfg(feature = "mysql")]
@@ -148,7 +151,7 @@ enum Db {
 
 #[allow(dead_code)] // each variant exists with its database's feature
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
+pub(crate) enum Dialect {
     Postgres,
     MySql,
     Sqlite,
@@ -158,7 +161,15 @@ impl fmt::Debug for DjangoStore {
     // Never the password or the secrets: only where the store points.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("DjangoStore");
-        match &self.db {
+        self.db.describe(&mut d);
+        d.field("table", &self.table).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Where the connections point (never a password).
+    pub(crate) fn describe(&self, d: &mut fmt::DebugStruct<'_, '_>) {
+        match self {
             #[cfg(feature = "postgres")]
             Db::Postgres(c) => {
                 let o = c.options();
@@ -179,7 +190,18 @@ impl fmt::Debug for DjangoStore {
                 d.field("sqlite", &c.options().get_filename());
             }
         }
-        d.field("table", &self.table).finish_non_exhaustive()
+    }
+
+    /// The SQL dialect of the database.
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => Dialect::Postgres,
+            #[cfg(feature = "mysql")]
+            Db::MySql(_) => Dialect::MySql,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => Dialect::Sqlite,
+        }
     }
 }
 
@@ -187,9 +209,9 @@ impl fmt::Debug for DjangoStore {
 /// uses; the same code compiles once per database.
 macro_rules! with_conn {
     ($self:expr, $conn:ident => $body:expr) => {
-        match &$self.db {
+        match &*$self.db {
             #[cfg(feature = "postgres")]
-            Db::Postgres(set) => {
+            $crate::store::django::Db::Postgres(set) => {
                 let mut lease = set.get().await?;
                 let result = async {
                     let $conn = lease.conn()?;
@@ -199,7 +221,7 @@ macro_rules! with_conn {
                 lease.checked(result)
             }
             #[cfg(feature = "mysql")]
-            Db::MySql(set) => {
+            $crate::store::django::Db::MySql(set) => {
                 let mut lease = set.get().await?;
                 let result = async {
                     let $conn = lease.conn()?;
@@ -209,7 +231,7 @@ macro_rules! with_conn {
                 lease.checked(result)
             }
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(set) => {
+            $crate::store::django::Db::Sqlite(set) => {
                 let mut lease = set.get().await?;
                 let result = async {
                     let $conn = lease.conn()?;
@@ -221,6 +243,8 @@ macro_rules! with_conn {
         }
     };
 }
+
+pub(crate) use with_conn;
 
 /// Runs `$body` inside a transaction on `$conn`: commits when it returns `Ok`, rolls back
 /// at once otherwise (its row locks must not outlive the request).
@@ -278,35 +302,9 @@ macro_rules! lock_live {
     }};
 }
 
-impl DjangoStore {
-    /// Connects to the database a URL names, with Django's secrets:
-    /// `postgres://…` (or `postgresql://`), `mysql://…` (MySQL 8 or MariaDB), or
-    /// `sqlite://PATH`, each optionally prefixed `django+` (the form [`open`](super::open)
-    /// takes). A `table=NAME` query parameter chooses the table (default `django_session`,
-    /// see [`table`](Self::table)). Call [`SessionStore::migrate`] if Django has not created
-    /// the table.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Backend`] for a malformed URL or table name, a scheme this build has no
-    /// feature for, or a database that cannot be reached.
-    pub async fn connect(url: &str, secrets: Secrets) -> Result<Self, StoreError> {
-        Self::connect_with(url, Some(secrets)).await
-    }
-
-    /// Connects as [`connect`](Self::connect) does, without Django's secret, for maintenance
-    /// only: [`count`](SessionStore::count), [`delete_expired`](SessionStore::delete_expired)
-    /// and [`stats`](SessionStore::stats) (which then reads payloads *unverified*) work;
-    /// loading or writing a session fails with an error saying the secret is missing.
-    ///
-    /// # Errors
-    ///
-    /// As [`connect`](Self::connect).
-    pub async fn connect_without_secret(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(url, None).await
-    }
-
-    async fn connect_with(url: &str, secrets: Option<Secrets>) -> Result<Self, StoreError> {
+impl Db {
+    /// Connects to the database a Django store URL names; also returns its `table=` parameter.
+    pub(crate) async fn connect(url: &str) -> Result<(Self, Option<String>), StoreError> {
         let url = url.strip_prefix("django+").unwrap_or(url);
         let (url, table) = super::url::take_param(url, "table").ok_or_else(|| {
             StoreError::backend(InvalidTableName("(not percent-encoded UTF-8)".to_owned()))
@@ -388,16 +386,43 @@ impl DjangoStore {
             _ => return Err(StoreError::backend(UnsupportedUrl)),
         };
         let _ = rest;
-        let dialect = match &db {
-            #[cfg(feature = "postgres")]
-            Db::Postgres(_) => Dialect::Postgres,
-            #[cfg(feature = "mysql")]
-            Db::MySql(_) => Dialect::MySql,
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(_) => Dialect::Sqlite,
-        };
+        Ok((db, table))
+    }
+}
+
+impl DjangoStore {
+    /// Connects to the database a URL names, with Django's secrets:
+    /// `postgres://…` (or `postgresql://`), `mysql://…` (MySQL 8 or MariaDB), or
+    /// `sqlite://PATH`, each optionally prefixed `django+` (the form [`open`](super::open)
+    /// takes). A `table=NAME` query parameter chooses the table (default `django_session`,
+    /// see [`table`](Self::table)). Call [`SessionStore::migrate`] if Django has not created
+    /// the table.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] for a malformed URL or table name, a scheme this build has no
+    /// feature for, or a database that cannot be reached.
+    pub async fn connect(url: &str, secrets: Secrets) -> Result<Self, StoreError> {
+        Self::connect_with(url, Some(secrets)).await
+    }
+
+    /// Connects as [`connect`](Self::connect) does, without Django's secret, for maintenance
+    /// only: [`count`](SessionStore::count), [`delete_expired`](SessionStore::delete_expired)
+    /// and [`stats`](SessionStore::stats) (which then reads payloads *unverified*) work;
+    /// loading or writing a session fails with an error saying the secret is missing.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_without_secret(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, None).await
+    }
+
+    async fn connect_with(url: &str, secrets: Option<Secrets>) -> Result<Self, StoreError> {
+        let (db, table) = Db::connect(url).await?;
+        let dialect = db.dialect();
         let store = Self {
-            db,
+            db: Arc::new(db),
             table: DEFAULT_TABLE.to_owned(),
             sql: Statements::new(dialect, DEFAULT_TABLE),
             secrets,
@@ -407,6 +432,17 @@ impl DjangoStore {
             Some(name) => store.table(&name),
             None => Ok(store),
         }
+    }
+
+    /// The store's connections, to share with [`DjangoUsers`](crate::auth::DjangoUsers).
+    pub(crate) fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    /// The secrets the store signs and verifies with; `None` for a store opened for
+    /// maintenance only.
+    pub fn secrets(&self) -> Option<&Secrets> {
+        self.secrets.as_ref()
     }
 
     /// Django's secrets from the environment: `SECRET_KEY` from `DJANGO_SECRET_KEY`, and
@@ -490,7 +526,7 @@ impl DjangoStore {
         expire: &str,
         now: OffsetDateTime,
     ) -> Result<Record, StoreError> {
-        let secrets = self.secrets()?;
+        let secrets = self.signing_secrets()?;
         let mut data = decode_session_data(data, secrets).map_err(|e| StoreError::Corrupt {
             key: *key,
             reason: format!("session_data: {e}"),
@@ -529,11 +565,11 @@ impl DjangoStore {
         let mut data: Data = record.data.clone();
         let created = record.created_at.unix_timestamp_nanos() / 1_000_000;
         data.insert(CREATED_KEY.to_owned(), Value::from(created as i64));
-        encode_session_data(&data, self.secrets()?).map_err(StoreError::backend)
+        encode_session_data(&data, self.signing_secrets()?).map_err(StoreError::backend)
     }
 
     /// The secrets, or the error of a store opened for maintenance only.
-    fn secrets(&self) -> Result<&Secrets, StoreError> {
+    fn signing_secrets(&self) -> Result<&Secrets, StoreError> {
         self.secrets
             .as_ref()
             .ok_or_else(|| StoreError::backend(MaintenanceOnly))
@@ -1229,6 +1265,20 @@ impl SessionStore for DjangoStore {
             create_statement: self.sql.index_create.clone(),
         });
         Ok(Some(stats))
+    }
+
+    /// PostgreSQL: a session-level advisory lock; MySQL/MariaDB: a named lock (`GET_LOCK`),
+    /// each on a connection of its own and named after the table; SQLite: within this process.
+    async fn try_exclusive(&self, name: &str) -> Result<Option<super::ExclusiveGuard>, StoreError> {
+        let key = format!("tidysession.django.{}.{name}", self.table);
+        match &*self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(set) => super::postgres::try_advisory_lock(set.options(), key).await,
+            #[cfg(feature = "mysql")]
+            Db::MySql(set) => super::mysql::try_named_lock(set.options(), key).await,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => Ok(super::ExclusiveGuard::in_process(&key)),
+        }
     }
 }
 

@@ -956,29 +956,38 @@ impl SessionStore for MySqlStore {
     }
 
     async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
-        // A connection of its own, as for `migrate`: a named lock belongs to its connection,
-        // so a process that dies or loses the server frees it.
-        let connect = self.connections.options().connect();
-        let mut conn = tokio::time::timeout(LOCK_WAIT, connect)
-            .await
-            .map_err(|_| StoreError::backend(LockTimedOut))?
-            .map_err(StoreError::backend)?;
         // Named locks are server-wide: the name includes the database and the table.
         let key = format!("{}.{name}", self.table.name);
-        let query = format!("SELECT GET_LOCK({MYSQL_LOCK_NAME}, 0)");
-        let taken = sqlx::query_scalar::<_, Option<i64>>(&query)
-            .bind(&key)
-            .fetch_one(&mut conn);
-        let taken = tokio::time::timeout(LOCK_WAIT, taken)
-            .await
-            .map_err(|_| StoreError::backend(LockTimedOut))?
-            .map_err(StoreError::backend)?;
-        if taken != Some(1) {
-            let _ = conn.close().await;
-            return Ok(None);
-        }
-        Ok(Some(ExclusiveGuard::new(MySqlLock { conn, key })))
+        try_named_lock(self.connections.options(), key).await
     }
+}
+
+/// Takes the named lock (`GET_LOCK`) for `key` in the connection's database, without
+/// waiting, on a connection of its own, as for `migrate`: a named lock belongs to its
+/// connection, so a process that dies or loses the server frees it. `None` if another
+/// connection holds it.
+pub(crate) async fn try_named_lock(
+    options: &sqlx::mysql::MySqlConnectOptions,
+    key: String,
+) -> Result<Option<ExclusiveGuard>, StoreError> {
+    let connect = options.connect();
+    let mut conn = tokio::time::timeout(LOCK_WAIT, connect)
+        .await
+        .map_err(|_| StoreError::backend(LockTimedOut))?
+        .map_err(StoreError::backend)?;
+    let query = format!("SELECT GET_LOCK({MYSQL_LOCK_NAME}, 0)");
+    let taken = sqlx::query_scalar::<_, Option<i64>>(&query)
+        .bind(&key)
+        .fetch_one(&mut conn);
+    let taken = tokio::time::timeout(LOCK_WAIT, taken)
+        .await
+        .map_err(|_| StoreError::backend(LockTimedOut))?
+        .map_err(StoreError::backend)?;
+    if taken != Some(1) {
+        let _ = conn.close().await;
+        return Ok(None);
+    }
+    Ok(Some(ExclusiveGuard::new(MySqlLock { conn, key })))
 }
 
 /// How long taking, checking or releasing an exclusive lock may take.

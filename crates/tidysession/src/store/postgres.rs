@@ -658,30 +658,38 @@ impl SessionStore for PostgresStore {
     }
 
     async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
-        // A connection of its own, not a shared one: a session-level advisory lock lives as
-        // long as its connection, so a process that dies or loses the server frees it.
-        let connect = self.connections.options().connect();
-        let mut conn = tokio::time::timeout(LOCK_WAIT, connect)
-            .await
-            .map_err(|_| StoreError::backend(LockTimedOut))?
-            .map_err(StoreError::backend)?;
         // The lock's 64-bit key: from the schema and the name, so that two schemas on one
         // server lock apart.
         let key = format!("tidysession.{}.{name}", self.schema);
-        let query = format!("SELECT pg_try_advisory_lock({PG_LOCK_KEY})");
-        let taken = sqlx::query_scalar::<_, bool>(&query)
-            .bind(&key)
-            .fetch_one(&mut conn);
-        let taken = tokio::time::timeout(LOCK_WAIT, taken)
-            .await
-            .map_err(|_| StoreError::backend(LockTimedOut))?
-            .map_err(StoreError::backend)?;
-        if !taken {
-            let _ = conn.close().await;
-            return Ok(None);
-        }
-        Ok(Some(ExclusiveGuard::new(PgLock { conn, key })))
+        try_advisory_lock(self.connections.options(), key).await
     }
+}
+
+/// Takes the session-level advisory lock for `key` on a connection of its own, not a shared
+/// one: the lock lives as long as its connection, so a process that dies or loses the server
+/// frees it. `None` if another session holds it.
+pub(crate) async fn try_advisory_lock(
+    options: &sqlx::postgres::PgConnectOptions,
+    key: String,
+) -> Result<Option<ExclusiveGuard>, StoreError> {
+    let connect = options.connect();
+    let mut conn = tokio::time::timeout(LOCK_WAIT, connect)
+        .await
+        .map_err(|_| StoreError::backend(LockTimedOut))?
+        .map_err(StoreError::backend)?;
+    let query = format!("SELECT pg_try_advisory_lock({PG_LOCK_KEY})");
+    let taken = sqlx::query_scalar::<_, bool>(&query)
+        .bind(&key)
+        .fetch_one(&mut conn);
+    let taken = tokio::time::timeout(LOCK_WAIT, taken)
+        .await
+        .map_err(|_| StoreError::backend(LockTimedOut))?
+        .map_err(StoreError::backend)?;
+    if !taken {
+        let _ = conn.close().await;
+        return Ok(None);
+    }
+    Ok(Some(ExclusiveGuard::new(PgLock { conn, key })))
 }
 
 /// How long taking, checking or releasing an exclusive lock may take.
