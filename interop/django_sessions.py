@@ -4,7 +4,7 @@ Reads one JSON request on stdin and writes one JSON answer (a list, one entry pe
 stdout. The Rust tests (crates/tidysession/tests/django_store.rs) run it with the venv that
 scripts/django-env.sh creates.
 
-  {"database_url": "postgres://USER@HOST/DB" | "sqlite:///PATH", "table": T,
+  {"database_url": "postgres://USER@HOST/DB" | "mysql://USER@HOST/DB" | "sqlite:///PATH", "table": T,
    "secret": S, "fallbacks": [F, ...], "ops": [OP, ...]}
 
   {"op": "load", "key": K}
@@ -30,6 +30,19 @@ def database(url):
     if parts.scheme in ("postgres", "postgresql"):
         return {
             "ENGINE": "django.db.backends.postgresql",
+            "NAME": parts.path.lstrip("/"),
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+        }
+    if parts.scheme == "mysql":
+        # Django's MySQL backend expects MySQLdb; PyMySQL stands in for it.
+        import pymysql
+
+        pymysql.install_as_MySQLdb()
+        return {
+            "ENGINE": "django.db.backends.mysql",
             "NAME": parts.path.lstrip("/"),
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),

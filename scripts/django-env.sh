@@ -16,6 +16,8 @@ SPEC='django>=5.2,<7'
 PG_SPEC='psycopg[binary]>=3.1'
 # Django's Argon2PasswordHasher needs it; the auth tests check passwords it hashed.
 ARGON2_SPEC='argon2-cffi>=21.1'
+# Django's MySQL/MariaDB backend through PyMySQL (pure Python; mysqlclient needs C headers).
+MYSQL_SPEC='pymysql>=1.1'
 PY="$VENV/bin/python"
 
 log() { echo "django-env: $*" >&2; }
@@ -29,6 +31,7 @@ has_django() {
 import django, sys
 import psycopg  # Django's PostgreSQL driver, for the Django store tests
 import argon2  # Django's Argon2PasswordHasher, for the Django password tests
+import pymysql  # Django's MySQL backend, through PyMySQL
 major, minor = django.VERSION[:2]
 sys.exit(0 if (5, 2) <= (major, minor) < (7, 0) else 1)
 PYEOF
@@ -45,9 +48,9 @@ if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
 fi
 
-log "installing $SPEC $PG_SPEC $ARGON2_SPEC into $VENV"
-"$PY" -m pip install --quiet --disable-pip-version-check --no-input "$SPEC" "$PG_SPEC" "$ARGON2_SPEC" >&2 ||
-    die "pip could not install $SPEC $PG_SPEC $ARGON2_SPEC into $VENV (offline?)"
+log "installing $SPEC $PG_SPEC $ARGON2_SPEC $MYSQL_SPEC into $VENV"
+"$PY" -m pip install --quiet --disable-pip-version-check --no-input "$SPEC" "$PG_SPEC" "$ARGON2_SPEC" "$MYSQL_SPEC" >&2 ||
+    die "pip could not install $SPEC $PG_SPEC $ARGON2_SPEC $MYSQL_SPEC into $VENV (offline?)"
 has_django || die "Django is still not importable from $PY"
 log "$("$PY" -c 'import django; print("Django", django.get_version())')"
 echo "$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"

@@ -36,6 +36,17 @@ async fn postgres() -> Shared {
     }
 }
 
+#[cfg(feature = "mysql")]
+async fn mysql() -> Shared {
+    let (store, guard) = servers::django_mysql().await;
+    Shared {
+        table: store.table_name().to_owned(),
+        store: Arc::new(store),
+        database_url: servers::mysql_url(),
+        _guard: Box::new(guard),
+    }
+}
+
 async fn sqlite() -> Shared {
     let (store, dir) = servers::django_sqlite().await;
     Shared {
@@ -368,6 +379,15 @@ macro_rules! judged_by_django {
 
 #[cfg(feature = "postgres")]
 judged_by_django!(postgres:
+    django_reads_what_the_store_writes,
+    the_store_reads_what_django_writes,
+    rust_requests_on_a_django_session_lose_nothing,
+    keys_that_are_not_djangos_are_refused,
+    browser_close_expiry_refreshes_to_the_cookie_age
+);
+
+#[cfg(feature = "mysql")]
+judged_by_django!(mysql:
     django_reads_what_the_store_writes,
     the_store_reads_what_django_writes,
     rust_requests_on_a_django_session_lose_nothing,
