@@ -1193,23 +1193,13 @@ impl SessionStore for DjangoStore {
                     .await
                     .map_err(StoreError::backend)?
             } else {
-                let mut rows: Vec<(String, String)> = sqlx::query_as(&self.sql.sample_from)
-                    .bind(&start)
-                    .bind(limit)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(StoreError::backend)?;
-                let short = limit - rows.len() as i64;
-                if short > 0 {
-                    let more: Vec<(String, String)> = sqlx::query_as(&self.sql.sample_before)
-                        .bind(&start)
-                        .bind(short)
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                    rows.extend(more);
-                }
-                rows
+                super::sql::key_range_sample!(
+                    conn,
+                    &self.sql.sample_from,
+                    &self.sql.sample_before,
+                    &start,
+                    limit
+                )
             };
             let indexed: i64 = sqlx::query_scalar(&self.sql.index_check)
                 .bind(&self.sql.index_target)

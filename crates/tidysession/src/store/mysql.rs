@@ -862,25 +862,13 @@ impl SessionStore for MySqlStore {
                     .await
                     .map_err(StoreError::backend)?
             } else {
-                let mut rows: Vec<(String, i64, i64)> =
-                    sqlx::query_as(&format!("{columns} WHERE id >= ? ORDER BY id LIMIT ?"))
-                        .bind(start.as_slice())
-                        .bind(limit)
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                let short = limit - rows.len() as i64;
-                if short > 0 {
-                    let more: Vec<(String, i64, i64)> =
-                        sqlx::query_as(&format!("{columns} WHERE id < ? ORDER BY id LIMIT ?"))
-                            .bind(start.as_slice())
-                            .bind(short)
-                            .fetch_all(&mut *conn)
-                            .await
-                            .map_err(StoreError::backend)?;
-                    rows.extend(more);
-                }
-                rows
+                super::sql::key_range_sample!(
+                    conn,
+                    &format!("{columns} WHERE id >= ? ORDER BY id LIMIT ?"),
+                    &format!("{columns} WHERE id < ? ORDER BY id LIMIT ?"),
+                    start.as_slice(),
+                    limit
+                )
             };
             let indexed: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM information_schema.statistics

@@ -583,26 +583,13 @@ impl SessionStore for PostgresStore {
                     sampled
                 } else {
                     method = format!("random id range of {limit} rows");
-                    let mut rows: Vec<(String, i64, i64)> =
-                        sqlx::query_as(&format!("{columns} WHERE id >= $1 ORDER BY id LIMIT $2"))
-                            .bind(start.as_slice())
-                            .bind(limit_i)
-                            .fetch_all(&mut *conn)
-                            .await
-                            .map_err(StoreError::backend)?;
-                    let short = limit_i - rows.len() as i64;
-                    if short > 0 {
-                        let more: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
-                            "{columns} WHERE id < $1 ORDER BY id LIMIT $2"
-                        ))
-                        .bind(start.as_slice())
-                        .bind(short)
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                        rows.extend(more);
-                    }
-                    rows
+                    super::sql::key_range_sample!(
+                        conn,
+                        &format!("{columns} WHERE id >= $1 ORDER BY id LIMIT $2"),
+                        &format!("{columns} WHERE id < $1 ORDER BY id LIMIT $2"),
+                        start.as_slice(),
+                        limit_i
+                    )
                 }
             };
             let indexed: i64 = sqlx::query_scalar(

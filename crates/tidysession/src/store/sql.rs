@@ -128,3 +128,30 @@ pub(crate) struct SchemaTooNew {
     pub(crate) found: i64,
     pub(crate) known: usize,
 }
+
+/// Up to `limit` rows for statistics from a random point in the key order: rows whose key is at
+/// or after `start` (statement `from`), then, if those run short, rows before it (statement
+/// `before`), so a start near the end still yields a full sample. Each statement binds the
+/// start key and a row limit.
+macro_rules! key_range_sample {
+    ($conn:expr, $from:expr, $before:expr, $start:expr, $limit:expr) => {{
+        let mut rows: Vec<_> = sqlx::query_as($from)
+            .bind($start)
+            .bind($limit)
+            .fetch_all(&mut *$conn)
+            .await
+            .map_err(StoreError::backend)?;
+        let short = $limit - rows.len() as i64;
+        if short > 0 {
+            let more: Vec<_> = sqlx::query_as($before)
+                .bind($start)
+                .bind(short)
+                .fetch_all(&mut *$conn)
+                .await
+                .map_err(StoreError::backend)?;
+            rows.extend(more);
+        }
+        rows
+    }};
+}
+pub(crate) use key_range_sample;

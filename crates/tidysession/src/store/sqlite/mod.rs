@@ -454,25 +454,13 @@ impl SessionStore for SqliteStore {
                     .await
                     .map_err(StoreError::backend)?
             } else {
-                let mut rows: Vec<(String, i64, i64)> =
-                    sqlx::query_as(&format!("{COLUMNS} WHERE id >= ? ORDER BY id LIMIT ?"))
-                        .bind(start.as_slice())
-                        .bind(limit)
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                let short = limit - rows.len() as i64;
-                if short > 0 {
-                    let more: Vec<(String, i64, i64)> =
-                        sqlx::query_as(&format!("{COLUMNS} WHERE id < ? ORDER BY id LIMIT ?"))
-                            .bind(start.as_slice())
-                            .bind(short)
-                            .fetch_all(&mut *conn)
-                            .await
-                            .map_err(StoreError::backend)?;
-                    rows.extend(more);
-                }
-                rows
+                crate::store::sql::key_range_sample!(
+                    conn,
+                    &format!("{COLUMNS} WHERE id >= ? ORDER BY id LIMIT ?"),
+                    &format!("{COLUMNS} WHERE id < ? ORDER BY id LIMIT ?"),
+                    start.as_slice(),
+                    limit
+                )
             };
             let indexed: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM sqlite_master m, pragma_index_info(m.name) i
