@@ -29,7 +29,7 @@
 #   2. starts bench/scale-probe (built here, release) and lets it run SCALE_BASELINE_SECONDS;
 #   3. runs `tidysession clear --store URL`, timed, the probe still running; stops the probe;
 #   4. empties and refills the table, and does the same for the single DELETE;
-#   5. prints the table (also kept in bench/results/scale-*.md, raw probe samples beside it).
+#   5. prints the table (also kept in bench/results/scale-*/table.md, raw probe samples beside it).
 # Probe percentiles cover every completed operation (errors and timeouts included, with the
 # time they took to fail); failed, timed-out and skipped operations (the probe skips a tick
 # when 64 operations are already in flight) are counted separately.
