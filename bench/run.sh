@@ -561,7 +561,16 @@ for title, desc in scenarios:
     else:
         w("All responses were 2xx, with no socket errors.")
 
-open(doc, "w").write("\n".join(out) + "\n")
+# Keep the scale benchmark's section (bench/scale.sh; written by hand from its output).
+kept = ""
+try:
+    marker = "<!-- scale.sh -->"
+    previous = open(doc).read()
+    if marker in previous:
+        kept = "\n" + previous[previous.index(marker):]
+except FileNotFoundError:
+    pass
+open(doc, "w").write("\n".join(out) + "\n" + kept)
 PY
 
 log "wrote $DOC"
