@@ -68,7 +68,7 @@ use super::sql::{
     bind_user, in_place_assignments, listed_from, millis, record_from, to_json, JsonDialect,
     SchemaTooNew,
 };
-use super::stats::{native_row, random_start, sample_plan, ExpiryIndex, Payloads, StatsBuilder};
+use super::stats::{key_range_method, native_stats, random_start, sample_plan, ExpiryIndex};
 use super::{
     ExclusiveGuard, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated,
     UserIndex,
@@ -884,29 +884,23 @@ impl SessionStore for MySqlStore {
         .await;
         let (rows, indexed) = lease.checked(result)?;
         drop(lease);
-        let mut builder = StatsBuilder::new(now, counts, *options);
-        for (data, created, expires) in &rows {
-            builder.add(native_row(data, *created, *expires));
-        }
-        let method = match complete {
-            true => "every row".to_owned(),
-            false => format!("random id range of {limit} rows"),
-        };
-        let mut stats = builder.finish(
-            format!("MySQL/MariaDB table {}", self.table.name),
-            method,
-            Payloads::Plain,
-            false,
-        );
-        stats.expiry_index = Some(ExpiryIndex {
+        let index = ExpiryIndex {
             table: self.table.name.clone(),
             column: "expires_at".to_owned(),
             present: indexed > 0,
             create_statement: format!(
                 "CREATE INDEX expires_at ON {t} (expires_at) ALGORITHM=INPLACE LOCK=NONE;"
             ),
-        });
-        Ok(Some(stats))
+        };
+        Ok(Some(native_stats(
+            now,
+            counts,
+            options,
+            &rows,
+            format!("MySQL/MariaDB table {}", self.table.name),
+            key_range_method(complete, limit),
+            index,
+        )))
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

@@ -39,7 +39,7 @@ use time::OffsetDateTime;
 
 use super::connections::{Connections, Settings};
 use super::sql::{listed_from, millis, record_from, to_json};
-use super::stats::{native_row, random_start, sample_plan, ExpiryIndex, Payloads, StatsBuilder};
+use super::stats::{native_stats, random_start, sample_plan, ExpiryIndex};
 use super::{
     ExclusiveGuard, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated,
     UserIndex,
@@ -606,25 +606,23 @@ impl SessionStore for PostgresStore {
         .await;
         let (rows, indexed, method) = lease.checked(result)?;
         drop(lease);
-        let mut builder = StatsBuilder::new(now, counts, *options);
-        for (data, created, expires) in &rows {
-            builder.add(native_row(data, *created, *expires));
-        }
-        let mut stats = builder.finish(
-            format!("PostgreSQL table {t}"),
-            method,
-            Payloads::Plain,
-            false,
-        );
-        stats.expiry_index = Some(ExpiryIndex {
+        let index = ExpiryIndex {
             table: t.clone(),
             column: "expires_at".to_owned(),
             present: indexed > 0,
             create_statement: format!(
                 "CREATE INDEX CONCURRENTLY tidysession_sessions_expires_at ON {t} (expires_at);"
             ),
-        });
-        Ok(Some(stats))
+        };
+        Ok(Some(native_stats(
+            now,
+            counts,
+            options,
+            &rows,
+            format!("PostgreSQL table {t}"),
+            method,
+            index,
+        )))
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

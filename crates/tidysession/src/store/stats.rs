@@ -419,6 +419,33 @@ pub(crate) fn sample_plan(total: u64, size: u32) -> (u64, bool) {
 }
 
 /// A sampled row of a native SQL table: data as JSON text, times in Unix milliseconds.
+/// The statistics of a native SQL table from its sampled rows `(data, created_ms, expires_ms)`.
+pub(crate) fn native_stats(
+    now: OffsetDateTime,
+    counts: RecordCounts,
+    options: &StatsOptions,
+    rows: &[(String, i64, i64)],
+    label: String,
+    method: String,
+    index: ExpiryIndex,
+) -> Stats {
+    let mut builder = StatsBuilder::new(now, counts, *options);
+    for (data, created, expires) in rows {
+        builder.add(native_row(data, *created, *expires));
+    }
+    let mut stats = builder.finish(label, method, Payloads::Plain, false);
+    stats.expiry_index = Some(index);
+    stats
+}
+
+/// How a key-range sample was taken, in words.
+pub(crate) fn key_range_method(complete: bool, limit: i64) -> String {
+    match complete {
+        true => "every row".to_owned(),
+        false => format!("random id range of {limit} rows"),
+    }
+}
+
 pub(crate) fn native_row(data: &str, created_ms: i64, expires_ms: i64) -> SampledRecord {
     let at = |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok();
     SampledRecord {

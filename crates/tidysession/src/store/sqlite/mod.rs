@@ -12,7 +12,7 @@ use super::sql::{
     bind_user, in_place_assignments, listed_from, millis, record_from, to_json, JsonDialect,
     SchemaTooNew,
 };
-use super::stats::{native_row, random_start, sample_plan, ExpiryIndex, Payloads, StatsBuilder};
+use super::stats::{key_range_method, native_stats, random_start, sample_plan, ExpiryIndex};
 use super::{RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, ExpiryChange, Record, RESERVED_PREFIX};
@@ -475,29 +475,23 @@ impl SessionStore for SqliteStore {
         .await;
         let (rows, indexed) = lease.checked(result)?;
         drop(lease);
-        let mut builder = StatsBuilder::new(now, counts, *options);
-        for (data, created, expires) in &rows {
-            builder.add(native_row(data, *created, *expires));
-        }
-        let method = match complete {
-            true => "every row".to_owned(),
-            false => format!("random id range of {limit} rows"),
-        };
-        let mut stats = builder.finish(
-            "SQLite table tidysession_sessions",
-            method,
-            Payloads::Plain,
-            false,
-        );
-        stats.expiry_index = Some(ExpiryIndex {
+        let index = ExpiryIndex {
             table: "tidysession_sessions".to_owned(),
             column: "expires_at".to_owned(),
             present: indexed > 0,
             create_statement: "CREATE INDEX tidysession_sessions_expires_at \
                                ON tidysession_sessions (expires_at);"
                 .to_owned(),
-        });
-        Ok(Some(stats))
+        };
+        Ok(Some(native_stats(
+            now,
+            counts,
+            options,
+            &rows,
+            "SQLite table tidysession_sessions".to_owned(),
+            key_range_method(complete, limit),
+            index,
+        )))
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
