@@ -2,55 +2,15 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::json;
 use tidysession::store::SessionStore;
 use tidysession::{Record, SessionId};
 use time::{Duration, OffsetDateTime};
 
-fn tidysession() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tidysession"))
-}
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = tidysession().args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A random name for a per-test schema, table or key prefix.
-fn unique_name(prefix: &str) -> String {
-    let key = SessionId::generate().unwrap().storage_key();
-    format!("{prefix}_{}", &key.to_hex()[..16])
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-/// The test servers (`scripts/services.sh` starts them), as in the library's tests.
-fn postgres_url() -> String {
-    env_or(
-        "TIDYSESSION_TEST_POSTGRES_URL",
-        "postgres://root@127.0.0.1/test",
-    )
-}
-fn mysql_url() -> String {
-    env_or("TIDYSESSION_TEST_MYSQL_URL", "mysql://root@127.0.0.1/test")
-}
-fn redis_url() -> String {
-    env_or("TIDYSESSION_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-}
-
-/// `url` with one more query parameter.
-fn with_param(url: &str, param: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{param}")
-}
+mod common;
+use common::*;
 
 /// Drops a per-test PostgreSQL schema or MySQL table when the test ends.
 struct DropOnExit(&'static str, String);

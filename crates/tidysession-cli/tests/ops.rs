@@ -1,6 +1,5 @@
 //! `stats`, `doctor` and `clear` on small real tables of every store kind.
 
-use std::process::Command;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -9,53 +8,8 @@ use tidysession::store::SessionStore;
 use tidysession::{IdFormat, Record, SessionId};
 use time::{Duration, OffsetDateTime};
 
-fn tidysession() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tidysession"))
-}
-
-/// Runs the binary without Django's secret unless `secret` is given.
-fn run_with(args: &[&str], secret: Option<&str>) -> (bool, String, String) {
-    let mut cmd = tidysession();
-    cmd.args(args).env_remove("DJANGO_SECRET_KEY");
-    if let Some(secret) = secret {
-        cmd.env("DJANGO_SECRET_KEY", secret);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    run_with(args, None)
-}
-
-fn unique_name(prefix: &str) -> String {
-    let key = SessionId::generate().unwrap().storage_key();
-    format!("{prefix}_{}", &key.to_hex()[..16])
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-fn postgres_url() -> String {
-    env_or(
-        "TIDYSESSION_TEST_POSTGRES_URL",
-        "postgres://root@127.0.0.1/test",
-    )
-}
-fn mysql_url() -> String {
-    env_or("TIDYSESSION_TEST_MYSQL_URL", "mysql://root@127.0.0.1/test")
-}
-fn redis_url() -> String {
-    env_or("TIDYSESSION_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-}
-fn with_param(url: &str, param: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{param}")
-}
+mod common;
+use common::*;
 
 /// Runs SQL on a server when the test ends (dropping its tables).
 struct Cleanup(String, String);

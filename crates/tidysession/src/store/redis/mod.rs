@@ -790,6 +790,34 @@ impl RedisStore {
         Ok(live)
     }
 
+    /// One `SCAN` step of keys matching `pattern` on one node (or the single server): the
+    /// next cursor and the keys found.
+    async fn scan_step(
+        &self,
+        route: Option<&SingleNodeRoutingInfo>,
+        cursor: u64,
+        pattern: &str,
+    ) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+        let mut scan = ::redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_BATCH);
+        let reply = match (&self.conn, route) {
+            (Conn::Cluster(c), Some(route)) => c
+                .clone()
+                .route_command(scan, RoutingInfo::SingleNode(route.clone()))
+                .await
+                .map_err(StoreError::backend)?,
+            _ => scan
+                .query_async::<Value>(&mut self.conn())
+                .await
+                .map_err(StoreError::backend)?,
+        };
+        scan_reply(reply)
+    }
+
     /// Scans the keys under the prefix on one node (or the single server) and counts the
     /// live ones.
     async fn count_node(
@@ -801,24 +829,7 @@ impl RedisStore {
         let mut cursor = 0u64;
         let mut live = 0;
         loop {
-            let mut scan = ::redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH);
-            let reply = match (&self.conn, &route) {
-                (Conn::Cluster(c), Some(route)) => c
-                    .clone()
-                    .route_command(scan, RoutingInfo::SingleNode(route.clone()))
-                    .await
-                    .map_err(StoreError::backend)?,
-                _ => scan
-                    .query_async::<Value>(&mut self.conn())
-                    .await
-                    .map_err(StoreError::backend)?,
-            };
-            let (next, keys) = scan_reply(reply)?;
+            let (next, keys) = self.scan_step(route.as_ref(), cursor, &pattern).await?;
             live += self.count_batch(&keys, route.as_ref(), now).await?;
             if next == 0 {
                 return Ok(live);
@@ -839,24 +850,7 @@ impl RedisStore {
         let mut keys = Vec::new();
         let mut finished = false;
         while keys.len() < want {
-            let mut scan = ::redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH);
-            let reply = match (&self.conn, &route) {
-                (Conn::Cluster(c), Some(route)) => c
-                    .clone()
-                    .route_command(scan, RoutingInfo::SingleNode(route.clone()))
-                    .await
-                    .map_err(StoreError::backend)?,
-                _ => scan
-                    .query_async::<Value>(&mut self.conn())
-                    .await
-                    .map_err(StoreError::backend)?,
-            };
-            let (next, found) = scan_reply(reply)?;
+            let (next, found) = self.scan_step(route.as_ref(), cursor, &pattern).await?;
             // Session hashes only: the prefix and 64 hex digits (not user indexes).
             keys.extend(found.into_iter().filter(|k| {
                 k.len() == self.prefix.len() + 64
