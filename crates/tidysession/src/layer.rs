@@ -71,7 +71,9 @@ impl SessionLayer {
 
     /// Sessions kept in a shared store, e.g. one opened with [`store::open`](crate::store::open).
     pub fn from_arc(store: Arc<dyn SessionStore>) -> Self {
-        let store = Arc::new(crate::metrics::Measured(store));
+        // Metrics count the store's real calls: coalesced saves count once.
+        let measured = Arc::new(crate::metrics::Measured(store));
+        let store = Arc::new(crate::coalesce::Coalescing::new(measured));
         Self::build(store, SessionConfig::default(), false)
     }
 

@@ -53,6 +53,7 @@
 
 pub mod auth;
 mod client;
+mod coalesce;
 mod config;
 pub mod decide;
 #[cfg(feature = "django")]

@@ -128,6 +128,31 @@ impl Change {
         }
     }
 
+    /// Folds `later` into this change: the result, applied once, leaves a record as applying
+    /// this change and then `later` would (keys `later` touches take its word; expiries
+    /// compose). Concurrent saves of one session are sent to the store as one such change.
+    pub fn absorb(&mut self, later: Change) {
+        for k in &later.removed {
+            self.set.remove(k);
+        }
+        for k in later.set.keys() {
+            self.removed.remove(k);
+        }
+        self.removed.extend(later.removed);
+        self.set.extend(later.set);
+        self.expiry = match (self.expiry, later.expiry) {
+            (first, None) => first,
+            (None, then) => then,
+            (Some(ExpiryChange::Extend(a)), Some(ExpiryChange::Extend(b))) => {
+                Some(ExpiryChange::Extend(a.max(b)))
+            }
+            (Some(ExpiryChange::Set(a)), Some(ExpiryChange::Extend(b))) => {
+                Some(ExpiryChange::Set(a.max(b)))
+            }
+            (Some(_), Some(set @ ExpiryChange::Set(_))) => Some(set),
+        };
+    }
+
     /// Applies the change to `record`, as every store must: removals, then sets, then expiry.
     pub fn apply(&self, record: &mut Record) {
         self.apply_to(&mut record.data);
@@ -295,6 +320,58 @@ mod tests {
         e.set("new".into(), json!(1));
         assert_eq!(e.remove(&original, "new"), Some(json!(1)));
         assert!(e.change(&original).has_no_keys());
+    }
+
+    /// Every pair of small changes over keys a, b: absorbing equals applying one after the
+    /// other, for data and expiry alike.
+    #[test]
+    fn absorbed_change_applies_as_both_in_turn() {
+        let t = |s: i64| OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);
+        let mut changes = Vec::new();
+        for a in 0..3 {
+            for b in 0..3 {
+                for e in 0..5 {
+                    let mut c = Change::default();
+                    for (key, op) in [("a", a), ("b", b)] {
+                        match op {
+                            1 => {
+                                c.set.insert(key.into(), json!(format!("{key}{a}{b}{e}")));
+                            }
+                            2 => {
+                                c.removed.insert(key.into());
+                            }
+                            _ => {}
+                        }
+                    }
+                    c.expiry = match e {
+                        1 => Some(ExpiryChange::Extend(t(50))),
+                        2 => Some(ExpiryChange::Extend(t(150))),
+                        3 => Some(ExpiryChange::Set(t(20))),
+                        4 => Some(ExpiryChange::Set(t(200))),
+                        _ => None,
+                    };
+                    changes.push(c);
+                }
+            }
+        }
+        let start = Record {
+            data: data(json!({"a": 0, "c": 1})),
+            created_at: t(0),
+            expires_at: t(100),
+        };
+        for first in &changes {
+            for then in &changes {
+                let mut one_by_one = start.clone();
+                first.apply(&mut one_by_one);
+                then.apply(&mut one_by_one);
+                let mut folded = first.clone();
+                folded.absorb(then.clone());
+                let mut at_once = start.clone();
+                folded.apply(&mut at_once);
+                assert_eq!(at_once, one_by_one, "{first:?} then {then:?}");
+                assert!(folded.set.keys().all(|k| !folded.removed.contains(k)));
+            }
+        }
     }
 
     #[test]

@@ -139,3 +139,32 @@ pub async fn writes_racing_a_logout_never_bring_the_session_back<S: SessionStore
     assert_eq!(counts.live, 0, "logged out stays logged out");
     assert!(h.get("/read?k=seed", Some(&cookie)).await.removes_session());
 }
+
+/// Saves of one session that overlap in one process reach the store as one update per
+/// round trip, not one each, and every key is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_saves_of_one_session_are_sent_as_one_update() {
+    let slow = crate::util::Altered::slow_updates(
+        tidysession::store::MemoryStore::default(),
+        std::time::Duration::from_millis(300),
+    );
+    let (h, cookie) = seeded(slow).await;
+    let before = h.counts().updates;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (h, c) = (h.clone(), cookie.clone());
+            tokio::spawn(async move { h.get(&format!("/write?k=k{i}&v={i}"), Some(&c)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().status, 200);
+    }
+    let updates = h.counts().updates - before;
+    // The first save is in flight for 300 ms; the other 15 arrive meanwhile and go as one
+    // (a third only if the machine is slow enough to spread their arrival past 300 ms).
+    assert!((2..=3).contains(&updates), "{updates} updates for 16 saves");
+    for i in 0..16 {
+        let read = h.get(&format!("/read?k=k{i}"), Some(&cookie)).await;
+        assert_eq!(read.body, i.to_string());
+    }
+}

@@ -606,7 +606,7 @@ pub async fn a_stray_cookie_of_the_same_name_does_not_shadow_the_session<S: Sess
 #[tokio::test]
 async fn a_logout_after_a_failed_read_still_deletes_and_starts_afresh() {
     use tidysession::Record;
-    let store = crate::util::FailingLoads(MemoryStore::default());
+    let store = crate::util::Altered::failing_loads(MemoryStore::default());
     let id = SessionId::generate().unwrap();
     let now = time::OffsetDateTime::now_utc();
     let record = Record {

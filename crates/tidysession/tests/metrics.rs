@@ -169,7 +169,7 @@ fn store_failures_count_as_errors() {
     metrics::with_local_recorder(&recorder, || {
         runtime.block_on(async {
             let h = Harness::new(
-                crate::util::FailingLoads(MemoryStore::default()),
+                crate::util::Altered::failing_loads(MemoryStore::default()),
                 crate::util::server_tier(),
             );
             let cookie = format!(

@@ -254,18 +254,47 @@ impl Reply {
     }
 }
 
-/// A store whose loads fail, as when the database is briefly unreachable; every other
-/// operation goes through.
+/// A store that misbehaves the way a test needs; every operation otherwise goes through.
 #[derive(Debug, Default)]
-pub struct FailingLoads<S>(pub S);
+pub struct Altered<S> {
+    pub inner: S,
+    /// Loads fail, as when the database is briefly unreachable.
+    pub failing_loads: bool,
+    /// Each update takes this long before it reaches the store, as on a busy database.
+    pub slow_updates: std::time::Duration,
+}
+
+impl<S> Altered<S> {
+    pub fn failing_loads(inner: S) -> Self {
+        Self {
+            inner,
+            failing_loads: true,
+            slow_updates: Default::default(),
+        }
+    }
+    pub fn slow_updates(inner: S, by: std::time::Duration) -> Self {
+        Self {
+            inner,
+            failing_loads: false,
+            slow_updates: by,
+        }
+    }
+}
 
 #[async_trait::async_trait]
-impl<S: SessionStore> SessionStore for FailingLoads<S> {
-    async fn load(&self, _: &StorageKey, _: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        Err(StoreError::Backend("loads fail in this test".into()))
+impl<S: SessionStore> SessionStore for Altered<S> {
+    async fn load(
+        &self,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        if self.failing_loads {
+            return Err(StoreError::Backend("loads fail in this test".into()));
+        }
+        self.inner.load(key, now).await
     }
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        self.0.create(key, record).await
+        self.inner.create(key, record).await
     }
     async fn update(
         &self,
@@ -273,7 +302,8 @@ impl<S: SessionStore> SessionStore for FailingLoads<S> {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        self.0.update(key, change, now).await
+        tokio::time::sleep(self.slow_updates).await;
+        self.inner.update(key, change, now).await
     }
     async fn touch(
         &self,
@@ -281,7 +311,7 @@ impl<S: SessionStore> SessionStore for FailingLoads<S> {
         at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.0.touch(key, at, now).await
+        self.inner.touch(key, at, now).await
     }
     async fn rename(
         &self,
@@ -290,15 +320,15 @@ impl<S: SessionStore> SessionStore for FailingLoads<S> {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.0.rename(from, to, change, now).await
+        self.inner.rename(from, to, change, now).await
     }
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
-        self.0.delete(key).await
+        self.inner.delete(key).await
     }
     async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        self.0.delete_expired(now, limit).await
+        self.inner.delete_expired(now, limit).await
     }
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        self.0.count(now).await
+        self.inner.count(now).await
     }
 }
