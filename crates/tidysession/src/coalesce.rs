@@ -101,8 +101,7 @@ impl Drop for InFlight {
 impl InFlight {
     /// Sends a folded batch and hands its result to every save in it.
     async fn send(self, batch: Batch) {
-        let result = self
-            .inner
+        let result = (*self.inner)
             .update(&self.key, &batch.change, batch.now)
             .await
             .map_err(Arc::new);
@@ -158,7 +157,7 @@ impl SessionStore for Coalescing {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         if change.may_empty() {
-            return self.inner.update(key, change, now).await;
+            return (*self.inner).update(key, change, now).await;
         }
         let waiting = {
             let mut map = self
@@ -192,7 +191,7 @@ impl SessionStore for Coalescing {
                 in_flight: self.in_flight.clone(),
                 key: *key,
             };
-            return self.inner.update(key, change, now).await;
+            return (*self.inner).update(key, change, now).await;
         };
         let result = waiting.wait_for(Option::is_some).await;
         match result.as_deref() {
@@ -210,10 +209,10 @@ impl SessionStore for Coalescing {
         key: &StorageKey,
         now: OffsetDateTime,
     ) -> Result<Option<Record>, StoreError> {
-        self.inner.load(key, now).await
+        (*self.inner).load(key, now).await
     }
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        self.inner.create(key, record).await
+        (*self.inner).create(key, record).await
     }
     async fn touch(
         &self,
@@ -221,7 +220,7 @@ impl SessionStore for Coalescing {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.inner.touch(key, expires_at, now).await
+        (*self.inner).touch(key, expires_at, now).await
     }
     async fn rename(
         &self,
@@ -230,38 +229,38 @@ impl SessionStore for Coalescing {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.inner.rename(from, to, change, now).await
+        (*self.inner).rename(from, to, change, now).await
     }
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
-        self.inner.delete(key).await
+        (*self.inner).delete(key).await
     }
     async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        self.inner.delete_expired(now, limit).await
+        (*self.inner).delete_expired(now, limit).await
     }
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        self.inner.count(now).await
+        (*self.inner).count(now).await
     }
     async fn migrate(&self) -> Result<(), StoreError> {
-        self.inner.migrate().await
+        (*self.inner).migrate().await
     }
     fn removes_expired_itself(&self) -> bool {
-        self.inner.removes_expired_itself()
+        (*self.inner).removes_expired_itself()
     }
     fn user_index(&self) -> Option<&dyn UserIndex> {
-        self.inner.user_index()
+        (*self.inner).user_index()
     }
     async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
-        self.inner.try_exclusive(name).await
+        (*self.inner).try_exclusive(name).await
     }
     fn id_format(&self) -> IdFormat {
-        self.inner.id_format()
+        (*self.inner).id_format()
     }
     async fn stats(
         &self,
         now: OffsetDateTime,
         options: &StatsOptions,
     ) -> Result<Option<Stats>, StoreError> {
-        self.inner.stats(now, options).await
+        (*self.inner).stats(now, options).await
     }
 }
 

@@ -169,11 +169,19 @@ impl StorageKey {
 
     /// Lowercase hex of the whole digest (64 characters), for text-keyed stores.
     pub fn to_hex(&self) -> String {
-        use fmt::Write as _;
-        self.0.iter().fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+        let mut s = String::with_capacity(64);
+        self.push_hex(&mut s);
+        s
+    }
+
+    /// Appends the lowercase hex form to `out` (once per store call on Redis: a table, not
+    /// the formatting machinery).
+    pub(crate) fn push_hex(&self, out: &mut String) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for b in self.0 {
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        }
     }
 
     /// The first 8 hex characters, enough to correlate log lines.

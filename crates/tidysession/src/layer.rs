@@ -332,7 +332,7 @@ enum Done {
 
 /// Carries out the store half of a plan.
 async fn execute(
-    store: &Arc<dyn SessionStore>,
+    store: &dyn SessionStore,
     op: StoreOp,
     outcome: &Outcome,
     now: OffsetDateTime,
@@ -385,7 +385,7 @@ async fn execute(
     }
 }
 
-async fn create(store: &Arc<dyn SessionStore>, outcome: &Outcome) -> Result<SessionId, StoreError> {
+async fn create(store: &dyn SessionStore, outcome: &Outcome) -> Result<SessionId, StoreError> {
     for _ in 0..ID_ATTEMPTS {
         let id = SessionId::generate_as(store.id_format()).map_err(StoreError::backend)?;
         match store.create(&id.storage_key(), &outcome.record).await {

@@ -187,7 +187,7 @@ impl SessionStore for Measured {
         now: OffsetDateTime,
     ) -> Result<Option<Record>, StoreError> {
         let start = Instant::now();
-        let result = self.0.load(key, now).await;
+        let result = (*self.0).load(key, now).await;
         store_call!(
             "load",
             Outcome::of(&result, Option::is_some),
@@ -198,7 +198,7 @@ impl SessionStore for Measured {
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
         let start = Instant::now();
-        let result = self.0.create(key, record).await;
+        let result = (*self.0).create(key, record).await;
         store_call!("create", Outcome::of(&result, |_| true), start.elapsed());
         result
     }
@@ -210,7 +210,7 @@ impl SessionStore for Measured {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let start = Instant::now();
-        let result = self.0.update(key, change, now).await;
+        let result = (*self.0).update(key, change, now).await;
         store_call!("update", Outcome::of(&result, |_| true), start.elapsed());
         result
     }
@@ -222,7 +222,7 @@ impl SessionStore for Measured {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let start = Instant::now();
-        let result = self.0.touch(key, expires_at, now).await;
+        let result = (*self.0).touch(key, expires_at, now).await;
         store_call!("touch", Outcome::of(&result, |_| true), start.elapsed());
         result
     }
@@ -235,14 +235,14 @@ impl SessionStore for Measured {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let start = Instant::now();
-        let result = self.0.rename(from, to, change, now).await;
+        let result = (*self.0).rename(from, to, change, now).await;
         store_call!("rename", Outcome::of(&result, |_| true), start.elapsed());
         result
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
         let start = Instant::now();
-        let result = self.0.delete(key).await;
+        let result = (*self.0).delete(key).await;
         store_call!(
             "delete",
             Outcome::of(&result, |found| *found),
@@ -252,27 +252,27 @@ impl SessionStore for Measured {
     }
 
     async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        self.0.delete_expired(now, limit).await
+        (*self.0).delete_expired(now, limit).await
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        self.0.count(now).await
+        (*self.0).count(now).await
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        self.0.migrate().await
+        (*self.0).migrate().await
     }
 
     fn removes_expired_itself(&self) -> bool {
-        self.0.removes_expired_itself()
+        (*self.0).removes_expired_itself()
     }
 
     fn user_index(&self) -> Option<&dyn UserIndex> {
-        self.0.user_index()
+        (*self.0).user_index()
     }
 
     fn id_format(&self) -> IdFormat {
-        self.0.id_format()
+        (*self.0).id_format()
     }
 
     async fn stats(
@@ -280,10 +280,10 @@ impl SessionStore for Measured {
         now: OffsetDateTime,
         options: &crate::store::StatsOptions,
     ) -> Result<Option<crate::store::Stats>, StoreError> {
-        self.0.stats(now, options).await
+        (*self.0).stats(now, options).await
     }
 
     async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
-        self.0.try_exclusive(name).await
+        (*self.0).try_exclusive(name).await
     }
 }

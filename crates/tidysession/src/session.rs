@@ -245,7 +245,7 @@ impl Session {
                         .ok());
                 }
                 let Some(id) = &inner.id else { return Ok(None) };
-                match inner.store.load(&id.storage_key(), now).await {
+                match (*inner.store).load(&id.storage_key(), now).await {
                     Ok(record) => {
                         Ok(record.filter(|r| r.is_live(now, inner.config.absolute_timeout)))
                     }
@@ -531,8 +531,10 @@ impl Session {
         self.0.incoming
     }
 
-    pub(crate) fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.0.store
+    /// The store itself, not its `Arc`: calls through the `Arc`'s own `SessionStore` impl
+    /// would box each future once more.
+    pub(crate) fn store(&self) -> &dyn SessionStore {
+        &*self.0.store
     }
 
     pub(crate) fn config(&self) -> &SessionConfig {

@@ -372,7 +372,10 @@ impl RedisStore {
 
     /// The Redis key a session's hash lives under: the prefix and the storage key in hex.
     pub fn redis_key(&self, key: &StorageKey) -> String {
-        format!("{}{}", self.prefix, key.to_hex())
+        let mut name = String::with_capacity(self.prefix.len() + 64);
+        name.push_str(&self.prefix);
+        key.push_hex(&mut name);
+        name
     }
 
     /// The Redis key of `user`'s index, `<prefix>u:<user>`: a sorted set of the hex keys of
