@@ -465,6 +465,10 @@ pub(crate) fn random_start() -> [u8; 32] {
 }
 
 /// A random starting key for Django's 32-character keys (`[a-z0-9]`).
+#[cfg(all(
+    feature = "django",
+    any(feature = "sqlite", feature = "postgres", feature = "mysql")
+))]
 pub(crate) fn random_django_start() -> String {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     random_start()
