@@ -351,29 +351,10 @@ mod tests {
         StorageKey::from_bytes([7; 32])
     }
 
-    async fn stored(store: &Gated) {
-        let now = OffsetDateTime::now_utc();
-        let record = Record {
-            data: json!({"start": true}).as_object().unwrap().clone(),
-            created_at: now,
-            expires_at: now + time::Duration::hours(1),
-        };
-        store.inner.create(&key(), &record).await.unwrap();
-    }
-
     fn setting(name: &str) -> Change {
         let mut change = Change::default();
         change.set.insert(name.to_owned(), json!(name));
         change
-    }
-
-    /// How many saves wait behind the update in flight.
-    fn waiting(c: &Coalescing) -> usize {
-        let map = c.in_flight.lock().unwrap();
-        match map.get(&key()) {
-            Some(Some(batch)) => batch.done.receiver_count(),
-            _ => 0,
-        }
     }
 
     async fn until(mut check: impl FnMut() -> bool) {
@@ -386,45 +367,102 @@ mod tests {
         panic!("condition not reached in 2 s");
     }
 
+    type Save = tokio::task::JoinHandle<Result<Updated, StoreError>>;
+
+    fn save(c: &Arc<Coalescing>, now: OffsetDateTime, change: Change) -> Save {
+        let c = c.clone();
+        tokio::spawn(async move { c.update(&key(), &change, now).await })
+    }
+
+    /// A stored record, one save of it in flight (held at the store's gate), and `behind`
+    /// more saves waiting for it.
+    struct Fixture {
+        gated: Arc<Gated>,
+        c: Arc<Coalescing>,
+        now: OffsetDateTime,
+        first: Save,
+        rest: Vec<Save>,
+    }
+
+    impl Fixture {
+        async fn new(fail: bool, behind: usize) -> Self {
+            let gated = Gated::new(fail);
+            let now = OffsetDateTime::now_utc();
+            let record = Record {
+                data: json!({"start": true}).as_object().unwrap().clone(),
+                created_at: now,
+                expires_at: now + time::Duration::hours(1),
+            };
+            gated.inner.create(&key(), &record).await.unwrap();
+            let c = Arc::new(Coalescing::new(gated.clone()));
+            let mut f = Self {
+                first: save(&c, now, setting("first")),
+                c,
+                gated,
+                now,
+                rest: Vec::new(),
+            };
+            until(|| f.updates() == 1).await;
+            f.rest = (0..behind)
+                .map(|i| f.save(setting(&format!("k{i}"))))
+                .collect();
+            until(|| f.waiting() == behind).await;
+            f
+        }
+
+        fn save(&self, change: Change) -> Save {
+            save(&self.c, self.now, change)
+        }
+
+        /// How many saves wait behind the update in flight.
+        fn waiting(&self) -> usize {
+            let map = self.c.in_flight.lock().unwrap();
+            match map.get(&key()) {
+                Some(Some(batch)) => batch.done.receiver_count(),
+                _ => 0,
+            }
+        }
+
+        fn open(&self) {
+            self.gated.open.send_replace(true);
+        }
+
+        fn updates(&self) -> usize {
+            self.gated.updates.load(Ordering::SeqCst)
+        }
+
+        async fn stored(&self) -> Option<Record> {
+            self.gated.inner.load(&key(), self.now).await.unwrap()
+        }
+
+        fn idle(&self) -> bool {
+            self.c.in_flight.lock().unwrap().is_empty()
+        }
+    }
+
     /// Saves that arrive while one is in flight go to the store as one update, and every key
     /// of every save is kept (I5).
     #[tokio::test]
     async fn saves_arriving_meanwhile_are_sent_as_one_update() {
-        let gated = Gated::new(false);
-        stored(&gated).await;
-        let c = Arc::new(Coalescing::new(gated.clone()));
-        let now = OffsetDateTime::now_utc();
-        let first = tokio::spawn({
-            let c = c.clone();
-            async move { c.update(&key(), &setting("k0"), now).await }
-        });
-        until(|| gated.updates.load(Ordering::SeqCst) == 1).await;
-        let mut rest = Vec::new();
-        for i in 1..32 {
-            let c = c.clone();
-            rest.push(tokio::spawn(async move {
-                c.update(&key(), &setting(&format!("k{i}")), now).await
-            }));
-        }
-        until(|| waiting(&c) == 31).await;
-        gated.open.send_replace(true);
-        assert_eq!(first.await.unwrap().unwrap(), Updated::Kept);
-        for save in rest {
+        let f = Fixture::new(false, 31).await;
+        f.open();
+        assert_eq!(f.first.await.unwrap().unwrap(), Updated::Kept);
+        for save in f.rest {
             assert_eq!(save.await.unwrap().unwrap(), Updated::Kept);
         }
         assert_eq!(
-            gated.updates.load(Ordering::SeqCst),
+            f.gated.updates.load(Ordering::SeqCst),
             2,
             "one in flight, one folded"
         );
-        let record = gated.inner.load(&key(), now).await.unwrap().unwrap();
+        let record = f.gated.inner.load(&key(), f.now).await.unwrap().unwrap();
         assert_eq!(
             record.data.len(),
             33,
             "every key of every save, and the one before"
         );
         assert!(
-            c.in_flight.lock().unwrap().is_empty(),
+            f.c.in_flight.lock().unwrap().is_empty(),
             "nothing left in flight"
         );
     }
@@ -432,112 +470,74 @@ mod tests {
     /// A record deleted while saves wait: every one of them is Gone, nothing is re-created.
     #[tokio::test]
     async fn a_deleted_record_is_gone_for_every_folded_save() {
-        let gated = Gated::new(false);
-        stored(&gated).await;
-        let c = Arc::new(Coalescing::new(gated.clone()));
-        let now = OffsetDateTime::now_utc();
-        let first = tokio::spawn({
-            let c = c.clone();
-            async move { c.update(&key(), &setting("a"), now).await }
-        });
-        until(|| gated.updates.load(Ordering::SeqCst) == 1).await;
-        let rest: Vec<_> = (0..4)
-            .map(|i| {
-                let c = c.clone();
-                tokio::spawn(async move { c.update(&key(), &setting(&format!("b{i}")), now).await })
-            })
-            .collect();
-        until(|| waiting(&c) == 4).await;
-        assert!(gated.inner.delete(&key()).await.unwrap());
-        gated.open.send_replace(true);
-        assert!(matches!(first.await.unwrap(), Err(StoreError::Gone)));
-        for save in rest {
+        let f = Fixture::new(false, 4).await;
+        assert!(f.gated.inner.delete(&key()).await.unwrap());
+        f.open();
+        assert!(f.stored().await.is_none());
+        assert!(matches!(f.first.await.unwrap(), Err(StoreError::Gone)));
+        for save in f.rest {
             assert!(matches!(save.await.unwrap(), Err(StoreError::Gone)));
         }
-        assert!(gated.inner.load(&key(), now).await.unwrap().is_none());
+        assert!(f.gated.inner.load(&key(), f.now).await.unwrap().is_none());
     }
 
     /// A save whose request is cancelled while in flight does not strand those behind it.
     #[tokio::test]
     async fn a_cancelled_save_does_not_strand_the_waiting_ones() {
-        let gated = Gated::new(false);
-        stored(&gated).await;
-        let c = Arc::new(Coalescing::new(gated.clone()));
-        let now = OffsetDateTime::now_utc();
-        let first = tokio::spawn({
-            let c = c.clone();
-            async move { c.update(&key(), &setting("cancelled"), now).await }
-        });
-        until(|| gated.updates.load(Ordering::SeqCst) == 1).await;
-        let second = tokio::spawn({
-            let c = c.clone();
-            async move { c.update(&key(), &setting("kept"), now).await }
-        });
-        until(|| waiting(&c) == 1).await;
-        first.abort();
-        assert!(first.await.unwrap_err().is_cancelled());
-        gated.open.send_replace(true);
-        assert_eq!(second.await.unwrap().unwrap(), Updated::Kept);
-        let record = gated.inner.load(&key(), now).await.unwrap().unwrap();
-        assert_eq!(record.data.get("kept"), Some(&json!("kept")));
-        assert!(c.in_flight.lock().unwrap().is_empty());
+        let mut f = Fixture::new(false, 1).await;
+        f.first.abort();
+        assert!((&mut f.first).await.unwrap_err().is_cancelled());
+        f.open();
+        let waiting = f.rest.pop().unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert_eq!(
+            result.expect("not stranded").unwrap().unwrap(),
+            Updated::Kept
+        );
+        let record = f.stored().await.unwrap();
+        assert_eq!(record.data.get("k0"), Some(&json!("k0")));
+        assert!(f.idle());
     }
 
     /// A store failure reaches every save folded into the update, as an error of its own.
     #[tokio::test]
     async fn a_failed_update_fails_every_folded_save() {
-        let gated = Gated::new(true);
-        stored(&gated).await;
-        let c = Arc::new(Coalescing::new(gated.clone()));
-        let now = OffsetDateTime::now_utc();
-        let first = tokio::spawn({
-            let c = c.clone();
-            async move { c.update(&key(), &setting("a"), now).await }
-        });
-        until(|| gated.updates.load(Ordering::SeqCst) == 1).await;
-        let rest: Vec<_> = (0..3)
-            .map(|i| {
-                let c = c.clone();
-                tokio::spawn(async move { c.update(&key(), &setting(&format!("b{i}")), now).await })
-            })
-            .collect();
-        until(|| waiting(&c) == 3).await;
-        gated.open.send_replace(true);
-        assert!(matches!(first.await.unwrap(), Err(StoreError::Backend(_))));
-        for save in rest {
+        let f = Fixture::new(true, 3).await;
+        f.open();
+        assert!(matches!(
+            f.first.await.unwrap(),
+            Err(StoreError::Backend(_))
+        ));
+        for save in f.rest {
             match save.await.unwrap() {
                 Err(StoreError::Backend(e)) => assert_eq!(e.to_string(), "store down"),
                 other => panic!("expected the store's error, got {other:?}"),
             }
         }
-        assert_eq!(gated.updates.load(Ordering::SeqCst), 2);
+        assert_eq!(f.gated.updates.load(Ordering::SeqCst), 2);
     }
 
     /// A change that may empty the record is sent on its own, so the deletion it causes is
     /// reported to it alone (I2).
     #[tokio::test]
     async fn a_change_that_may_empty_the_record_is_not_folded() {
-        let gated = Gated::new(false);
-        stored(&gated).await;
-        let c = Arc::new(Coalescing::new(gated.clone()));
-        let now = OffsetDateTime::now_utc();
-        let first = tokio::spawn({
-            let c = c.clone();
-            async move { c.update(&key(), &setting("a"), now).await }
-        });
-        until(|| gated.updates.load(Ordering::SeqCst) == 1).await;
+        let mut f = Fixture::new(false, 0).await;
         let mut emptying = Change::default();
         emptying
             .removed
-            .extend(["start".to_owned(), "a".to_owned()]);
-        let alone = tokio::spawn({
-            let c = c.clone();
-            async move { c.update(&key(), &emptying, now).await }
-        });
-        until(|| gated.updates.load(Ordering::SeqCst) == 2).await;
-        assert_eq!(waiting(&c), 0, "not folded into a batch");
-        gated.open.send_replace(true);
-        first.await.unwrap().unwrap();
-        alone.await.unwrap().unwrap();
+            .extend(["start".to_owned(), "first".to_owned()]);
+        let alone = f.save(emptying);
+        until(|| f.updates() == 2).await;
+        assert_eq!(f.waiting(), 0, "not folded into a batch");
+        f.open();
+        // Whichever of the two the store applies first, the emptying change empties the
+        // record, and reports the deletion itself.
+        assert_eq!(alone.await.unwrap().unwrap(), Updated::Deleted);
+        let first = (&mut f.first).await.unwrap();
+        assert!(
+            matches!(first, Ok(Updated::Kept) | Err(StoreError::Gone)),
+            "{first:?}"
+        );
+        assert!(f.idle());
     }
 }
