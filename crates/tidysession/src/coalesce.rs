@@ -197,9 +197,10 @@ impl SessionStore for Coalescing {
         match result.as_deref() {
             Ok(Some(Ok(updated))) => Ok(*updated),
             Ok(Some(Err(e))) => Err(unshare(e)),
-            // The sender went without a result: its task never ran (the runtime shut down).
+            // The sender went without a result: its task never ran (the runtime shut down)
+            // or the store panicked.
             Ok(None) | Err(_) => Err(StoreError::backend(std::io::Error::other(
-                "the save was not sent: the runtime shut down",
+                "the save was not sent: the update it joined ended without a result",
             ))),
         }
     }
