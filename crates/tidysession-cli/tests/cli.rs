@@ -45,8 +45,9 @@ impl Drop for DropOnExit {
     }
 }
 
-/// `migrate`, then `clear --dry-run` and `clear` on 2,300 expired and 200 live sessions.
-async fn migrate_then_clear(url: &str) {
+/// `migrate`, then `clear --dry-run` and `clear` on 2,300 expired and 200 live sessions; on a
+/// server (`server`), with a batch time no batch of 1,000 rows can meet.
+async fn migrate_then_clear(url: &str, server: bool) {
     let (ok, out, err) = run(&["migrate", "--store", url]);
     assert!(ok, "{err}");
     assert!(out.contains("schema is up to date"), "{out}");
@@ -83,29 +84,81 @@ async fn migrate_then_clear(url: &str) {
         2300
     );
 
-    let (ok, out, err) = run(&["clear", "--store", url, "--batch", "1000"]);
+    // No batch of 1,000 rows fits in a millisecond on a server: the batches shrink.
+    let target = if server { "1" } else { "20" };
+    let (ok, out, err) = run(&[
+        "clear",
+        "--store",
+        url,
+        "--batch",
+        "1000",
+        "--batch-ms",
+        target,
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("deleted 2300 expired sessions"), "{out}");
+    let summary = Summary::of(&out);
+    if server {
+        assert!(summary.smallest < 1000, "{out}");
+    }
+    // Each batch is followed by a pause as long as it took (the summary rounds to the ms).
+    assert!(summary.paused_ms + 1.0 >= summary.longest_ms, "{out}");
     let counts = store.count(OffsetDateTime::now_utc()).await.unwrap();
     assert_eq!((counts.live, counts.expired), (200, 0));
+}
+
+/// The figures of `clear`'s summary.
+#[derive(Debug)]
+struct Summary {
+    longest_ms: f64,
+    smallest: u32,
+    paused_ms: f64,
+}
+
+impl Summary {
+    fn of(out: &str) -> Self {
+        let after = |marker: &str| -> &str {
+            let at = out
+                .find(marker)
+                .unwrap_or_else(|| panic!("{marker:?} in {out}"));
+            out[at + marker.len()..].split([' ', 's']).next().unwrap()
+        };
+        Self {
+            longest_ms: after("longest batch ").parse().unwrap(),
+            smallest: after("batches of ").parse().unwrap(),
+            paused_ms: after("paused ").parse::<f64>().unwrap() * 1000.0,
+        }
+    }
 }
 
 #[tokio::test]
 async fn migrate_then_clear_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    migrate_then_clear(&format!("sqlite://{}", dir.path().join("s.db").display())).await;
+    migrate_then_clear(
+        &format!("sqlite://{}", dir.path().join("s.db").display()),
+        false,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn migrate_then_clear_on_postgres() {
     let guard = DropOnExit("postgres", unique_name("tidysession_cli"));
-    migrate_then_clear(&with_param(&postgres_url(), &format!("schema={}", guard.1))).await;
+    migrate_then_clear(
+        &with_param(&postgres_url(), &format!("schema={}", guard.1)),
+        true,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn migrate_then_clear_on_mysql() {
     let guard = DropOnExit("mysql", unique_name("tidysession_cli"));
-    migrate_then_clear(&with_param(&mysql_url(), &format!("table={}", guard.1))).await;
+    migrate_then_clear(
+        &with_param(&mysql_url(), &format!("table={}", guard.1)),
+        true,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -26,7 +26,8 @@ use tokio::sync::watch;
 use crate::id::{IdFormat, StorageKey};
 use crate::record::{Change, Record};
 use crate::store::{
-    ExclusiveGuard, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex,
+    ExclusiveGuard, ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError,
+    Updated, UserIndex,
 };
 
 /// A store whose concurrent updates of one record are sent as one (see the
@@ -235,8 +236,13 @@ impl SessionStore for Coalescing {
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
         (*self.inner).delete(key).await
     }
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        (*self.inner).delete_expired(now, limit).await
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
+        (*self.inner).delete_expired(from, now, limit).await
     }
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         (*self.inner).count(now).await
@@ -340,8 +346,13 @@ mod tests {
         async fn delete(&self, k: &StorageKey) -> Result<bool, StoreError> {
             self.inner.delete(k).await
         }
-        async fn delete_expired(&self, n: OffsetDateTime, l: u32) -> Result<u64, StoreError> {
-            self.inner.delete_expired(n, l).await
+        async fn delete_expired(
+            &self,
+            f: Option<OffsetDateTime>,
+            n: OffsetDateTime,
+            l: u32,
+        ) -> Result<ExpiredBatch, StoreError> {
+            self.inner.delete_expired(f, n, l).await
         }
         async fn count(&self, n: OffsetDateTime) -> Result<RecordCounts, StoreError> {
             self.inner.count(n).await

@@ -26,7 +26,9 @@ use time::OffsetDateTime;
 use crate::id::{IdFormat, StorageKey};
 use crate::record::{Change, Record};
 use crate::seal::Rejected;
-use crate::store::{ExclusiveGuard, RecordCounts, SessionStore, StoreError, Updated, UserIndex};
+use crate::store::{
+    ExclusiveGuard, ExpiredBatch, RecordCounts, SessionStore, StoreError, Updated, UserIndex,
+};
 
 /// Registers the descriptions and units of every metric in the [table](self) with the
 /// installed recorder. Optional; without it the metrics are still emitted.
@@ -251,8 +253,13 @@ impl SessionStore for Measured {
         result
     }
 
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        (*self.0).delete_expired(now, limit).await
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
+        (*self.0).delete_expired(from, now, limit).await
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {

@@ -7,7 +7,8 @@
 //!    that of all the processes sharing a store only one deletes at a time; the others skip
 //!    the run (`skipped_because_locked`) and try again at their next one;
 //! 2. calls [`delete_expired`](SessionStore::delete_expired) in batches of
-//!    [`batch_size`](Reaper::batch_size), until a batch comes back short, or
+//!    [`batch_size`](Reaper::batch_size), each starting where the one before stopped (the
+//!    cursor it returns), until a batch reaches the end, or
 //!    [`max_batches`](Reaper::max_batches) or [`max_duration`](Reaper::max_duration) is
 //!    reached, checking before each batch that the lock is still held;
 //! 3. releases the lock and reports what it did ([`ReaperReport`]: through
@@ -264,6 +265,9 @@ impl Reaper {
         stop: Option<&watch::Receiver<bool>>,
         lock: &mut crate::store::ExclusiveGuard,
     ) -> Result<(), StoreError> {
+        // Each batch starts where the one before stopped. What the cursor steps past (a row
+        // another process held) is found by the next run, which starts from the beginning.
+        let mut from = None;
         for i in 0..self.max_batches {
             let stopping = stop.is_some_and(|stop| *stop.borrow());
             if stopping || started.elapsed() >= self.max_duration {
@@ -275,14 +279,18 @@ impl Reaper {
             }
             let batch = Instant::now();
             let now = OffsetDateTime::now_utc();
-            let deleted = self
-                .within(self.store.delete_expired(now, self.batch_size))
+            let done = self
+                .within(self.store.delete_expired(from, now, self.batch_size))
                 .await?;
             metrics::reaper_batch(batch.elapsed());
             report.batches += 1;
-            report.deleted += deleted;
-            if deleted < u64::from(self.batch_size) {
-                return Ok(());
+            report.deleted += done.deleted;
+            match done.next {
+                // A cursor that did not move with nothing deleted: others hold the rows there.
+                Some(next) if done.deleted > 0 || from.is_none_or(|from| next > from) => {
+                    from = Some(next);
+                }
+                _ => return Ok(()),
             }
         }
         report.more_left = true;

@@ -379,7 +379,7 @@ async fn a_mixed_concurrent_load_sees_no_backend_errors() {
                     let k = keys[(x % keys.len() as u64) as usize];
                     let later = now() + Span::hours(2);
                     let result = match (w + n) % 5 {
-                        0 => store.delete_expired(now(), 5).await.map(drop),
+                        0 => store.delete_expired(None, now(), 5).await.map(drop),
                         1 => store.touch(&k, later, now()).await,
                         2 => {
                             let fresh_key = key();

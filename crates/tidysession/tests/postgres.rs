@@ -191,13 +191,13 @@ async fn cleanup_skips_rows_another_cleaner_holds_instead_of_waiting() {
     .fetch_all(&mut *tx)
     .await
     .unwrap();
-    let deleted = tokio::time::timeout(Duration::from_secs(5), store.delete_expired(t, 100))
+    let done = tokio::time::timeout(Duration::from_secs(5), store.delete_expired(None, t, 100))
         .await
         .expect("a cleaner never waits on another")
         .unwrap();
-    assert_eq!(deleted, 5);
+    assert_eq!(done.deleted, 5);
     tx.rollback().await.unwrap();
-    assert_eq!(store.delete_expired(t, 100).await.unwrap(), 5);
+    assert_eq!(store.delete_expired(None, t, 100).await.unwrap().deleted, 5);
 }
 
 #[tokio::test]

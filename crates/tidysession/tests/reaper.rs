@@ -11,7 +11,7 @@ use serde_json::json;
 use tidysession::reaper::{Reaper, ReaperReport};
 use tidysession::record::Change;
 use tidysession::store::{
-    ExclusiveGuard, MemoryStore, RecordCounts, SessionStore, StoreError, Updated,
+    ExclusiveGuard, ExpiredBatch, MemoryStore, RecordCounts, SessionStore, StoreError, Updated,
 };
 use tidysession::{Record, StorageKey};
 use time::{Duration, OffsetDateTime};
@@ -126,11 +126,16 @@ impl<S: SessionStore> SessionStore for Watched<S> {
     async fn delete(&self, k: &StorageKey) -> Result<bool, StoreError> {
         self.inner.delete(k).await
     }
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
         let active = self.overlap.active.fetch_add(1, Ordering::SeqCst) + 1;
         self.overlap.most.fetch_max(active, Ordering::SeqCst);
         tokio::time::sleep(StdDuration::from_millis(5)).await;
-        let result = self.inner.delete_expired(now, limit).await;
+        let result = self.inner.delete_expired(from, now, limit).await;
         self.overlap.active.fetch_sub(1, Ordering::SeqCst);
         result
     }
@@ -499,12 +504,17 @@ impl SessionStore for Troubled {
     async fn delete(&self, k: &StorageKey) -> Result<bool, StoreError> {
         self.inner.delete(k).await
     }
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
         tokio::time::sleep(self.pause).await;
         if self.panic_once.swap(false, Ordering::SeqCst) {
             panic!("a store bug");
         }
-        self.inner.delete_expired(now, limit).await
+        self.inner.delete_expired(from, now, limit).await
     }
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         self.inner.count(now).await

@@ -2,37 +2,75 @@
 //!
 //! Each batch is one short statement, so the table stays usable while it runs.
 //!
+//! - **Batches sized by time**: the first batch has `--batch` rows; after each one the size
+//!   moves so that a batch takes about `--batch-ms` (20 ms by default): at once down to
+//!   what fits when a batch ran long, up by an eighth at most when a full batch ran short,
+//!   between 10 rows (or `--batch`, if smaller) and 100,000. A batch's locks and the write
+//!   burst of its commit last about that long, whatever the rows cost on this database, this
+//!   table and this load; the longest batch is reported at the end.
+//! - **Paced**: after each batch, `clear` pauses as long as the batch took, so it keeps the
+//!   database busy at most about half the time and the site's own queries get the rest.
+//!   `--max-rate` caps rows per second on top of that.
+//! - **One walk through the index**: each batch starts at the expiry where the one before
+//!   stopped (the cursor [`SessionStore::delete_expired`] returns), instead of stepping again
+//!   over the index entries of every row deleted so far, which PostgreSQL keeps until a
+//!   vacuum and InnoDB until its purge.
+//! - **Nothing left behind**: a cursor can step past a row another cleaner held, a batch
+//!   that rolled back, or a row written already expired behind it. So a final pass walks the
+//!   range again, in windows bounded by the cursors the walk took (each window spans what one
+//!   batch did, so it stays as short), and deletes what it finds.
 //! - **Resumable**: every batch is its own transaction that deletes only rows already
 //!   expired, so an interrupted run loses nothing and leaves nothing half done: run it again
 //!   and it carries on with what is left.
 //! - **Safe from several hosts at once**: on PostgreSQL a batch picks its rows
 //!   `FOR UPDATE SKIP LOCKED`, so concurrent runs take disjoint batches instead of waiting on
-//!   each other; on MySQL/MariaDB each `DELETE … ORDER BY expires_at LIMIT n` locks its own
-//!   rows (a deadlock victim is retried); on SQLite the database serialises writers. Two runs
+//!   each other; on MySQL/MariaDB each batch reads where it will end through the index, then
+//!   one `DELETE … ORDER BY expires_at LIMIT n` up to there locks its own rows (a deadlock
+//!   victim is retried); on SQLite the database serialises writers. Two runs
 //!   never delete a live session and never fail each other; they only share the work.
-//! - **Paced**: `--max-rate` caps rows per second, sleeping between batches.
 //! - **Redis** expires sessions by itself (`PEXPIREAT`), so there is nothing to delete; user
 //!   index entries are trimmed whenever the index is written and each index key expires with
 //!   its last session, so nothing needs pruning either.
 //! - **Django tables** need no secret to clear: without `DJANGO_SECRET_KEY` the store opens
 //!   for maintenance only.
+//!
+//! # Why these defaults
+//!
+//! Measured with `bench/scale.sh` (2 million native PostgreSQL rows, 90% expired, a probe
+//! reading, inserting and updating 20 sessions a second in the same table) on a 2-core
+//! machine with one disk; `docs/design.md` ("How does `clear` stay out of the site's way?")
+//! has the figures. Batches of 50, 20 and 10 ms: the longest transaction was 103, 57 (157
+//! in a second run) and 137 ms, the probe's p99 during the run 14.7, 8.9 and 11.6 ms, and 10 ms batches were the
+//! slowest (more commits); so 20 ms, which also leaves room under the 200 ms a transaction
+//! should stay below for the batch that meets a checkpoint. Pausing three times as long as
+//! each batch instead of once halved the rate and left the probe's p99 where it was (8.8
+//! against 8.9 ms): much of what is left of the tail lines up with the server's checkpoints,
+//! which come at the same count per row deleted at any pace, so the pause is once the batch
+//! time.
 
 use std::io::IsTerminal as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use tidysession::store::SessionStore;
 
 /// Arguments of `clear`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     #[arg(long, env = "TIDYSESSION_STORE", help = super::store_help())]
     store: String,
-    /// Rows deleted per batch (one short transaction each; the default takes a few
-    /// milliseconds on PostgreSQL).
-    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// Rows in the first batch; later batches grow or shrink so that each takes about
+    /// --batch-ms.
+    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BATCH)))]
     batch: u32,
+    /// How long a batch should take, in milliseconds (each batch is one transaction);
+    /// `clear` pauses as long again after each.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_BATCH_MS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch_ms: u32,
     /// At most this many rows deleted per second (batches are spaced out to keep to it).
     #[arg(long, value_name = "ROWS_PER_SEC", value_parser = clap::value_parser!(u32).range(1..))]
     max_rate: Option<u32>,
@@ -41,10 +79,14 @@ pub(crate) struct Args {
     dry_run: bool,
 }
 
-/// The default batch, measured on the local PostgreSQL with 200,000 expired native rows
-/// (about 400 bytes of data each): batches of 1,000 took 4.4 ms on average and 19 ms at the
-/// longest, well under the 100 ms a batch should stay below (5,000 already reached 134 ms).
+/// The first batch: on the local PostgreSQL, 1,000 native rows took a few milliseconds.
 const DEFAULT_BATCH: u32 = 1000;
+/// What a batch aims to take, in milliseconds (see the module docs).
+const DEFAULT_BATCH_MS: u32 = 20;
+/// The smallest batch the size shrinks to (unless `--batch` starts smaller).
+const MIN_BATCH: u32 = 10;
+/// The largest batch the size grows to.
+const MAX_BATCH: u32 = 100_000;
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let store = super::open_maintenance_store(&args.store).await?;
@@ -59,60 +101,212 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    // A batch never holds more than a second's worth of the allowed rate.
-    let batch = match args.max_rate {
-        Some(rate) => args.batch.min(rate),
-        None => args.batch,
+    let plan = Plan {
+        first: args.batch,
+        batch_time: Duration::from_millis(u64::from(args.batch_ms)),
+        max_rate: args.max_rate,
     };
     if args.dry_run {
         let pace = match args.max_rate {
             Some(rate) => format!(
-                ", at most {rate}/s (about {}s)",
+                ", at most {rate}/s (at least {}s)",
                 counts.expired / u64::from(rate)
             ),
             None => String::new(),
         };
         println!(
-            "dry run: {} expired sessions would be deleted in batches of {batch}{pace}; {} live \
-             sessions kept; nothing was deleted",
-            counts.expired, counts.live
+            "dry run: {} expired sessions would be deleted in batches of about {} ms (the \
+             first of {} rows), each followed by a pause as long{pace}; {} live sessions \
+             kept; nothing was deleted",
+            counts.expired,
+            args.batch_ms,
+            plan.first_batch(),
+            counts.live
         );
         return Ok(());
     }
     let progress = Progress::new(counts.expired);
     let started = Instant::now();
-    let mut deleted = 0u64;
-    let mut longest = Duration::ZERO;
-    loop {
-        let batch_started = Instant::now();
-        let n = store
-            .delete_expired(cutoff, batch)
-            .await
-            .with_context(|| format!("deleting a batch after {deleted} sessions"))?;
-        longest = longest.max(batch_started.elapsed());
-        deleted += n;
-        progress.advance(n, deleted);
-        if n < u64::from(batch) {
-            break;
-        }
-        if let Some(rate) = args.max_rate {
-            // Wait until the rows deleted so far are within the rate.
-            let due = Duration::from_secs_f64(deleted as f64 / f64::from(rate));
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
+    let done = clear(&*store, cutoff, &plan, &progress).await?;
     progress.finish();
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "deleted {deleted} expired sessions in {secs:.2}s ({:.0} sessions/s, longest batch \
-         {:.1} ms); {} live sessions kept",
-        deleted as f64 / secs.max(1e-9),
-        longest.as_secs_f64() * 1000.0,
+        "deleted {} expired sessions in {secs:.2}s ({:.0} sessions/s, longest batch {:.1} ms); \
+         {} live sessions kept",
+        done.deleted,
+        done.deleted as f64 / secs.max(1e-9),
+        done.longest.as_secs_f64() * 1000.0,
         counts.live
     );
+    println!(
+        "{} batches of {} to {} rows, aiming at {} ms each; paused {:.3}s in all; the final \
+         pass ({} batches) deleted {}",
+        done.batches,
+        done.smallest,
+        done.largest,
+        args.batch_ms,
+        done.paused.as_secs_f64(),
+        done.final_batches,
+        done.final_deleted
+    );
     Ok(())
+}
+
+/// How to clear: the first batch, the time a batch should take, the rate cap.
+#[derive(Debug, Clone)]
+struct Plan {
+    first: u32,
+    batch_time: Duration,
+    max_rate: Option<u32>,
+}
+
+impl Plan {
+    /// The largest batch: never more than a second's worth of the allowed rate.
+    fn max_batch(&self) -> u32 {
+        self.max_rate.map_or(MAX_BATCH, |rate| rate.min(MAX_BATCH))
+    }
+
+    fn min_batch(&self) -> u32 {
+        MIN_BATCH.min(self.first_batch())
+    }
+
+    fn first_batch(&self) -> u32 {
+        self.first.min(self.max_batch())
+    }
+
+    /// The next batch's size, after a batch of `size` rows that took `took`: down at once to
+    /// what fits in the batch time when it ran long; up by an eighth at most (and no further
+    /// than what would fit) when it was full and ran short.
+    fn next_batch(&self, size: u32, took: Duration, full: bool) -> u32 {
+        let fits = u128::from(size) * self.batch_time.as_nanos() / took.as_nanos().max(1);
+        let next = if took > self.batch_time {
+            fits
+        } else if full {
+            fits.min(u128::from(size.saturating_add(size.div_ceil(8))))
+        } else {
+            u128::from(size)
+        };
+        let next = u32::try_from(next).unwrap_or(u32::MAX);
+        next.clamp(self.min_batch(), self.max_batch())
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Done {
+    deleted: u64,
+    batches: u64,
+    smallest: u32,
+    largest: u32,
+    longest: Duration,
+    paused: Duration,
+    /// Batches of the final pass, and what they deleted.
+    final_batches: u64,
+    final_deleted: u64,
+}
+
+/// Deletes every session that expired by `cutoff`: one walk through the expiry index, each
+/// batch from the cursor the one before returned, then a final pass over the same range in
+/// windows bounded by those cursors (see the module docs).
+async fn clear(
+    store: &dyn SessionStore,
+    cutoff: OffsetDateTime,
+    plan: &Plan,
+    progress: &Progress,
+) -> anyhow::Result<Done> {
+    let mut walk = Walk {
+        store,
+        plan,
+        progress,
+        size: plan.first_batch(),
+        started: Instant::now(),
+        done: Done {
+            smallest: u32::MAX,
+            ..Done::default()
+        },
+    };
+    let mut cursors = Vec::new();
+    walk.range(None, cutoff, Some(&mut cursors)).await?;
+    let main = walk.done.clone();
+    let mut from = None;
+    for upper in cursors.into_iter().chain([cutoff]) {
+        walk.range(from, upper, None).await?;
+        from = Some(upper);
+    }
+    let mut done = walk.done;
+    done.final_batches = done.batches - main.batches;
+    done.final_deleted = done.deleted - main.deleted;
+    done.smallest = done.smallest.min(done.largest);
+    Ok(done)
+}
+
+struct Walk<'a> {
+    store: &'a dyn SessionStore,
+    plan: &'a Plan,
+    progress: &'a Progress,
+    size: u32,
+    started: Instant,
+    done: Done,
+}
+
+impl Walk<'_> {
+    /// Clears expiries from `from` to `upper` (both included), batch after batch; pushes each
+    /// cursor it moves to onto `cursors`, when given.
+    async fn range(
+        &mut self,
+        mut from: Option<OffsetDateTime>,
+        upper: OffsetDateTime,
+        mut cursors: Option<&mut Vec<OffsetDateTime>>,
+    ) -> anyhow::Result<()> {
+        loop {
+            let size = self.size;
+            let started = Instant::now();
+            let batch = self
+                .store
+                .delete_expired(from, upper, size)
+                .await
+                .with_context(|| {
+                    format!("deleting a batch after {} sessions", self.done.deleted)
+                })?;
+            let took = started.elapsed();
+            let d = &mut self.done;
+            d.deleted += batch.deleted;
+            d.batches += 1;
+            d.smallest = d.smallest.min(size);
+            d.largest = d.largest.max(size);
+            d.longest = d.longest.max(took);
+            self.progress.advance(batch.deleted, d.deleted);
+            self.size = self.plan.next_batch(size, took, batch.next.is_some());
+            self.pause(took).await;
+            match batch.next {
+                // Nothing deleted and no step forward: the rows there are another cleaner's
+                // (the final pass looks again).
+                Some(next) if batch.deleted > 0 || from.is_none_or(|from| next > from) => {
+                    if let Some(cursors) = cursors.as_deref_mut() {
+                        if cursors.last() != Some(&next) {
+                            cursors.push(next);
+                        }
+                    }
+                    from = Some(next);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Pauses after a batch that took `took`: as long again, or longer if the rate cap needs.
+    async fn pause(&mut self, took: Duration) {
+        let mut wait = took;
+        if let Some(rate) = self.plan.max_rate {
+            // Until the rows deleted so far are within the rate.
+            let due = Duration::from_secs_f64(self.done.deleted as f64 / f64::from(rate));
+            wait = wait.max(due.saturating_sub(self.started.elapsed()));
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+            self.done.paused += wait;
+        }
+    }
 }
 
 /// A progress bar on a terminal; a log line every few seconds otherwise.
@@ -144,6 +338,15 @@ impl Progress {
         }
     }
 
+    /// No output at all, for tests.
+    #[cfg(test)]
+    fn silent() -> Self {
+        let mut progress = Self::new(0);
+        progress.bar = None;
+        progress.last_line = std::cell::Cell::new(Instant::now() + Duration::from_secs(86_400));
+        progress
+    }
+
     fn advance(&self, n: u64, done: u64) {
         if let Some(bar) = &self.bar {
             bar.inc(n);
@@ -164,3 +367,6 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

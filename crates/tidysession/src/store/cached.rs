@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use moka::sync::Cache;
 use time::OffsetDateTime;
 
-use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
+use super::{ExpiredBatch, RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{Change, Record};
 
@@ -257,9 +257,14 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         self.inner.delete(key).await
     }
 
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
         // Entries are checked against their expiry on every hit: nothing to drop here.
-        self.inner.delete_expired(now, limit).await
+        self.inner.delete_expired(from, now, limit).await
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {

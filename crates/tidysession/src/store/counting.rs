@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{RecordCounts, SessionStore, StoreError, Updated, UserIndex};
+use super::{ExpiredBatch, RecordCounts, SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{Change, Record};
 
@@ -145,8 +145,13 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         bump(&self.deletes);
         self.inner.delete(key).await
     }
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        self.inner.delete_expired(now, limit).await
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
+        self.inner.delete_expired(from, now, limit).await
     }
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         self.inner.count(now).await

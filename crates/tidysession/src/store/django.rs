@@ -88,12 +88,20 @@ use super::connections::{Connections, Settings};
 use super::stats::{
     random_django_start, sample_plan, ExpiryIndex, Payloads, SampledRecord, StatsBuilder,
 };
-use super::{RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated};
+use super::{ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated};
 use crate::django::{
     decode_session_data, decode_session_data_unverified, encode_session_data, Secrets,
 };
 use crate::id::{IdFormat, StorageKey};
 use crate::record::{is_empty, minus, plus, Change, Data, ExpiryChange, Record};
+
+/// The lower bound of a cleanup walk from the start: midnight UTC on 1 January of year 1,
+/// before any date Django can write (Python's `datetime.min`).
+fn earliest() -> OffsetDateTime {
+    // Always a valid date; the fallback only keeps this free of a panic path.
+    time::Date::from_ordinal_date(1, 1)
+        .map_or(OffsetDateTime::UNIX_EPOCH, |d| d.midnight().assume_utc())
+}
 
 /// The reserved data key holding the session's creation time (Unix milliseconds).
 pub const CREATED_KEY: &str = "_tidysession.created";
@@ -739,6 +747,8 @@ struct Statements {
     delete: String,
     delete_expired_under: String,
     delete_expired: String,
+    /// MySQL: the expiry a batch of cleanup ends at, read before it.
+    expired_edge: Option<String>,
     count: String,
     create_table: Vec<String>,
     /// A random key range for statistics: from a key on, then before it.
@@ -785,22 +795,32 @@ impl Statements {
         let load = format!(
             "SELECT session_data, {exp} FROM {t} WHERE session_key = ? AND expire_date > {ts}"
         );
+        // Expired rows from the cursor to now, each deleted row's expiry returned where the
+        // database can (the latest is the next batch's cursor). PostgreSQL: SKIP LOCKED, so
+        // concurrent cleaners take disjoint batches instead of queueing.
+        let expired = format!("expire_date >= {ts} AND expire_date <= {ts}");
         let delete_expired = match dialect {
-            // SKIP LOCKED: concurrent cleaners take disjoint batches instead of queueing.
             Dialect::Postgres => format!(
                 "DELETE FROM {t} WHERE session_key IN (
-                    SELECT session_key FROM {t} WHERE expire_date <= {ts}
-                    ORDER BY expire_date LIMIT ? FOR UPDATE SKIP LOCKED)"
+                    SELECT session_key FROM {t} WHERE {expired}
+                    ORDER BY expire_date LIMIT ? FOR UPDATE SKIP LOCKED)
+                 RETURNING {exp}"
             ),
             Dialect::MySql => {
-                format!("DELETE FROM {t} WHERE expire_date <= {ts} ORDER BY expire_date LIMIT ?")
+                format!("DELETE FROM {t} WHERE {expired} ORDER BY expire_date LIMIT ?")
             }
             Dialect::Sqlite => format!(
                 "DELETE FROM {t} WHERE session_key IN (
-                    SELECT session_key FROM {t} WHERE expire_date <= {ts}
-                    ORDER BY expire_date LIMIT ?)"
+                    SELECT session_key FROM {t} WHERE {expired}
+                    ORDER BY expire_date LIMIT ?)
+                 RETURNING {exp}"
             ),
         };
+        // MySQL has no DELETE … RETURNING: the batch's last expiry is read first, through the
+        // index alone, and the batch deletes up to it.
+        let expired_edge = (dialect == Dialect::MySql).then(|| {
+            format!("SELECT {exp} FROM {t} WHERE {expired} ORDER BY expire_date LIMIT 1 OFFSET ?")
+        });
         let create_table = match dialect {
             Dialect::Postgres => vec![
                 format!(
@@ -884,6 +904,7 @@ impl Statements {
                 "DELETE FROM {t} WHERE session_key = ? AND expire_date <= {ts}"
             )),
             delete_expired: q(delete_expired),
+            expired_edge,
             count: q(format!(
                 "SELECT COUNT(*), COUNT(CASE WHEN expire_date <= {ts} THEN 1 END) FROM {t}"
             )),
@@ -1127,16 +1148,57 @@ impl SessionStore for DjangoStore {
         })
     }
 
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        let now = self.ts(now);
-        with_conn!(self, conn => {
-            let done = sqlx::query(&self.sql.delete_expired)
-                .bind(&now)
-                .bind(i64::from(limit))
-                .execute(&mut *conn)
-                .await
-                .map_err(StoreError::backend)?;
-            Ok(done.rows_affected())
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
+        if limit == 0 {
+            return Ok(ExpiredBatch::default());
+        }
+        let from_text = self.ts(from.unwrap_or_else(earliest));
+        let now_text = self.ts(now);
+        // How many rows went, the latest expiry reached, and whether more may follow.
+        let (deleted, latest, more): (u64, Option<String>, bool) = with_conn!(self, conn => {
+            if let Some(edge) = &self.sql.expired_edge {
+                let edge: Option<String> = sqlx::query_scalar(edge)
+                    .bind(&from_text)
+                    .bind(&now_text)
+                    .bind(i64::from(limit - 1))
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(StoreError::backend)?;
+                let until = edge.as_deref().and_then(parse_datetime).map(|t| self.ts(t));
+                let done = sqlx::query(&self.sql.delete_expired)
+                    .bind(&from_text)
+                    .bind(until.as_ref().unwrap_or(&now_text))
+                    .bind(i64::from(limit))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::backend)?;
+                let more = edge.is_some();
+                Ok((done.rows_affected(), edge, more))
+            } else {
+                let expiries: Vec<String> = sqlx::query_scalar(&self.sql.delete_expired)
+                    .bind(&from_text)
+                    .bind(&now_text)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(StoreError::backend)?;
+                let deleted = expiries.len() as u64;
+                // The same order as the database's: text on SQLite, fixed-width text from
+                // PostgreSQL.
+                Ok((deleted, expiries.into_iter().max(), deleted >= u64::from(limit)))
+            }
+        })?;
+        Ok(ExpiredBatch {
+            deleted,
+            next: latest.filter(|_| more).map(|text| {
+                // A form the parser does not know keeps the cursor where it was: no skipping.
+                parse_datetime(&text).unwrap_or(from.unwrap_or_else(earliest))
+            }),
         })
     }
 

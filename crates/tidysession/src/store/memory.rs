@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::stats::{Payloads, SampledRecord, StatsBuilder};
-use super::{RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex};
+use super::{
+    ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex,
+};
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, Record};
 
@@ -215,20 +217,29 @@ impl SessionStore for MemoryStore {
         Ok(self.records().remove(key).is_some())
     }
 
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
         let mut records = self.records();
         let mut expired: Vec<(OffsetDateTime, StorageKey)> = records
             .map
             .iter()
-            .filter(|(_, r)| r.expires_at <= now)
+            .filter(|(_, r)| r.expires_at <= now && from.is_none_or(|from| r.expires_at >= from))
             .map(|(k, r)| (r.expires_at, *k))
             .collect();
         expired.sort_unstable();
+        let full = expired.len() >= limit as usize;
         expired.truncate(limit as usize);
         for (_, k) in &expired {
             records.remove(k);
         }
-        Ok(expired.len() as u64)
+        Ok(ExpiredBatch {
+            deleted: expired.len() as u64,
+            next: expired.last().map(|(at, _)| *at).filter(|_| full),
+        })
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {

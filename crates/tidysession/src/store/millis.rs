@@ -18,3 +18,10 @@ pub(crate) fn from_millis(key: &StorageKey, ms: i64) -> Result<OffsetDateTime, S
         }
     })
 }
+
+/// An expiry read back as a cleanup cursor. Every stored expiry was written from an
+/// `OffsetDateTime`, so one out of its range is a corrupt row, reported as a store error.
+pub(crate) fn cursor_from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(StoreError::backend)
+}

@@ -17,8 +17,10 @@
 //! | [`delete`](SessionStore::delete) | removes it, `true` | `false` |
 //!
 //! [`delete_expired`](SessionStore::delete_expired) removes at most `limit` expired records per
-//! call, so cleanup runs as many short steps rather than one giant `DELETE`. Stores whose
-//! records expire by themselves (Redis) say so through
+//! call, so cleanup runs as many short steps rather than one giant `DELETE`; each call says
+//! where the next one should start ([`ExpiredBatch::next`]), so a run walks the expiry index
+//! once instead of stepping again over the entries of the records it already deleted. Stores
+//! whose records expire by themselves (Redis) say so through
 //! [`removes_expired_itself`](SessionStore::removes_expired_itself).
 //!
 //! The conformance suite in this crate's `tests/` runs every store against this table.
@@ -146,10 +148,22 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Deletes the record under `key`; returns whether there was one.
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError>;
 
-    /// Deletes at most `limit` records that expired before `now`, oldest expiry first, as one
-    /// short operation; returns how many it deleted. Call it again until it returns less than
-    /// `limit` to clear everything.
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError>;
+    /// Deletes at most `limit` records whose expiry is at or after `from` (no lower bound when
+    /// `None`) and at or before `now`, oldest expiry first, as one short operation.
+    ///
+    /// The result says how many it deleted and where the next call should start
+    /// ([`ExpiredBatch::next`], a cursor on expiry): call again with `from` set to it until it
+    /// is `None` to clear the whole range. Starting at the cursor spares the next call the
+    /// index entries of the records this one deleted, which some databases keep until a later
+    /// vacuum or purge. The cursor may step past a record another process held or was still
+    /// writing during the call (a concurrent cleaner, a transaction that then rolled back, a
+    /// record written already expired behind it): a walk from `None` finds those again.
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError>;
 
     /// Counts live and expired records at `now`.
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError>;
@@ -232,6 +246,31 @@ pub enum Updated {
     Kept,
     /// The change left the record without data, so it was deleted.
     Deleted,
+}
+
+/// What one [`SessionStore::delete_expired`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpiredBatch {
+    /// How many records it deleted.
+    pub deleted: u64,
+    /// Where the next call should start (its `from`): the latest expiry this call reached,
+    /// when more expired records may follow; `None` once the call reached the end of its
+    /// range. Every expired record in the range before this expiry that the call could lock
+    /// is gone; records at exactly this expiry may remain, which is why the next call's
+    /// range includes it.
+    pub next: Option<OffsetDateTime>,
+}
+
+impl ExpiredBatch {
+    /// A batch that deleted `deleted` of at most `limit` records, the latest expiring at
+    /// `latest`: only a full batch can have more after it.
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+    pub(crate) fn of(deleted: u64, latest: Option<OffsetDateTime>, limit: u32) -> Self {
+        Self {
+            deleted,
+            next: latest.filter(|_| deleted >= u64::from(limit)),
+        }
+    }
 }
 
 /// How many records a store holds.
@@ -319,8 +358,13 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
         (**self).delete(key).await
     }
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        (**self).delete_expired(now, limit).await
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
+        (**self).delete_expired(from, now, limit).await
     }
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         (**self).count(now).await
@@ -393,8 +437,13 @@ impl SessionStore for NoStore {
     async fn delete(&self, _: &StorageKey) -> Result<bool, StoreError> {
         Ok(false)
     }
-    async fn delete_expired(&self, _: OffsetDateTime, _: u32) -> Result<u64, StoreError> {
-        Ok(0)
+    async fn delete_expired(
+        &self,
+        _: Option<OffsetDateTime>,
+        _: OffsetDateTime,
+        _: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
+        Ok(ExpiredBatch::default())
     }
     async fn count(&self, _: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         Ok(RecordCounts::default())

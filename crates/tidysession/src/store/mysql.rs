@@ -60,18 +60,18 @@ use sqlx::mysql::{
     MySqlArguments, MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlQueryResult,
     MySqlRow,
 };
-use sqlx::{ConnectOptions as _, Connection as _, MySql};
+use sqlx::{ConnectOptions as _, Connection as _, MySql, Row as _};
 use time::OffsetDateTime;
 
 use super::connections::{Connections, Settings};
 use super::sql::{
-    bind_user, in_place_assignments, listed_from, millis, record_from, to_json, JsonDialect,
-    SchemaTooNew,
+    bind_user, cursor_from_millis, in_place_assignments, listed_from, millis, record_from, to_json,
+    JsonDialect, SchemaTooNew,
 };
 use super::stats::{key_range_method, native_stats, random_start, sample_plan, ExpiryIndex};
 use super::{
-    ExclusiveGuard, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated,
-    UserIndex,
+    ExclusiveGuard, ExpiredBatch, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions,
+    StoreError, Updated, UserIndex,
 };
 use crate::id::StorageKey;
 use crate::record::{is_empty, only_reserved, Change, ExpiryChange, Record};
@@ -800,18 +800,52 @@ impl SessionStore for MySqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
+        if limit == 0 {
+            return Ok(ExpiredBatch::default());
+        }
+        let t = &self.table.sessions;
+        let (from, now) = (from.map_or(i64::MIN, millis), millis(now));
+        // MySQL has no DELETE … RETURNING, so the batch's last expiry is read first, through
+        // the expires_at index alone: the batch deletes up to it and the next starts there.
+        let edge = format!(
+            "SELECT expires_at FROM {t} WHERE expires_at >= ? AND expires_at <= ?
+             ORDER BY expires_at LIMIT 1 OFFSET ?"
+        );
+        let edge = self
+            .fetch_optional(
+                sqlx::query(&edge)
+                    .bind(from)
+                    .bind(now)
+                    .bind(i64::from(limit - 1)),
+            )
+            .await?
+            .map(|row| row.try_get::<i64, _>(0).map_err(StoreError::backend))
+            .transpose()?;
         // Walks the expires_at index (id breaks ties, so the batch is deterministic); one
         // short statement per batch, safe to run from several processes at once.
         let sql = format!(
-            "DELETE FROM {} WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?",
-            self.table.sessions
+            "DELETE FROM {t} WHERE expires_at >= ? AND expires_at <= ?
+             ORDER BY expires_at, id LIMIT ?"
         );
         let done = retry_deadlocks(|| {
-            self.execute(sqlx::query(&sql).bind(millis(now)).bind(i64::from(limit)))
+            self.execute(
+                sqlx::query(&sql)
+                    .bind(from)
+                    .bind(edge.unwrap_or(now))
+                    .bind(i64::from(limit)),
+            )
         })
         .await?;
-        Ok(done.rows_affected())
+        Ok(ExpiredBatch {
+            deleted: done.rows_affected(),
+            next: edge.map(cursor_from_millis).transpose()?,
+        })
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {

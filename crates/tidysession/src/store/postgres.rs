@@ -38,11 +38,11 @@ use sqlx::{Connection as _, Postgres, Row as _};
 use time::OffsetDateTime;
 
 use super::connections::{Connections, Settings};
-use super::sql::{listed_from, millis, record_from, to_json};
+use super::sql::{cursor_from_millis, listed_from, millis, record_from, to_json};
 use super::stats::{native_stats, random_start, sample_plan, ExpiryIndex};
 use super::{
-    ExclusiveGuard, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated,
-    UserIndex,
+    ExclusiveGuard, ExpiredBatch, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions,
+    StoreError, Updated, UserIndex,
 };
 use crate::id::StorageKey;
 use crate::record::{Change, ExpiryChange, Record, RESERVED_PREFIX};
@@ -275,11 +275,16 @@ impl Statements {
                  WHERE id = $1 AND expires_at > $2"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
-            // SKIP LOCKED: concurrent cleaners take disjoint batches instead of queueing.
+            // From the cursor ($1) to now ($2). SKIP LOCKED: concurrent cleaners take
+            // disjoint batches instead of queueing. Answers how many rows went and the latest
+            // expiry among them, the next batch's cursor.
             delete_expired: format!(
-                "DELETE FROM {t} WHERE id IN (
-                    SELECT id FROM {t} WHERE expires_at <= $1
-                    ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                "WITH deleted AS (
+                    DELETE FROM {t} WHERE id IN (
+                        SELECT id FROM {t} WHERE expires_at >= $1 AND expires_at <= $2
+                        ORDER BY expires_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                    RETURNING expires_at)
+                 SELECT count(*), max(expires_at) FROM deleted"
             ),
             delete_expired_under: format!("DELETE FROM {t} WHERE id = $1 AND expires_at <= $2"),
             count: format!(
@@ -516,12 +521,26 @@ impl SessionStore for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
         let query = sqlx::query(&self.sql.delete_expired)
+            .bind(from.map_or(i64::MIN, millis))
             .bind(millis(now))
             .bind(i64::from(limit));
-        let done = self.execute(query).await?;
-        Ok(done.rows_affected())
+        let row = self.fetch_optional(query).await?;
+        let (deleted, latest): (i64, Option<i64>) = match row {
+            Some(row) => (
+                row.try_get(0).map_err(StoreError::backend)?,
+                row.try_get(1).map_err(StoreError::backend)?,
+            ),
+            None => (0, None),
+        };
+        let latest = latest.map(cursor_from_millis).transpose()?;
+        Ok(ExpiredBatch::of(deleted.max(0) as u64, latest, limit))
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {

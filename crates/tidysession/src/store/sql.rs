@@ -2,7 +2,7 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
-pub(crate) use super::millis::{from_millis, millis};
+pub(crate) use super::millis::{cursor_from_millis, from_millis, millis};
 use super::StoreError;
 use crate::id::StorageKey;
 use crate::record::{Change, Data, ExpiryChange, Record};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tidysession::record::{Change, ExpiryChange};
-use tidysession::store::{SessionStore, Updated};
+use tidysession::store::{ExpiredBatch, SessionStore, Updated};
 use tidysession::{StoreError, RESERVED_PREFIX};
 use time::Duration;
 
@@ -291,12 +291,12 @@ pub async fn delete_reports_whether_there_was_a_record<S: SessionStore>(store: A
 
 pub async fn delete_expired_is_bounded_and_spares_live_records<S: SessionStore>(store: Arc<S>) {
     let t = now();
+    let expiry = |i: i64| t - Duration::minutes(60 - i);
     for i in 0..25 {
-        let exp = t - Duration::minutes(60 - i);
         store
             .create(
                 &key_for(&*store),
-                &record(json!({"i": i}), exp - Duration::hours(1), exp),
+                &record(json!({"i": i}), expiry(i) - Duration::hours(1), expiry(i)),
             )
             .await
             .unwrap();
@@ -309,16 +309,73 @@ pub async fn delete_expired_is_bounded_and_spares_live_records<S: SessionStore>(
     if store.removes_expired_itself() {
         // The expired records were never kept: nothing to count, nothing to delete.
         assert_eq!(store.count(t).await.unwrap().expired, 0);
-        assert_eq!(store.delete_expired(t, 10).await.unwrap(), 0);
+        let done = store.delete_expired(None, t, 10).await.unwrap();
+        assert_eq!(done, ExpiredBatch::default());
     } else {
-        assert_eq!(store.delete_expired(t, 10).await.unwrap(), 10);
+        // Oldest first, each batch handing the next its cursor: the last expiry it deleted.
+        let first = store.delete_expired(None, t, 10).await.unwrap();
+        assert_eq!(first, batch(10, Some(expiry(9))));
         assert_eq!(store.count(t).await.unwrap().expired, 15);
-        assert_eq!(store.delete_expired(t, 10).await.unwrap(), 10);
-        assert_eq!(store.delete_expired(t, 10).await.unwrap(), 5);
-        assert_eq!(store.delete_expired(t, 10).await.unwrap(), 0);
+        let second = store.delete_expired(first.next, t, 10).await.unwrap();
+        assert_eq!(second, batch(10, Some(expiry(19))));
+        // Short of the limit: the end of the range, no cursor.
+        let third = store.delete_expired(second.next, t, 10).await.unwrap();
+        assert_eq!(third, batch(5, None));
+        assert_eq!(
+            store.delete_expired(None, t, 10).await.unwrap(),
+            batch(0, None)
+        );
     }
     assert!(load(&store, &live).await.is_some());
     assert_eq!(store.count(t).await.unwrap().live, 1);
+}
+
+pub async fn delete_expired_keeps_to_its_range<S: SessionStore>(store: Arc<S>) {
+    if store.removes_expired_itself() {
+        return;
+    }
+    let t = now();
+    let expiry = |i: i64| t - Duration::minutes(60 - i);
+    for i in 0..10 {
+        store
+            .create(
+                &key_for(&*store),
+                &record(json!({"i": i}), expiry(i) - Duration::hours(1), expiry(i)),
+            )
+            .await
+            .unwrap();
+    }
+    // Both ends are inclusive: from the cursor's own expiry to `now` itself.
+    let one = store
+        .delete_expired(Some(expiry(5)), expiry(5), 100)
+        .await
+        .unwrap();
+    assert_eq!(one, batch(1, None));
+    let below = store.delete_expired(None, expiry(2), 100).await.unwrap();
+    assert_eq!(below, batch(3, None), "expiries 0, 1 and 2");
+    assert_eq!(store.count(t).await.unwrap().expired, 6);
+    // A record written already expired behind a cursor is not seen from the cursor on, and
+    // is found by a walk from the start.
+    let first = store.delete_expired(None, t, 2).await.unwrap();
+    assert_eq!(first, batch(2, Some(expiry(4))));
+    let behind = expiry(0) - Duration::hours(1);
+    store
+        .create(
+            &key_for(&*store),
+            &record(json!({"late": true}), behind - Duration::hours(1), behind),
+        )
+        .await
+        .unwrap();
+    let rest = store.delete_expired(first.next, t, 100).await.unwrap();
+    assert_eq!(rest, batch(4, None), "expiries 6 to 9");
+    assert_eq!(store.count(t).await.unwrap().expired, 1);
+    let again = store.delete_expired(None, t, 100).await.unwrap();
+    assert_eq!(again, batch(1, None));
+    assert_eq!(store.count(t).await.unwrap().expired, 0);
+}
+
+fn batch(deleted: u64, next: Option<time::OffsetDateTime>) -> ExpiredBatch {
+    ExpiredBatch { deleted, next }
 }
 
 pub async fn count_splits_live_and_expired<S: SessionStore>(store: Arc<S>) {

@@ -51,6 +51,7 @@ macro_rules! conformance_suite {
                 rename_onto_a_live_record_is_a_duplicate,
                 delete_reports_whether_there_was_a_record,
                 delete_expired_is_bounded_and_spares_live_records,
+                delete_expired_keeps_to_its_range,
                 count_splits_live_and_expired,
                 migrate_is_idempotent,
                 concurrent_writers_of_different_keys_all_survive,

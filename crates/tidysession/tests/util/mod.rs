@@ -12,7 +12,9 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 use tidysession::record::Change;
-use tidysession::store::{CountingStore, OpCounts, RecordCounts, SessionStore, Updated};
+use tidysession::store::{
+    CountingStore, ExpiredBatch, OpCounts, RecordCounts, SessionStore, Updated,
+};
 use tidysession::{Expiry, Session, SessionConfig, SessionError, SessionLayer};
 use tidysession::{Record, StorageKey, StoreError};
 use time::OffsetDateTime;
@@ -325,8 +327,13 @@ impl<S: SessionStore> SessionStore for Altered<S> {
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
         self.inner.delete(key).await
     }
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        self.inner.delete_expired(now, limit).await
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
+        self.inner.delete_expired(from, now, limit).await
     }
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         self.inner.count(now).await

@@ -138,7 +138,9 @@ use time::OffsetDateTime;
 
 use super::millis::{from_millis, millis};
 use super::stats::{Payloads, SampledRecord, StatsBuilder};
-use super::{RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex};
+use super::{
+    ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex,
+};
 use crate::id::StorageKey;
 use crate::record::{Change, Data, ExpiryChange, Record, RESERVED_PREFIX};
 
@@ -1485,9 +1487,14 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn delete_expired(&self, _now: OffsetDateTime, _limit: u32) -> Result<u64, StoreError> {
+    async fn delete_expired(
+        &self,
+        _from: Option<OffsetDateTime>,
+        _now: OffsetDateTime,
+        _limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
         // Redis drops expired hashes itself (PEXPIREAT).
-        Ok(0)
+        Ok(ExpiredBatch::default())
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {

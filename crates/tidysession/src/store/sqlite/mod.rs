@@ -9,11 +9,13 @@ use sqlx::Connection as _;
 use time::OffsetDateTime;
 
 use super::sql::{
-    bind_user, in_place_assignments, listed_from, millis, record_from, to_json, JsonDialect,
-    SchemaTooNew,
+    bind_user, cursor_from_millis, in_place_assignments, listed_from, millis, record_from, to_json,
+    JsonDialect, SchemaTooNew,
 };
 use super::stats::{key_range_method, native_stats, random_start, sample_plan, ExpiryIndex};
-use super::{RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex};
+use super::{
+    ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex,
+};
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, ExpiryChange, Record, RESERVED_PREFIX};
 
@@ -398,18 +400,37 @@ impl SessionStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
         let mut lease = self.connections.get().await?;
-        // Walks the expires_at index; one short statement per batch.
-        let query = sqlx::query(
+        // Walks the expires_at index from the cursor; one short statement per batch.
+        let query = sqlx::query_scalar(
             "DELETE FROM tidysession_sessions WHERE id IN (
-                SELECT id FROM tidysession_sessions WHERE expires_at <= ?
-                ORDER BY expires_at LIMIT ?)",
+                SELECT id FROM tidysession_sessions WHERE expires_at >= ? AND expires_at <= ?
+                ORDER BY expires_at LIMIT ?)
+             RETURNING expires_at",
         )
+        .bind(from.map_or(i64::MIN, millis))
         .bind(millis(now))
         .bind(i64::from(limit));
-        let done = lease.execute(query).await?;
-        Ok(done.rows_affected())
+        let result = async {
+            query
+                .fetch_all(lease.conn()?)
+                .await
+                .map_err(StoreError::backend)
+        }
+        .await;
+        let expiries: Vec<i64> = lease.checked(result)?;
+        let latest = expiries.iter().max().copied().map(cursor_from_millis);
+        Ok(ExpiredBatch::of(
+            expiries.len() as u64,
+            latest.transpose()?,
+            limit,
+        ))
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {

@@ -1,0 +1,421 @@
+//! How `clear` sizes, paces and checks its batches: on the memory store with the clock
+//! paused (a batch "takes" a set time per row, so every figure is exact), and against the
+//! real servers, with two cleaners at once, rows held by another transaction and rows
+//! written already expired behind the cursor.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::json;
+use tidysession::record::Change;
+use tidysession::store::{
+    DjangoStore, ExpiredBatch, MemoryStore, MySqlStore, PostgresStore, RecordCounts, SessionStore,
+    StoreError, Updated,
+};
+use tidysession::{Record, SessionId, StorageKey};
+use time::Duration as Span;
+
+use super::*;
+
+/// One `delete_expired` call as the store saw it.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    from: Option<OffsetDateTime>,
+    limit: u32,
+    took: Duration,
+    deleted: u64,
+}
+
+/// A store in front of another that takes `per_row` (of tokio's clock) per row a batch asks
+/// for, records every `delete_expired` call, and can write records already expired behind
+/// the cursor at one call and release rows another transaction holds when the final pass
+/// starts.
+struct Watched {
+    inner: Arc<dyn SessionStore>,
+    per_row: Duration,
+    calls: Mutex<Vec<Call>>,
+    /// At this call (counted from 0), write `behind.1` records expiring at `behind.2`.
+    behind: Option<(usize, u32, OffsetDateTime)>,
+    /// Rows another transaction holds, rolled back when the final pass starts.
+    held: tokio::sync::Mutex<Option<sqlx::Transaction<'static, sqlx::Postgres>>>,
+}
+
+impl std::fmt::Debug for Watched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watched")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl Watched {
+    fn new(inner: Arc<dyn SessionStore>, per_row: Duration) -> Self {
+        Self {
+            inner,
+            per_row,
+            calls: Mutex::new(Vec::new()),
+            behind: None,
+            held: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl SessionStore for Watched {
+    async fn load(
+        &self,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        self.inner.load(key, now).await
+    }
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        self.inner.create(key, record).await
+    }
+    async fn update(
+        &self,
+        key: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        self.inner.update(key, change, now).await
+    }
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.inner.touch(key, expires_at, now).await
+    }
+    async fn rename(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        change: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.inner.rename(from, to, change, now).await
+    }
+    async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
+        let n = self.calls.lock().unwrap().len();
+        if let Some((at, count, expires_at)) = self.behind {
+            if n == at {
+                seed(&*self.inner, count, expires_at, Span::ZERO).await;
+            }
+        }
+        let final_pass_starts = n > 0 && from.is_none();
+        if final_pass_starts {
+            if let Some(held) = self.held.lock().await.take() {
+                held.rollback().await.unwrap();
+            }
+        }
+        let started = Instant::now();
+        tokio::time::sleep(self.per_row * limit).await;
+        let batch = self.inner.delete_expired(from, now, limit).await?;
+        self.calls.lock().unwrap().push(Call {
+            from,
+            limit,
+            took: started.elapsed(),
+            deleted: batch.deleted,
+        });
+        Ok(batch)
+    }
+    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+        self.inner.count(now).await
+    }
+}
+
+/// Writes `count` records, the first expiring at `first`, each next `step` later.
+async fn seed(store: &dyn SessionStore, count: u32, first: OffsetDateTime, step: Span) {
+    let format = store.id_format();
+    for i in 0..count {
+        let expires_at = first + step * i;
+        let record = Record {
+            data: json!({"i": i}).as_object().unwrap().clone(),
+            created_at: expires_at - Span::hours(1),
+            expires_at,
+        };
+        let key = SessionId::generate_as(format).unwrap().storage_key();
+        store.create(&key, &record).await.unwrap();
+    }
+}
+
+/// A memory store with `expired` records (a second apart, the last a minute ago) and 5 live.
+async fn memory(expired: u32) -> (Arc<dyn SessionStore>, OffsetDateTime) {
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+    let now = OffsetDateTime::now_utc();
+    let first = now - Span::minutes(1) - Span::seconds(i64::from(expired));
+    seed(&*store, expired, first, Span::seconds(1)).await;
+    seed(&*store, 5, now + Span::hours(1), Span::seconds(1)).await;
+    (store, now)
+}
+
+fn plan(first: u32, batch_ms: u64) -> Plan {
+    Plan {
+        first,
+        batch_time: Duration::from_millis(batch_ms),
+        max_rate: None,
+    }
+}
+
+async fn counts(store: &dyn SessionStore, at: OffsetDateTime) -> (u64, u64) {
+    let c = store.count(at).await.unwrap();
+    (c.live, c.expired)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_that_runs_long_shrinks_the_next_to_fit_at_once() {
+    let (inner, now) = memory(3000).await;
+    let store = Watched::new(inner, Duration::from_millis(1));
+    // 1,000 rows at 1 ms a row: 1 s, fifty times the 20 ms a batch should take.
+    let done = clear(&store, now, &plan(1000, 20), &Progress::silent())
+        .await
+        .unwrap();
+    let calls = store.calls();
+    assert_eq!(calls[0].limit, 1000);
+    assert!(
+        calls[1..].iter().all(|c| c.limit == 20),
+        "every later batch fits 20 ms: {calls:?}"
+    );
+    assert!(calls[1..]
+        .iter()
+        .all(|c| c.took <= Duration::from_millis(20)));
+    assert_eq!(done.longest, Duration::from_millis(1000));
+    assert_eq!((done.smallest, done.largest), (20, 1000));
+    assert_eq!(done.deleted, 3000);
+    assert_eq!(counts(&store, now).await, (5, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_batch_that_runs_short_grows_the_next_by_an_eighth_at_most() {
+    let (inner, now) = memory(2000).await;
+    let store = Watched::new(inner, Duration::from_millis(1));
+    clear(&store, now, &plan(10, 50), &Progress::silent())
+        .await
+        .unwrap();
+    let calls = store.calls();
+    let main: Vec<u32> = calls
+        .iter()
+        .take_while(|c| c.deleted == u64::from(c.limit))
+        .map(|c| c.limit)
+        .collect();
+    assert_eq!(main[..6], [10, 12, 14, 16, 18, 21], "{main:?}");
+    assert!(main.windows(2).all(|w| w[1] <= w[0] + w[0].div_ceil(8)));
+    assert!(main.iter().all(|&n| n <= 50), "never past 50 ms: {main:?}");
+    assert_eq!(main.last(), Some(&50), "{main:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn clear_pauses_as_long_as_each_batch_took() {
+    let (inner, now) = memory(500).await;
+    let store = Watched::new(inner, Duration::from_millis(1));
+    let started = Instant::now();
+    let done = clear(&store, now, &plan(100, 1000), &Progress::silent())
+        .await
+        .unwrap();
+    let busy: Duration = store.calls().iter().map(|c| c.took).sum();
+    assert!(busy >= Duration::from_millis(500));
+    assert_eq!(done.paused, busy);
+    assert!(started.elapsed() >= busy * 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_rate_still_caps_rows_per_second() {
+    let (inner, now) = memory(500).await;
+    let store = Watched::new(inner, Duration::ZERO);
+    let started = Instant::now();
+    let plan = Plan {
+        max_rate: Some(100),
+        ..plan(1000, 50)
+    };
+    let done = clear(&store, now, &plan, &Progress::silent())
+        .await
+        .unwrap();
+    assert_eq!(done.largest, 100, "a batch holds a second's worth at most");
+    assert_eq!(done.deleted, 500);
+    assert!(started.elapsed() >= Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_final_pass_finds_rows_written_behind_the_cursor() {
+    let (inner, now) = memory(1000).await;
+    let mut store = Watched::new(inner, Duration::from_millis(1));
+    // At the third batch, 7 records appear that expired before all the others.
+    store.behind = Some((2, 7, now - Span::days(1)));
+    let done = clear(&store, now, &plan(100, 1000), &Progress::silent())
+        .await
+        .unwrap();
+    assert_eq!(done.deleted, 1007);
+    assert_eq!(done.final_deleted, 7);
+    assert_eq!(counts(&store, now).await, (5, 0));
+    // The walk itself never went back: each batch started at the cursor before it.
+    let calls = store.calls();
+    let walk = &calls[..(done.batches - done.final_batches) as usize];
+    assert!(walk[1..].iter().all(|c| c.from.is_some()), "{walk:?}");
+    assert!(walk.windows(2).all(|w| w[0].from <= w[1].from));
+}
+
+// --- against the real servers ------------------------------------------------------------
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn postgres_url() -> String {
+    env_or(
+        "TIDYSESSION_TEST_POSTGRES_URL",
+        "postgres://root@127.0.0.1/test",
+    )
+}
+
+fn mysql_url() -> String {
+    env_or("TIDYSESSION_TEST_MYSQL_URL", "mysql://root@127.0.0.1/test")
+}
+
+fn unique_name(prefix: &str) -> String {
+    let key = SessionId::generate().unwrap().storage_key();
+    format!("{prefix}_{}", &key.to_hex()[..16])
+}
+
+/// Runs `sql` on `url` when dropped: the test's schema or tables go even if it fails.
+struct Cleanup(String, String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (url, sql) = (self.0.clone(), self.1.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::{Connection as _, Executor as _};
+                if url.starts_with("mysql") {
+                    let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
+                    c.execute(sql.as_str()).await.unwrap();
+                } else {
+                    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                    c.execute(sql.as_str()).await.unwrap();
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+fn secrets() -> tidysession::django::Secrets {
+    tidysession::django::Secrets::new("clear-test-secret")
+}
+
+/// 1,500 expired records (two seconds apart) and 50 live ones; then two cleaners at once,
+/// one of which sees 20 records appear at its fourth batch that expired before all the
+/// others. On PostgreSQL another transaction also holds 30 expired rows in the middle of
+/// the range until the first cleaner's final pass starts (SKIP LOCKED steps past them; on
+/// MySQL/MariaDB a batch would wait for them instead). Nothing expired may be left.
+async fn two_cleaners_leave_nothing_behind(store: Arc<dyn SessionStore>, hold: Option<&str>) {
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let first = now - Span::hours(2);
+    seed(&*store, 1500, first, Span::seconds(2)).await;
+    seed(&*store, 50, now + Span::hours(1), Span::seconds(1)).await;
+    let mut a = Watched::new(store.clone(), Duration::ZERO);
+    a.behind = Some((3, 20, first - Span::days(1)));
+    if let Some(sql) = hold {
+        let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        let held = sqlx::query(sql).fetch_all(&mut *tx).await.unwrap();
+        assert_eq!(held.len(), 30);
+        *a.held.get_mut() = Some(tx);
+    }
+    let plan = plan(100, 50);
+    let progress = Progress::silent();
+    let (done_a, done_b) = tokio::join!(
+        clear(&a, now, &plan, &progress),
+        clear(&*store, now, &plan, &progress)
+    );
+    let (done_a, done_b) = (done_a.unwrap(), done_b.unwrap());
+    assert_eq!(counts(&*store, now).await, (50, 0));
+    assert_eq!(done_a.deleted + done_b.deleted, 1520);
+    assert!(a.held.lock().await.is_none(), "the final pass started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_cleaners_leave_nothing_behind_on_postgres() {
+    let schema = unique_name("tidysession_clear");
+    let _drop = Cleanup(
+        postgres_url(),
+        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+    );
+    let store = PostgresStore::connect(&postgres_url())
+        .await
+        .unwrap()
+        .schema(&schema)
+        .unwrap();
+    let hold = format!(
+        "SELECT id FROM \"{schema}\".tidysession_sessions WHERE expires_at < {}
+         ORDER BY expires_at OFFSET 700 LIMIT 30 FOR UPDATE",
+        now_millis()
+    );
+    two_cleaners_leave_nothing_behind(Arc::new(store), Some(&hold)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_cleaners_leave_nothing_behind_on_a_django_postgres_table() {
+    let table = unique_name("django_session_clear");
+    let _drop = Cleanup(postgres_url(), format!("DROP TABLE IF EXISTS \"{table}\""));
+    let store = DjangoStore::connect(&postgres_url(), secrets())
+        .await
+        .unwrap()
+        .table(&table)
+        .unwrap();
+    let hold = format!(
+        "SELECT session_key FROM \"{table}\" WHERE expire_date < now()
+         ORDER BY expire_date OFFSET 700 LIMIT 30 FOR UPDATE"
+    );
+    two_cleaners_leave_nothing_behind(Arc::new(store), Some(&hold)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_cleaners_leave_nothing_behind_on_mysql() {
+    let table = unique_name("tidysession_clear");
+    let _drop = Cleanup(
+        mysql_url(),
+        format!("DROP TABLE IF EXISTS `{table}`, `{table}_schema`"),
+    );
+    let store = MySqlStore::connect(&mysql_url())
+        .await
+        .unwrap()
+        .table(&table)
+        .unwrap();
+    two_cleaners_leave_nothing_behind(Arc::new(store), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_cleaners_leave_nothing_behind_on_a_django_mysql_table() {
+    let table = unique_name("django_session_clear");
+    let _drop = Cleanup(mysql_url(), format!("DROP TABLE IF EXISTS `{table}`"));
+    let store = DjangoStore::connect(&mysql_url(), secrets())
+        .await
+        .unwrap()
+        .table(&table)
+        .unwrap();
+    two_cleaners_leave_nothing_behind(Arc::new(store), None).await;
+}
+
+fn now_millis() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
