@@ -322,8 +322,9 @@ fn secrets() -> tidysession::django::Secrets {
 }
 
 /// 1,500 expired records (two seconds apart) and 50 live ones; then two cleaners at once,
-/// one of which sees 20 records appear at its fourth batch that expired before all the
-/// others. On PostgreSQL another transaction also holds 30 expired rows in the middle of
+/// one of which sees 20 records appear at its second batch that expired before all the
+/// others. (Not later: the other cleaner may take so much that the first one's walk is over
+/// by then, and rows written behind a final pass are not this run's to find.) On PostgreSQL another transaction also holds 30 expired rows in the middle of
 /// the range until the first cleaner's final pass starts (SKIP LOCKED steps past them; on
 /// MySQL/MariaDB a batch would wait for them instead). Nothing expired may be left.
 async fn two_cleaners_leave_nothing_behind(store: Arc<dyn SessionStore>, hold: Option<&str>) {
@@ -333,7 +334,7 @@ async fn two_cleaners_leave_nothing_behind(store: Arc<dyn SessionStore>, hold: O
     seed(&*store, 1500, first, Span::seconds(2)).await;
     seed(&*store, 50, now + Span::hours(1), Span::seconds(1)).await;
     let mut a = Watched::new(store.clone(), Duration::ZERO);
-    a.behind = Some((3, 20, first - Span::days(1)));
+    a.behind = Some((1, 20, first - Span::days(1)));
     if let Some(sql) = hold {
         let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
         let mut tx = pool.begin().await.unwrap();
