@@ -35,9 +35,11 @@ use crate::store::{
 #[derive(Debug)]
 pub(crate) struct Coalescing {
     inner: Arc<dyn SessionStore>,
-    /// Keys with an update in flight, and the saves waiting for it.
-    in_flight: Arc<Mutex<HashMap<StorageKey, Option<Batch>>>>,
+    in_flight: Arc<InFlightMap>,
 }
+
+/// Keys with an update in flight, and the saves waiting for it.
+type InFlightMap = Mutex<HashMap<StorageKey, Option<Batch>>>;
 
 /// Saves waiting for the update in flight under their key, folded into one change.
 #[derive(Debug)]
@@ -63,7 +65,7 @@ impl Coalescing {
 /// request was cancelled), the saves that arrived meanwhile are sent as the next update.
 struct InFlight {
     inner: Arc<dyn SessionStore>,
-    in_flight: Arc<Mutex<HashMap<StorageKey, Option<Batch>>>>,
+    in_flight: Arc<InFlightMap>,
     key: StorageKey,
 }
 

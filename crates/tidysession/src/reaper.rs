@@ -285,12 +285,9 @@ impl Reaper {
             metrics::reaper_batch(batch.elapsed());
             report.batches += 1;
             report.deleted += done.deleted;
-            match done.next {
-                // A cursor that did not move with nothing deleted: others hold the rows there.
-                Some(next) if done.deleted > 0 || from.is_none_or(|from| next > from) => {
-                    from = Some(next);
-                }
-                _ => return Ok(()),
+            match done.continue_from(from) {
+                Some(next) => from = Some(next),
+                None => return Ok(()),
             }
         }
         report.more_left = true;

@@ -278,19 +278,17 @@ impl Walk<'_> {
             self.progress.advance(batch.deleted, d.deleted);
             self.size = self.plan.next_batch(size, took, batch.next.is_some());
             self.pause(took).await;
-            match batch.next {
-                // Nothing deleted and no step forward: the rows there are another cleaner's
-                // (the final pass looks again).
-                Some(next) if batch.deleted > 0 || from.is_none_or(|from| next > from) => {
-                    if let Some(cursors) = cursors.as_deref_mut() {
-                        if cursors.last() != Some(&next) {
-                            cursors.push(next);
-                        }
-                    }
-                    from = Some(next);
+            // Rows a stalled cursor stepped past are another cleaner's; the final pass looks
+            // again.
+            let Some(next) = batch.continue_from(from) else {
+                return Ok(());
+            };
+            if let Some(cursors) = cursors.as_deref_mut() {
+                if cursors.last() != Some(&next) {
+                    cursors.push(next);
                 }
-                _ => return Ok(()),
             }
+            from = Some(next);
         }
     }
 

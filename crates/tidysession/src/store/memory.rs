@@ -231,15 +231,12 @@ impl SessionStore for MemoryStore {
             .map(|(k, r)| (r.expires_at, *k))
             .collect();
         expired.sort_unstable();
-        let full = expired.len() >= limit as usize;
         expired.truncate(limit as usize);
         for (_, k) in &expired {
             records.remove(k);
         }
-        Ok(ExpiredBatch {
-            deleted: expired.len() as u64,
-            next: expired.last().map(|(at, _)| *at).filter(|_| full),
-        })
+        let latest = expired.last().map(|(at, _)| *at);
+        Ok(ExpiredBatch::of(expired.len() as u64, latest, limit))
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {

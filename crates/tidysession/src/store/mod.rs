@@ -262,9 +262,22 @@ pub struct ExpiredBatch {
 }
 
 impl ExpiredBatch {
+    /// Where a walk that made this call from `from` goes on: [`next`](Self::next), unless the
+    /// range is done or the call neither deleted anything nor moved (the rows there are
+    /// another process's, held; a later walk from `None` finds what they leave).
+    pub fn continue_from(&self, from: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+        self.next
+            .filter(|next| self.deleted > 0 || from.is_none_or(|from| *next > from))
+    }
+
     /// A batch that deleted `deleted` of at most `limit` records, the latest expiring at
     /// `latest`: only a full batch can have more after it.
-    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+    #[cfg(any(
+        feature = "memory",
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql"
+    ))]
     pub(crate) fn of(deleted: u64, latest: Option<OffsetDateTime>, limit: u32) -> Self {
         Self {
             deleted,
@@ -450,5 +463,25 @@ impl SessionStore for NoStore {
     }
     fn removes_expired_itself(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_walk_goes_on_while_batches_delete_or_move() {
+        let t = |s: i64| OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);
+        let batch = |deleted, next| ExpiredBatch { deleted, next };
+        // The range is done.
+        assert_eq!(batch(3, None).continue_from(Some(t(1))), None);
+        // Deleted something: on from the cursor, even where it did not move.
+        assert_eq!(batch(5, Some(t(1))).continue_from(Some(t(1))), Some(t(1)));
+        // Deleted nothing but moved on (past rows another process holds): on.
+        assert_eq!(batch(0, Some(t(2))).continue_from(Some(t(1))), Some(t(2)));
+        assert_eq!(batch(0, Some(t(2))).continue_from(None), Some(t(2)));
+        // Deleted nothing and stayed put: the walk would spin on held rows; it stops.
+        assert_eq!(batch(0, Some(t(1))).continue_from(Some(t(1))), None);
     }
 }
