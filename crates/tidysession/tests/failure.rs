@@ -130,3 +130,10 @@ outage_suite!(
     6379,
     |url: String| async move { (servers::redis_at(&url).await, ()) }
 );
+#[cfg(feature = "redis")]
+outage_suite!(
+    redis_resp3,
+    servers::with_param(&servers::redis_url(), "protocol=resp3"),
+    6379,
+    |url: String| async move { (servers::redis_at(&url).await, ()) }
+);

@@ -627,6 +627,69 @@ async fn store_urls_open_redis_and_explain_bad_ones() {
 }
 
 #[tokio::test]
+async fn the_database_in_the_url_holds_the_sessions() {
+    // Database 9 of the test server; keys are under a prefix of this test's own.
+    let base = redis_url();
+    let base = base.split('?').next().unwrap().trim_end_matches('/');
+    for url in [format!("{base}/9"), format!("{base}/9?protocol=resp3")] {
+        let store = crate::util::servers::redis_at(&url).await;
+        let k = key();
+        store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
+        let mut db9 = redis::Client::open(format!("{base}/9"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let in_9: bool = db9.exists(store.redis_key(&k)).await.unwrap();
+        let in_0: bool = side().await.exists(store.redis_key(&k)).await.unwrap();
+        assert!(in_9 && !in_0, "{url}: in db 9 {in_9}, in db 0 {in_0}");
+        let got = store.load(&k, now()).await.unwrap().unwrap();
+        assert_eq!(got.data, data(json!({"a": 1})));
+        assert!(store.delete(&k).await.unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_requests_at_once_each_get_their_own_reply() {
+    // Replies come back in one stream; each must reach the request it answers, including
+    // errors (a key that is not a hash) and pipelines (counting) in between.
+    let store = Arc::new(redis().await);
+    let mut side = side().await;
+    let keys: Vec<StorageKey> = (0..64).map(|_| key()).collect();
+    for (i, k) in keys.iter().enumerate() {
+        store.create(k, &fresh(json!({"i": i}))).await.unwrap();
+    }
+    let not_a_hash = key();
+    let _: () = side
+        .set(store.redis_key(&not_a_hash), "plain string")
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for round in 0..8 {
+        for (i, k) in keys.iter().copied().enumerate() {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let got = store.load(&k, now()).await.unwrap().unwrap();
+                assert_eq!(got.data, data(json!({"i": i})), "round {round}");
+            });
+        }
+        let store = store.clone();
+        let bad = not_a_hash;
+        tasks.spawn(async move {
+            assert!(
+                store.load(&bad, now()).await.is_err(),
+                "a string is no session"
+            );
+            assert_eq!(store.count(now()).await.unwrap().live, 64);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let _: () = side.del(store.redis_key(&not_a_hash)).await.unwrap();
+}
+
+#[tokio::test]
 async fn rename_judges_the_new_key_at_the_renames_own_now() {
     for store in [redis().await, redis_cluster().await] {
         let store = Arc::new(store);

@@ -74,6 +74,11 @@ crate::user_index_suite!(postgres_user_index, crate::util::servers::postgres());
 crate::conformance_suite!(redis, async { (crate::util::servers::redis().await, ()) });
 
 #[cfg(feature = "redis")]
+crate::conformance_suite!(redis_resp3, async {
+    (crate::util::servers::redis_resp3().await, ())
+});
+
+#[cfg(feature = "redis")]
 crate::conformance_suite!(redis_cluster, async {
     (crate::util::servers::redis_cluster().await, ())
 });

@@ -105,18 +105,25 @@ async fn pipe(client: TcpStream, server: TcpStream, sent: Arc<AtomicU64>) {
     }
 }
 
+/// The authority of `scheme://authority[/path][?query]` and what follows it, without the
+/// slash.
+fn authority(url: &str) -> (&str, &str, &str) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(end);
+    (scheme, authority, after.strip_prefix('/').unwrap_or(after))
+}
+
 /// `scheme://[user@]host[:port]/rest` with the host and port replaced by `addr`.
 pub fn via(url: &str, addr: SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (scheme, authority, path) = authority(url);
     let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
     format!("{scheme}://{}{addr}/{path}", user.unwrap_or_default())
 }
 
 /// The server a URL such as `postgres://root@127.0.0.1:5432/test` points at.
 pub fn server_of(url: &str, default_port: u16) -> SocketAddr {
-    let rest = url.split_once("://").unwrap().1;
-    let authority = rest.split('/').next().unwrap();
+    let authority = authority(url).1;
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = match host.contains(':') {
         true => host.to_owned(),

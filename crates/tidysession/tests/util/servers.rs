@@ -174,6 +174,19 @@ pub async fn redis() -> tidysession::store::RedisStore {
     redis_at(&redis_url()).await
 }
 
+/// `url` with a query parameter added.
+pub fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
+/// A [`RedisStore`] on the single test server speaking RESP3, which goes through the `redis`
+/// crate's connection manager rather than the store's own connection.
+#[cfg(feature = "redis")]
+pub async fn redis_resp3() -> tidysession::store::RedisStore {
+    redis_at(&with_param(&redis_url(), "protocol=resp3")).await
+}
+
 /// A [`RedisStore`] on the test cluster, under a key prefix of its own.
 #[cfg(feature = "redis")]
 pub async fn redis_cluster() -> tidysession::store::RedisStore {

@@ -144,9 +144,12 @@ use super::{
 use crate::id::StorageKey;
 use crate::record::{Change, Data, ExpiryChange, Record, RESERVED_PREFIX};
 
+mod connection;
 mod scripts;
 #[cfg(test)]
 mod tests;
+
+use connection::Connection;
 
 /// The default key prefix.
 const DEFAULT_PREFIX: &str = "tidysession:";
@@ -232,17 +235,20 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-/// The connection: one server through a reconnecting manager, or a cluster.
+/// The connection: one server over plain TCP through the store's own [`Connection`], one
+/// server otherwise (TLS, a Unix socket, RESP3) through the `redis` crate's reconnecting
+/// manager, or a cluster.
 #[derive(Clone)]
 enum Conn {
-    Single(ConnectionManager),
+    Single(Connection),
+    Managed(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
 impl Conn {
     fn kind(&self) -> &'static str {
         match self {
-            Conn::Single(_) => "single",
+            Conn::Single(_) | Conn::Managed(_) => "single",
             Conn::Cluster(_) => "cluster",
         }
     }
@@ -251,7 +257,11 @@ impl Conn {
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Single(c) => Box::pin(async move {
+                let mut replies = c.send(cmd.get_packed_command(), 0, 1).await?;
+                Ok(replies.pop().unwrap_or(Value::Nil))
+            }),
+            Conn::Managed(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -263,14 +273,18 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Single(c) => {
+                Box::pin(async move { c.send(cmd.get_packed_pipeline(), offset, count).await })
+            }
+            Conn::Managed(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Single(c) => c.get_db(),
+            Conn::Single(c) => c.db(),
+            Conn::Managed(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
     }
@@ -316,16 +330,26 @@ impl RedisStore {
         let client = ::redis::Client::open(url).map_err(StoreError::backend)?;
         let info = client.get_connection_info();
         let target = format!("{}/{}", info.addr(), info.redis_settings().db());
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            // One reconnect attempt per failure: while Redis is down, a request fails within a
-            // few hundred milliseconds rather than stalling for seconds.
-            .set_number_of_retries(1);
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(StoreError::backend)?;
+        let conn = if Connection::supports(info) {
+            Conn::Single(
+                Connection::open(info, CONNECT_TIMEOUT)
+                    .await
+                    .map_err(StoreError::backend)?,
+            )
+        } else {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                // One reconnect attempt per failure: while Redis is down, a request fails
+                // within a few hundred milliseconds rather than stalling for seconds.
+                .set_number_of_retries(1);
+            Conn::Managed(
+                ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(StoreError::backend)?,
+            )
+        };
         Ok(Self {
-            conn: Conn::Single(manager),
+            conn,
             prefix: DEFAULT_PREFIX.to_owned(),
             target,
             #[cfg(test)]
@@ -484,11 +508,18 @@ impl RedisStore {
         key: &StorageKey,
         now: OffsetDateTime,
     ) -> Result<Option<Stored>, StoreError> {
-        let reply: Value = ::redis::cmd("HGETALL")
-            .arg(self.redis_key(key))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| redis_error(key, e))?;
+        let name = self.redis_key(key);
+        let reply = match &self.conn {
+            // The hottest command, sent without building a `Cmd`.
+            Conn::Single(c) => c.query(&[b"HGETALL", name.as_bytes()]).await,
+            _ => {
+                ::redis::cmd("HGETALL")
+                    .arg(name)
+                    .query_async(&mut self.conn())
+                    .await
+            }
+        }
+        .map_err(|e| redis_error(key, e))?;
         let stored = Stored::decode(key, reply)?;
         Ok(stored.filter(|s| millis(now) < s.expires_ms))
     }
@@ -1156,31 +1187,29 @@ struct Stored {
 impl Stored {
     /// Decodes an `HGETALL` reply; `None` for a missing key.
     fn decode(key: &StorageKey, reply: Value) -> Result<Option<Self>, StoreError> {
-        let pairs: Vec<(Value, Value)> = match reply {
-            Value::Map(pairs) => pairs,
-            Value::Array(items) => {
-                if items.len() % 2 != 0 {
-                    return Err(corrupt(key, "odd HGETALL reply"));
-                }
-                let mut pairs = Vec::with_capacity(items.len() / 2);
-                let mut it = items.into_iter();
-                while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                    pairs.push((f, v));
-                }
-                pairs
+        match &reply {
+            Value::Map(pairs) => Self::decode_pairs(key, pairs.iter().map(|(f, v)| (f, v))),
+            Value::Array(items) if items.len() % 2 == 0 => {
+                Self::decode_pairs(key, items.chunks_exact(2).map(|p| (&p[0], &p[1])))
             }
-            Value::Nil => Vec::new(),
-            other => return Err(StoreError::backend(unexpected_value(other))),
-        };
-        let tombstone = pairs
-            .iter()
-            .any(|(f, _)| bytes(f) == Some(b"m:moved_to".as_slice()));
-        if pairs.is_empty() || tombstone {
+            Value::Array(_) => Err(corrupt(key, "odd HGETALL reply")),
+            Value::Nil => Ok(None),
+            _ => Err(StoreError::backend(unexpected_value(reply))),
+        }
+    }
+
+    /// Decodes the field-value pairs of a hash.
+    fn decode_pairs<'v>(
+        key: &StorageKey,
+        pairs: impl Iterator<Item = (&'v Value, &'v Value)> + Clone,
+    ) -> Result<Option<Self>, StoreError> {
+        let mut fields = pairs.clone().map(|(f, _)| bytes(f)).peekable();
+        if fields.peek().is_none() || fields.any(|f| f == Some(b"m:moved_to".as_slice())) {
             return Ok(None);
         }
         let mut data = Data::new();
         let (mut created, mut expires, mut version, mut pending) = (None, None, Vec::new(), None);
-        for (f, v) in &pairs {
+        for (f, v) in pairs {
             let (Some(f), Some(v)) = (bytes(f), bytes(v)) else {
                 return Err(corrupt(key, "non-string hash field"));
             };
@@ -1499,7 +1528,7 @@ impl SessionStore for RedisStore {
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         let live = match &self.conn {
-            Conn::Single(_) => self.count_node(None, now).await?,
+            Conn::Single(_) | Conn::Managed(_) => self.count_node(None, now).await?,
             Conn::Cluster(conn) => {
                 let mut live = 0;
                 for master in self.masters(conn).await? {
@@ -1530,7 +1559,7 @@ impl SessionStore for RedisStore {
         let counts = self.count(now).await?;
         let want = usize::try_from(options.sample_size.max(1)).unwrap_or(usize::MAX);
         let (stored, finished) = match &self.conn {
-            Conn::Single(_) => self.sample_node(None, want).await?,
+            Conn::Single(_) | Conn::Managed(_) => self.sample_node(None, want).await?,
             Conn::Cluster(conn) => {
                 let masters = self.masters(conn).await?;
                 let share = want.div_ceil(masters.len().max(1));
