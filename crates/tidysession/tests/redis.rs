@@ -689,6 +689,37 @@ async fn many_requests_at_once_each_get_their_own_reply() {
     let _: () = side.del(store.redis_key(&not_a_hash)).await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_fails_requests_in_time_and_replies_stay_in_step() {
+    use crate::util::proxy::Proxy;
+    let (proxy, url) = Proxy::in_front_of(&redis_url(), 6379).await;
+    let store = Arc::new(crate::util::servers::redis_at(&url).await);
+    let (a, b) = (key(), key());
+    store.create(&a, &fresh(json!({"k": "a"}))).await.unwrap();
+    store.create(&b, &fresh(json!({"k": "b"}))).await.unwrap();
+
+    proxy.stall();
+    let started = std::time::Instant::now();
+    let err = store.load(&a, now()).await.unwrap_err().to_string();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "no hang"
+    );
+    assert!(err.contains("did not reply in time"), "{err}");
+    // The reply to that load comes once the server answers again, after this load's
+    // command: each must still reach its own request.
+    let late = {
+        let store = store.clone();
+        tokio::spawn(async move { store.load(&b, now()).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    proxy.restore();
+    let got = late.await.unwrap().unwrap().unwrap();
+    assert_eq!(got.data, data(json!({"k": "b"})));
+    let got = store.load(&a, now()).await.unwrap().unwrap();
+    assert_eq!(got.data, data(json!({"k": "a"})));
+}
+
 #[tokio::test]
 async fn rename_judges_the_new_key_at_the_renames_own_now() {
     for store in [redis().await, redis_cluster().await] {

@@ -1,5 +1,6 @@
 //! A loopback TCP proxy in front of a real server: counts the bytes a client sends, and can
-//! cut every connection and refuse new ones (the server "goes away") and then let them
+//! cut every connection and refuse new ones (the server "goes away"), or hold back what the
+//! server sends with connections left open (it "stops answering"), and then let everything
 //! through again (it "comes back"), without stopping the server other tests share.
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -15,6 +16,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     sent: Arc<AtomicU64>,
     down: Arc<AtomicBool>,
+    /// While true, what the server sends is held back (and delivered, in order, after).
+    stalled: watch::Sender<bool>,
     /// Bumped on every cut; connections opened before a cut close when they see it.
     epoch: watch::Sender<u64>,
 }
@@ -35,20 +38,21 @@ impl Proxy {
         let sent = Arc::new(AtomicU64::new(0));
         let down = Arc::new(AtomicBool::new(false));
         let (epoch, _) = watch::channel(0);
-        let (s, d, e) = (sent.clone(), down.clone(), epoch.clone());
+        let (stalled, _) = watch::channel(false);
+        let (s, d, e, st) = (sent.clone(), down.clone(), epoch.clone(), stalled.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if d.load(Ordering::SeqCst) {
                     drop(client); // refused: closed at once
                     continue;
                 }
-                let (s, mut cut) = (s.clone(), e.subscribe());
+                let (s, mut cut, st) = (s.clone(), e.subscribe(), st.subscribe());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = pipe(client, server, s) => {}
+                        _ = pipe(client, server, s, st) => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -58,6 +62,7 @@ impl Proxy {
             addr,
             sent,
             down,
+            stalled,
             epoch,
         }
     }
@@ -73,13 +78,25 @@ impl Proxy {
         self.epoch.send_modify(|e| *e += 1);
     }
 
-    /// Lets connections through again.
+    /// Holds back everything the server sends, leaving connections open: the server seems
+    /// to hang.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Lets connections through again, and what was held back.
     pub fn restore(&self) {
         self.down.store(false, Ordering::SeqCst);
+        self.stalled.send_replace(false);
     }
 }
 
-async fn pipe(client: TcpStream, server: TcpStream, sent: Arc<AtomicU64>) {
+async fn pipe(
+    client: TcpStream,
+    server: TcpStream,
+    sent: Arc<AtomicU64>,
+    mut stalled: watch::Receiver<bool>,
+) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let up = async {
@@ -97,7 +114,16 @@ async fn pipe(client: TcpStream, server: TcpStream, sent: Arc<AtomicU64>) {
         }
     };
     let down = async {
-        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match sr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if stalled.wait_for(|s| !*s).await.is_err() || cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
     };
     tokio::select! {
         _ = up => {}

@@ -196,7 +196,14 @@ const REVOKE_PASSES: usize = 32;
 /// different slots, so a rename holds the old record against writes, writes the new one
 /// marked pending, and replaces the old one with a tombstone naming the new one; a pending
 /// record counts only once such a tombstone names it, so no reader ever sees both ids valid,
-/// or neither (I7). Both connection kinds reconnect by themselves when the server comes back.
+/// or neither (I7). Every connection kind reconnects by itself when the server comes back.
+///
+/// A single server over plain TCP is reached through one connection of the store's own,
+/// shared by every request of the process: commands that are ready at the same moment go
+/// out in one write, and replies are parsed by a RESP2 parser much cheaper than the `redis`
+/// crate's. TLS (`rediss://`), Unix sockets and RESP3 (`?protocol=resp3`) go through the
+/// `redis` crate's reconnecting connection manager instead; a cluster through its cluster
+/// client.
 ///
 /// It keeps a [user index](UserIndex): a sorted set per user (see
 /// [`user_index_key`](Self::user_index_key)), written before a record is filed under the
@@ -303,9 +310,12 @@ impl RedisStore {
     ///   through some of its nodes (see [`connect_cluster`](Self::connect_cluster)).
     ///
     /// An optional `prefix=` query parameter (percent-encoded) sets the
-    /// [key prefix](Self::key_prefix); other query parameters go to the Redis client, e.g.
-    /// `redis://127.0.0.1/0?prefix=myapp:&protocol=resp3`. The connection is re-established
-    /// by itself after the server restarts.
+    /// [key prefix](Self::key_prefix); other query parameters go to the `redis` crate's
+    /// URL parser, e.g. `redis://127.0.0.1/0?prefix=myapp:&protocol=resp3` (RESP3, which
+    /// the store then speaks through that crate's connection manager rather than its own
+    /// connection). The connection is re-established by itself after the server restarts: a
+    /// request that finds it closed opens a new one (one attempt) before it sends anything,
+    /// and a request whose reply takes longer than two seconds fails.
     ///
     /// # Errors
     ///
