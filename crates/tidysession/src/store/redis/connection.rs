@@ -140,13 +140,6 @@ impl Connection {
         self.shared.db
     }
 
-    /// Sends one command, its arguments given as they are, and returns its reply with errors
-    /// extracted, as `Cmd::query_async` would.
-    pub(super) async fn query(&self, args: &[&[u8]]) -> Result<Value, RedisError> {
-        let mut replies = self.send(pack(args), 0, 1).await?;
-        replies.pop().unwrap_or(Value::Nil).extract_error()
-    }
-
     /// Sends packed commands and returns the replies after the first `skip`, `count` of them.
     pub(super) async fn send(
         &self,
@@ -225,23 +218,6 @@ impl Connection {
         *lock(&s.current) = Some(tx.clone());
         Ok(tx)
     }
-}
-
-/// One command in RESP: an array of bulk strings.
-fn pack(args: &[&[u8]]) -> Vec<u8> {
-    fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
-        out.push(kind);
-        out.extend_from_slice(n.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
-    header(&mut out, b'*', args.len());
-    for arg in args {
-        header(&mut out, b'$', arg.len());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 /// Connects and runs the handshake.
@@ -404,24 +380,7 @@ fn line<'b>(buf: &'b [u8], at: &mut usize) -> Option<&'b [u8]> {
 }
 
 fn integer(digits: &[u8]) -> Result<i64, RedisError> {
-    let (negative, digits) = match digits.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, digits),
-    };
-    if digits.is_empty() || digits.len() > 19 {
-        return Err(malformed("bad integer in reply"));
-    }
-    let mut n: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return Err(malformed("bad integer in reply"));
-        }
-        n = n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(i64::from(d - b'0')))
-            .ok_or_else(|| malformed("integer in reply out of range"))?;
-    }
-    Ok(if negative { -n } else { n })
+    super::parse_i64(digits).ok_or_else(|| malformed("bad integer in reply"))
 }
 
 /// A length: -1 (nil) or a count that fits in memory.
@@ -531,15 +490,6 @@ mod tests {
                 Value::Array(Vec::new()),
             ])
         );
-    }
-
-    #[test]
-    fn packs_commands_as_the_crate_does() {
-        let key = "tidysession:ab\r\n".as_bytes();
-        let mut cmd = ::redis::cmd("HGETALL");
-        cmd.arg(key);
-        assert_eq!(pack(&[b"HGETALL", key]), cmd.get_packed_command());
-        assert_eq!(pack(&[b"PING"]), ::redis::cmd("PING").get_packed_command());
     }
 
     #[test]

@@ -518,18 +518,11 @@ impl RedisStore {
         key: &StorageKey,
         now: OffsetDateTime,
     ) -> Result<Option<Stored>, StoreError> {
-        let name = self.redis_key(key);
-        let reply = match &self.conn {
-            // The hottest command, sent without building a `Cmd`.
-            Conn::Single(c) => c.query(&[b"HGETALL", name.as_bytes()]).await,
-            _ => {
-                ::redis::cmd("HGETALL")
-                    .arg(name)
-                    .query_async(&mut self.conn())
-                    .await
-            }
-        }
-        .map_err(|e| redis_error(key, e))?;
+        let reply: Value = ::redis::cmd("HGETALL")
+            .arg(self.redis_key(key))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| redis_error(key, e))?;
         let stored = Stored::decode(key, reply)?;
         Ok(stored.filter(|s| millis(now) < s.expires_ms))
     }
