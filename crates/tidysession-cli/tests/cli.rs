@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
+use std::sync::Arc;
 
 use serde_json::json;
 use tidysession::store::SessionStore;
@@ -52,22 +53,7 @@ async fn migrate_then_clear(url: &str, server: bool) {
     assert!(ok, "{err}");
     assert!(out.contains("schema is up to date"), "{out}");
 
-    let store = tidysession::store::open(url).await.unwrap();
-    let now = OffsetDateTime::now_utc();
-    for i in 0..2500 {
-        let expires_at = if i < 2300 {
-            now - Duration::minutes(1)
-        } else {
-            now + Duration::hours(1)
-        };
-        let record = Record {
-            data: json!({"i": i}).as_object().unwrap().clone(),
-            created_at: now - Duration::hours(2),
-            expires_at,
-        };
-        let key = SessionId::generate().unwrap().storage_key();
-        store.create(&key, &record).await.unwrap();
-    }
+    let store = seed(url, 2300, 200).await;
 
     let (ok, out, _) = run(&["clear", "--store", url, "--dry-run"]);
     assert!(ok);
@@ -97,6 +83,14 @@ async fn migrate_then_clear(url: &str, server: bool) {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("deleted 2300 expired sessions"), "{out}");
+    // Most rows are expired: the servers' tables are swept in storage order; SQLite has no
+    // sweep and walks the expiry index.
+    let order = if server {
+        "in storage order"
+    } else {
+        "in expiry order"
+    };
+    assert!(out.contains(order), "{out}");
     let summary = Summary::of(&out);
     if server {
         assert!(summary.smallest < 1000, "{out}");
@@ -105,6 +99,47 @@ async fn migrate_then_clear(url: &str, server: bool) {
     assert!(summary.paused_ms + 1.0 >= summary.longest_ms, "{out}");
     let counts = store.count(OffsetDateTime::now_utc()).await.unwrap();
     assert_eq!((counts.live, counts.expired), (200, 0));
+}
+
+/// A store at `url` holding `expired` sessions that expired a minute ago, then `live` ones
+/// that live an hour.
+async fn seed(url: &str, expired: usize, live: usize) -> Arc<dyn SessionStore> {
+    let store = tidysession::store::open(url).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    for i in 0..expired + live {
+        let expires_at = if i < expired {
+            now - Duration::minutes(1)
+        } else {
+            now + Duration::hours(1)
+        };
+        let record = Record {
+            data: json!({"i": i}).as_object().unwrap().clone(),
+            created_at: now - Duration::hours(2),
+            expires_at,
+        };
+        let key = SessionId::generate().unwrap().storage_key();
+        store.create(&key, &record).await.unwrap();
+    }
+    store
+}
+
+/// A few expired sessions among many live ones: `clear` goes through the expiry index.
+#[tokio::test]
+async fn clear_walks_the_expiry_index_when_few_sessions_are_expired() {
+    let guard = DropOnExit("postgres", unique_name("tidysession_cli"));
+    let url = with_param(&postgres_url(), &format!("schema={}", guard.1));
+    let (ok, _, err) = run(&["migrate", "--store", &url]);
+    assert!(ok, "{err}");
+    let store = seed(&url, 20, 100).await;
+    let (ok, out, err) = run(&["clear", "--store", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("deleted 20 expired sessions"), "{out}");
+    assert!(
+        out.contains("in expiry order, through the expiry index"),
+        "{out}"
+    );
+    let counts = store.count(OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!((counts.live, counts.expired), (100, 0));
 }
 
 /// The figures of `clear`'s summary.

@@ -258,6 +258,9 @@ impl SessionStore for Coalescing {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         (*self.inner).user_index()
     }
+    fn sweep(&self) -> Option<&dyn crate::store::Sweep> {
+        (*self.inner).sweep()
+    }
     async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
         (*self.inner).try_exclusive(name).await
     }

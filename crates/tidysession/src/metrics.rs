@@ -277,6 +277,9 @@ impl SessionStore for Measured {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         (*self.0).user_index()
     }
+    fn sweep(&self) -> Option<&dyn crate::store::Sweep> {
+        (*self.0).sweep()
+    }
 
     fn id_format(&self) -> IdFormat {
         (*self.0).id_format()

@@ -16,6 +16,7 @@
 //! - `failure`: server-backed stores that go away and come back.
 //! - `metrics`: what the layer emits, through a debugging recorder.
 //! - `reaper`: the background cleanup task: one process at a time, outages, shutdown.
+//! - `sweep`: deleting expired records in storage order, on PostgreSQL and MySQL/MariaDB.
 //! - `sqlite`, `postgres`, `mysql`, `redis`: what each store holds at rest, and its own features
 //!   (the server-backed ones need the servers `scripts/services.sh` starts).
 //! - `util`: the request harness.
@@ -51,3 +52,4 @@ mod reaper;
 mod redis;
 mod sqlite;
 mod stores;
+mod sweep;

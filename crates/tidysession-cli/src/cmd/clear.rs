@@ -56,7 +56,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use tidysession::store::SessionStore;
+use tidysession::store::{RecordCounts, SessionStore, Sweep, SweepPosition};
 
 /// Arguments of `clear`.
 #[derive(Debug, clap::Args)]
@@ -106,6 +106,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         batch_time: Duration::from_millis(u64::from(args.batch_ms)),
         max_rate: args.max_rate,
     };
+    // A big backlog goes in storage order (see the module docs).
+    let sweep = store.sweep().filter(|_| worth_sweeping(counts));
     if args.dry_run {
         let pace = match args.max_rate {
             Some(rate) => format!(
@@ -115,10 +117,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             None => String::new(),
         };
         println!(
-            "dry run: {} expired sessions would be deleted in batches of about {} ms (the \
+            "dry run: {} expired sessions would be deleted {}, in batches of about {} ms (the \
              first of {} rows), each followed by a pause as long{pace}; {} live sessions \
              kept; nothing was deleted",
             counts.expired,
+            order(sweep.is_some()),
             args.batch_ms,
             plan.first_batch(),
             counts.live
@@ -127,7 +130,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     let progress = Progress::new(counts.expired);
     let started = Instant::now();
-    let done = clear(&*store, cutoff, &plan, &progress).await?;
+    let done = match sweep {
+        Some(sweep) => clear_by_sweep(sweep, cutoff, &plan, &progress).await?,
+        None => clear(&*store, cutoff, &plan, &progress).await?,
+    };
     progress.finish();
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -139,8 +145,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         counts.live
     );
     println!(
-        "{} batches of {} to {} rows, aiming at {} ms each; paused {:.3}s in all; the final \
-         pass ({} batches) deleted {}",
+        "{}: {} batches of {} to {} rows, aiming at {} ms each; paused {:.3}s in all; the \
+         final pass ({} batches) deleted {}",
+        order(sweep.is_some()),
         done.batches,
         done.smallest,
         done.largest,
@@ -150,6 +157,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         done.final_deleted
     );
     Ok(())
+}
+
+/// Whether a sweep in storage order pays: when at least a quarter of the records are
+/// expired, reading every page once costs less than visiting the expired rows one by one.
+fn worth_sweeping(counts: RecordCounts) -> bool {
+    counts.expired > 0 && counts.expired.saturating_mul(4) >= counts.expired + counts.live
+}
+
+/// How a run goes through the table, in its output.
+fn order(sweep: bool) -> &'static str {
+    if sweep {
+        "in storage order (at least a quarter of the sessions are expired)"
+    } else {
+        "in expiry order, through the expiry index"
+    }
 }
 
 /// How to clear: the first batch, the time a batch should take, the rate cap.
@@ -214,34 +236,62 @@ async fn clear(
     plan: &Plan,
     progress: &Progress,
 ) -> anyhow::Result<Done> {
-    let mut walk = Walk {
-        store,
-        plan,
-        progress,
-        size: plan.first_batch(),
-        started: Instant::now(),
-        done: Done {
-            smallest: u32::MAX,
-            ..Done::default()
-        },
-    };
+    let mut walk = Walk::new(plan, progress);
     let mut cursors = Vec::new();
-    walk.range(None, cutoff, Some(&mut cursors)).await?;
+    walk.range(store, None, cutoff, Some(&mut cursors)).await?;
     let main = walk.done.clone();
     let mut from = None;
     for upper in cursors.into_iter().chain([cutoff]) {
-        walk.range(from, upper, None).await?;
+        walk.range(store, from, upper, None).await?;
         from = Some(upper);
     }
-    let mut done = walk.done;
-    done.final_batches = done.batches - main.batches;
-    done.final_deleted = done.deleted - main.deleted;
-    done.smallest = done.smallest.min(done.largest);
-    Ok(done)
+    Ok(walk.finish(&main))
 }
 
+/// Deletes every session that expired by `cutoff` in storage order: batch after batch from
+/// the position the one before returned, then each range where another transaction held
+/// expired rows once more.
+async fn clear_by_sweep(
+    sweep: &dyn Sweep,
+    cutoff: OffsetDateTime,
+    plan: &Plan,
+    progress: &Progress,
+) -> anyhow::Result<Done> {
+    let mut walk = Walk::new(plan, progress);
+    let mut held = Vec::new();
+    let mut from: Option<SweepPosition> = None;
+    loop {
+        let size = walk.size;
+        let started = Instant::now();
+        let batch = sweep
+            .sweep_expired(from.as_ref(), cutoff, size)
+            .await
+            .with_context(|| format!("deleting a batch after {} sessions", walk.done.deleted))?;
+        if batch.held > 0 {
+            held.push((from.clone(), size));
+        }
+        walk.record(size, started.elapsed(), batch.deleted, batch.next.is_some())
+            .await;
+        match batch.next {
+            Some(next) => from = Some(next),
+            None => break,
+        }
+    }
+    let main = walk.done.clone();
+    for (from, size) in held {
+        let started = Instant::now();
+        let batch = sweep
+            .sweep_expired(from.as_ref(), cutoff, size)
+            .await
+            .context("sweeping again where rows were held")?;
+        walk.record(size, started.elapsed(), batch.deleted, false)
+            .await;
+    }
+    Ok(walk.finish(&main))
+}
+
+/// A run under way: the batch size, the pacing, and what it did so far.
 struct Walk<'a> {
-    store: &'a dyn SessionStore,
     plan: &'a Plan,
     progress: &'a Progress,
     size: u32,
@@ -249,11 +299,25 @@ struct Walk<'a> {
     done: Done,
 }
 
-impl Walk<'_> {
-    /// Clears expiries from `from` to `upper` (both included), batch after batch; pushes each
-    /// cursor it moves to onto `cursors`, when given.
+impl<'a> Walk<'a> {
+    fn new(plan: &'a Plan, progress: &'a Progress) -> Self {
+        Self {
+            plan,
+            progress,
+            size: plan.first_batch(),
+            started: Instant::now(),
+            done: Done {
+                smallest: u32::MAX,
+                ..Done::default()
+            },
+        }
+    }
+
+    /// Clears expiries from `from` to `upper` (both included) through the expiry index,
+    /// batch after batch; pushes each cursor it moves to onto `cursors`, when given.
     async fn range(
         &mut self,
+        store: &dyn SessionStore,
         mut from: Option<OffsetDateTime>,
         upper: OffsetDateTime,
         mut cursors: Option<&mut Vec<OffsetDateTime>>,
@@ -261,23 +325,14 @@ impl Walk<'_> {
         loop {
             let size = self.size;
             let started = Instant::now();
-            let batch = self
-                .store
+            let batch = store
                 .delete_expired(from, upper, size)
                 .await
                 .with_context(|| {
                     format!("deleting a batch after {} sessions", self.done.deleted)
                 })?;
-            let took = started.elapsed();
-            let d = &mut self.done;
-            d.deleted += batch.deleted;
-            d.batches += 1;
-            d.smallest = d.smallest.min(size);
-            d.largest = d.largest.max(size);
-            d.longest = d.longest.max(took);
-            self.progress.advance(batch.deleted, d.deleted);
-            self.size = self.plan.next_batch(size, took, batch.next.is_some());
-            self.pause(took).await;
+            self.record(size, started.elapsed(), batch.deleted, batch.next.is_some())
+                .await;
             // Rows a stalled cursor stepped past are another cleaner's; the final pass looks
             // again.
             let Some(next) = batch.continue_from(from) else {
@@ -290,6 +345,29 @@ impl Walk<'_> {
             }
             from = Some(next);
         }
+    }
+
+    /// Counts a batch of `size` that deleted `deleted` in `took`, sizes the next (`full`: it
+    /// may have stopped short of more), then pauses.
+    async fn record(&mut self, size: u32, took: Duration, deleted: u64, full: bool) {
+        let d = &mut self.done;
+        d.deleted += deleted;
+        d.batches += 1;
+        d.smallest = d.smallest.min(size);
+        d.largest = d.largest.max(size);
+        d.longest = d.longest.max(took);
+        self.progress.advance(deleted, d.deleted);
+        self.size = self.plan.next_batch(size, took, full);
+        self.pause(took).await;
+    }
+
+    /// What the run did, the final pass being what came after `main`.
+    fn finish(self, main: &Done) -> Done {
+        let mut done = self.done;
+        done.final_batches = done.batches - main.batches;
+        done.final_deleted = done.deleted - main.deleted;
+        done.smallest = done.smallest.min(done.largest);
+        done
     }
 
     /// Pauses after a batch that took `took`: as long again, or longer if the rate cap needs.

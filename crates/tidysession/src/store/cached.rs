@@ -283,6 +283,12 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         self.inner.user_index().map(|_| self as &dyn UserIndex)
     }
 
+    /// The inner store's: a sweep deletes only expired records, which the cache never
+    /// serves.
+    fn sweep(&self) -> Option<&dyn super::Sweep> {
+        self.inner.sweep()
+    }
+
     fn id_format(&self) -> crate::id::IdFormat {
         self.inner.id_format()
     }

@@ -165,6 +165,9 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         self.inner.user_index()
     }
+    fn sweep(&self) -> Option<&dyn super::Sweep> {
+        self.inner.sweep()
+    }
     fn id_format(&self) -> crate::id::IdFormat {
         self.inner.id_format()
     }

@@ -88,7 +88,14 @@ use super::connections::{Connections, Settings};
 use super::stats::{
     random_django_start, sample_plan, ExpiryIndex, Payloads, SampledRecord, StatsBuilder,
 };
-use super::{ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated};
+#[cfg(feature = "mysql")]
+use super::sweep::MySqlSweep;
+#[cfg(feature = "postgres")]
+use super::sweep::PgSweep;
+use super::{
+    ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Sweep,
+    SweepPosition, SweptBatch, Updated,
+};
 use crate::django::{
     decode_session_data, decode_session_data_unverified, encode_session_data, Secrets,
 };
@@ -762,6 +769,10 @@ struct Statements {
     index_target: String,
     /// The statement that creates the expiry index.
     index_create: String,
+    #[cfg(feature = "postgres")]
+    pg_sweep: PgSweep,
+    #[cfg(feature = "mysql")]
+    my_sweep: MySqlSweep,
 }
 
 impl Statements {
@@ -871,6 +882,15 @@ impl Statements {
             ),
         };
         Self {
+            #[cfg(feature = "postgres")]
+            pg_sweep: PgSweep::new(&t, "expire_date <= CAST($3 AS timestamptz)"),
+            #[cfg(feature = "mysql")]
+            my_sweep: MySqlSweep::new(
+                &t,
+                "session_key",
+                "expire_date <= CAST(? AS DATETIME(6))",
+                true,
+            ),
             dialect,
             sample_from: q(format!(
                 "SELECT session_data, {exp} FROM {t} WHERE session_key >= ? ORDER BY session_key LIMIT ?"
@@ -967,6 +987,41 @@ where
 enum Renamed {
     Moved,
     Emptied,
+}
+
+/// By heap page on PostgreSQL, by `session_key` on MySQL/MariaDB (see [`Sweep`]).
+#[async_trait]
+impl Sweep for DjangoStore {
+    async fn sweep_expired(
+        &self,
+        from: Option<&SweepPosition>,
+        now: OffsetDateTime,
+        span: u32,
+    ) -> Result<SweptBatch, StoreError> {
+        let now = self.ts(now);
+        match &*self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(set) => {
+                let mut lease = set.get().await?;
+                let result = match lease.conn() {
+                    Ok(conn) => self.sql.pg_sweep.run(conn, from, now, span).await,
+                    Err(e) => Err(e),
+                };
+                lease.checked(result)
+            }
+            #[cfg(feature = "mysql")]
+            Db::MySql(set) => {
+                let mut lease = set.get().await?;
+                let result = match lease.conn() {
+                    Ok(conn) => self.sql.my_sweep.run(conn, from, now, span).await,
+                    Err(e) => Err(e),
+                };
+                lease.checked(result)
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => Ok(SweptBatch::default()),
+        }
+    }
 }
 
 #[async_trait]
@@ -1228,6 +1283,11 @@ impl SessionStore for DjangoStore {
             }
             Ok(())
         })
+    }
+
+    /// On PostgreSQL and MySQL/MariaDB; SQLite has no use for one.
+    fn sweep(&self) -> Option<&dyn Sweep> {
+        (self.sql.dialect != Dialect::Sqlite).then_some(self as &dyn Sweep)
     }
 
     fn id_format(&self) -> IdFormat {

@@ -74,6 +74,8 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub mod stats;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod sweep;
 mod url;
 
 #[cfg(feature = "redis")]
@@ -185,6 +187,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// The store's way of deleting expired records in storage order, if it has one (see
+    /// [`Sweep`]).
+    fn sweep(&self) -> Option<&dyn Sweep> {
+        None
+    }
+
     /// Takes the exclusive lock `name` if nobody holds it, without waiting: `Ok(None)` when
     /// another holder has it. Used by the [`Reaper`](crate::reaper::Reaper) so that one
     /// process at a time cleans up.
@@ -237,6 +245,59 @@ pub trait UserIndex: Send + Sync {
         user: &str,
         keep: Option<&StorageKey>,
     ) -> Result<u64, StoreError>;
+}
+
+/// A store capability: delete expired records in the order the database keeps rows on disk,
+/// for a backlog that is a large share of the table.
+///
+/// Walking the expiry index visits rows in expiry order, which on a table filled over months
+/// is close to random on disk: every page holding expired rows is written once per row, and
+/// on PostgreSQL each first write of a page after a checkpoint logs the whole page. A sweep
+/// visits each page once and deletes all its expired rows together, so a big backlog costs a
+/// fraction of the writes (`tidysession clear` sweeps when at least a quarter of the records
+/// are expired). PostgreSQL sweeps by page (`ctid` ranges), MySQL/MariaDB by primary key (the
+/// order InnoDB keeps rows in).
+#[async_trait]
+pub trait Sweep: Send + Sync {
+    /// Deletes the records expired at `now` among about `span` records in storage order,
+    /// starting at `from` (the start of the table when `None`), as one short operation.
+    ///
+    /// The same `from` and `span` cover the same range again (or, where the range is a count
+    /// of keys, a range that holds it), so a range whose [`held`](SweptBatch::held) records
+    /// were skipped can be swept once more later.
+    async fn sweep_expired(
+        &self,
+        from: Option<&SweepPosition>,
+        now: OffsetDateTime,
+        span: u32,
+    ) -> Result<SweptBatch, StoreError>;
+}
+
+/// Where a [`Sweep`] goes on: a place in the store's storage order, opaque outside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepPosition(pub(crate) Place);
+
+#[derive(Debug, Clone, PartialEq)]
+#[allow(dead_code)] // each variant exists with its database's feature
+pub(crate) enum Place {
+    /// A PostgreSQL heap page, and the table's rows per page (which turns a span of records
+    /// into pages) as the catalog gave it when the sweep began.
+    Page { block: u64, rows_per_page: f64 },
+    /// A primary key: the range goes on after it.
+    Key(Vec<u8>),
+}
+
+/// What one [`Sweep::sweep_expired`] call did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SweptBatch {
+    /// How many records it deleted.
+    pub deleted: u64,
+    /// Expired records in the range it could not delete because another transaction held
+    /// them (another cleaner, or a request writing the row); sweeping the range again later
+    /// finds those that are left.
+    pub held: u64,
+    /// Where the next call starts; `None` once the call reached the end of the table.
+    pub next: Option<SweepPosition>,
 }
 
 /// What [`SessionStore::update`] did.
@@ -390,6 +451,9 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     fn user_index(&self) -> Option<&dyn UserIndex> {
         (**self).user_index()
+    }
+    fn sweep(&self) -> Option<&dyn Sweep> {
+        (**self).sweep()
     }
     async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
         (**self).try_exclusive(name).await

@@ -69,9 +69,10 @@ use super::sql::{
     JsonDialect, SchemaTooNew,
 };
 use super::stats::{key_range_method, native_stats, random_start, sample_plan, ExpiryIndex};
+use super::sweep::MySqlSweep;
 use super::{
     ExclusiveGuard, ExpiredBatch, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions,
-    StoreError, Updated, UserIndex,
+    StoreError, Sweep, SweepPosition, SweptBatch, Updated, UserIndex,
 };
 use crate::id::StorageKey;
 use crate::record::{is_empty, only_reserved, Change, ExpiryChange, Record};
@@ -111,7 +112,7 @@ const EXPIRED: &str = "expires_at + 0 <= ?";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often a statement or transaction chosen as a deadlock victim is tried again.
-const DEADLOCK_RETRIES: usize = 5;
+pub(crate) const DEADLOCK_RETRIES: usize = 5;
 
 /// MySQL error numbers the store reacts to.
 const ER_DUP_ENTRY: u16 = 1062;
@@ -569,6 +570,11 @@ impl IntoStoreError for StoreError {
 }
 
 /// The MySQL error number behind a backend error, if the server sent one.
+/// Whether InnoDB picked the statement as a deadlock victim (and rolled it back).
+pub(crate) fn is_deadlock(e: &StoreError) -> bool {
+    error_number(e) == Some(ER_LOCK_DEADLOCK)
+}
+
 fn error_number(e: &StoreError) -> Option<u16> {
     let StoreError::Backend(source) = e else {
         return None;
@@ -873,6 +879,10 @@ impl SessionStore for MySqlStore {
         Some(self)
     }
 
+    fn sweep(&self) -> Option<&dyn Sweep> {
+        Some(self)
+    }
+
     /// Exact counts; the rest from a random range of ids (SHA-256 hashes, so uniformly
     /// spread) read through the primary key.
     async fn stats(
@@ -1050,6 +1060,25 @@ impl HeldLock for MySqlLock {
 /// first comparison walks the index; the second refuses what `utf8mb4_bin`'s space padding
 /// lets through (`alice` = `alice `). Binds the user twice.
 const FILED_UNDER: &str = "s.user_id = ? AND s.user_id = CAST(? AS BINARY)";
+
+/// By primary key, the order InnoDB keeps rows in (see [`Sweep`]).
+#[async_trait]
+impl Sweep for MySqlStore {
+    async fn sweep_expired(
+        &self,
+        from: Option<&SweepPosition>,
+        now: OffsetDateTime,
+        span: u32,
+    ) -> Result<SweptBatch, StoreError> {
+        let sweep = MySqlSweep::new(&self.table.sessions, "id", EXPIRED, false);
+        let mut lease = self.connections.get().await?;
+        let result = match lease.conn() {
+            Ok(conn) => sweep.run(conn, from, millis(now), span).await,
+            Err(e) => Err(e),
+        };
+        lease.checked(result)
+    }
+}
 
 #[async_trait]
 impl UserIndex for MySqlStore {

@@ -40,9 +40,10 @@ use time::OffsetDateTime;
 use super::connections::{Connections, Settings};
 use super::sql::{cursor_from_millis, listed_from, millis, record_from, to_json};
 use super::stats::{native_stats, random_start, sample_plan, ExpiryIndex};
+use super::sweep::PgSweep;
 use super::{
     ExclusiveGuard, ExpiredBatch, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions,
-    StoreError, Updated, UserIndex,
+    StoreError, Sweep, SweepPosition, SweptBatch, Updated, UserIndex,
 };
 use crate::id::StorageKey;
 use crate::record::{Change, ExpiryChange, Record, RESERVED_PREFIX};
@@ -231,6 +232,7 @@ struct Statements {
     delete_expired_under: String,
     sessions_of: String,
     delete_sessions_of: String,
+    sweep: PgSweep,
 }
 
 /// `data` after the change: `$3` removed keys (`text[]`), `$4` set pairs (a `jsonb` object).
@@ -257,6 +259,7 @@ impl Statements {
     fn new(schema: &str) -> Self {
         let t = format!("\"{schema}\".tidysession_sessions");
         Self {
+            sweep: PgSweep::new(&t, "expires_at <= $3"),
             schema_table: format!("\"{schema}\".tidysession_schema"),
             load: format!(
                 "SELECT data::text, created_at, expires_at FROM {t} WHERE id = $1 AND expires_at > $2"
@@ -561,6 +564,10 @@ impl SessionStore for PostgresStore {
         Some(self)
     }
 
+    fn sweep(&self) -> Option<&dyn Sweep> {
+        Some(self)
+    }
+
     /// Exact counts; the rest from `TABLESAMPLE SYSTEM` (random pages), with the percentage
     /// chosen from the total. When that finds too few rows (a small table has few pages to
     /// pick from), a random id range instead.
@@ -731,6 +738,24 @@ impl HeldLock for PgLock {
         }
         // Closing ends the session, and any lock it still had with it.
         let _ = tokio::time::timeout(LOCK_WAIT, self.conn.close()).await;
+    }
+}
+
+/// By heap page (see [`Sweep`]).
+#[async_trait]
+impl Sweep for PostgresStore {
+    async fn sweep_expired(
+        &self,
+        from: Option<&SweepPosition>,
+        now: OffsetDateTime,
+        span: u32,
+    ) -> Result<SweptBatch, StoreError> {
+        let mut lease = self.connections.get().await?;
+        let result = match lease.conn() {
+            Ok(conn) => self.sql.sweep.run(conn, from, millis(now), span).await,
+            Err(e) => Err(e),
+        };
+        lease.checked(result)
     }
 }
 

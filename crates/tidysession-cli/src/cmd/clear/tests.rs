@@ -420,3 +420,65 @@ async fn two_cleaners_leave_nothing_behind_on_a_django_mysql_table() {
 fn now_millis() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
+
+#[test]
+fn a_sweep_pays_from_a_quarter_of_the_records_expired() {
+    let counts = |live, expired| RecordCounts { live, expired };
+    assert!(worth_sweeping(counts(300, 100)));
+    assert!(worth_sweeping(counts(0, 1)));
+    assert!(!worth_sweeping(counts(301, 100)));
+    assert!(!worth_sweeping(counts(10, 0)));
+    assert!(!worth_sweeping(counts(0, 0)));
+}
+
+/// A sweep steps past expired rows another transaction holds; once they are free, the final
+/// pass sweeps their range again and deletes them (here the rows are released a second into a
+/// sweep paced to take about three).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sweep_takes_held_rows_in_its_final_pass_on_postgres() {
+    use sqlx::Connection as _;
+    let schema = unique_name("tidysession_sweep");
+    let _drop = Cleanup(
+        postgres_url(),
+        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+    );
+    let store = PostgresStore::connect(&postgres_url())
+        .await
+        .unwrap()
+        .schema(&schema)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    seed(&store, 300, now - Span::hours(1), Span::seconds(1)).await;
+    seed(&store, 20, now + Span::hours(1), Span::seconds(1)).await;
+    // The first rows in storage order, which the sweep meets in its first batches.
+    let hold = format!(
+        "SELECT id FROM \"{schema}\".tidysession_sessions WHERE expires_at < {}
+         ORDER BY ctid LIMIT 5 FOR UPDATE",
+        now_millis()
+    );
+    let (held, holding) = tokio::sync::oneshot::channel();
+    let release = tokio::spawn(async move {
+        let mut other = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
+        let mut tx = other.begin().await.unwrap();
+        let locked = sqlx::query(&hold).execute(&mut *tx).await.unwrap();
+        held.send(locked.rows_affected()).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.rollback().await.unwrap();
+    });
+    assert_eq!(holding.await.unwrap(), 5);
+    let plan = Plan {
+        first: 20,
+        batch_time: Duration::from_millis(20),
+        max_rate: Some(100),
+    };
+    let sweep = store.sweep().unwrap();
+    let done = clear_by_sweep(sweep, now, &plan, &Progress::silent())
+        .await
+        .unwrap();
+    release.await.unwrap();
+    assert_eq!(done.deleted, 300);
+    assert!(done.final_batches >= 1, "{done:?}");
+    assert_eq!(done.final_deleted, 5, "{done:?}");
+    assert_eq!(counts(&store, now).await, (20, 0));
+}
