@@ -87,6 +87,20 @@ impl<C: Connection> Connections<C> {
             .unwrap_or_else(|_| Err(StoreError::backend(TimedOut(wait))))
     }
 
+    /// Runs `op` on a connection for one operation, and ends the lease with its result
+    /// ([`Lease::checked`]).
+    pub(crate) async fn with<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut C) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut lease = self.get().await?;
+        let result = match lease.conn() {
+            Ok(conn) => op(conn).await,
+            Err(e) => Err(e),
+        };
+        lease.checked(result)
+    }
+
     async fn lease(&self) -> Result<Lease<'_, C>, StoreError> {
         let permit = self.permits.acquire().await.map_err(StoreError::backend)?;
         let conn = loop {

@@ -1002,21 +1002,15 @@ impl Sweep for DjangoStore {
         match &*self.db {
             #[cfg(feature = "postgres")]
             Db::Postgres(set) => {
-                let mut lease = set.get().await?;
-                let result = match lease.conn() {
-                    Ok(conn) => self.sql.pg_sweep.run(conn, from, now, span).await,
-                    Err(e) => Err(e),
-                };
-                lease.checked(result)
+                let sweep = &self.sql.pg_sweep;
+                set.with(async |conn| sweep.run(conn, from, now, span).await)
+                    .await
             }
             #[cfg(feature = "mysql")]
             Db::MySql(set) => {
-                let mut lease = set.get().await?;
-                let result = match lease.conn() {
-                    Ok(conn) => self.sql.my_sweep.run(conn, from, now, span).await,
-                    Err(e) => Err(e),
-                };
-                lease.checked(result)
+                let sweep = &self.sql.my_sweep;
+                set.with(async |conn| sweep.run(conn, from, now, span).await)
+                    .await
             }
             #[cfg(feature = "sqlite")]
             Db::Sqlite(_) => Ok(SweptBatch::default()),

@@ -1071,12 +1071,9 @@ impl Sweep for MySqlStore {
         span: u32,
     ) -> Result<SweptBatch, StoreError> {
         let sweep = MySqlSweep::new(&self.table.sessions, "id", EXPIRED, false);
-        let mut lease = self.connections.get().await?;
-        let result = match lease.conn() {
-            Ok(conn) => sweep.run(conn, from, millis(now), span).await,
-            Err(e) => Err(e),
-        };
-        lease.checked(result)
+        self.connections
+            .with(async |conn| sweep.run(conn, from, millis(now), span).await)
+            .await
     }
 }
 

@@ -750,12 +750,10 @@ impl Sweep for PostgresStore {
         now: OffsetDateTime,
         span: u32,
     ) -> Result<SweptBatch, StoreError> {
-        let mut lease = self.connections.get().await?;
-        let result = match lease.conn() {
-            Ok(conn) => self.sql.sweep.run(conn, from, millis(now), span).await,
-            Err(e) => Err(e),
-        };
-        lease.checked(result)
+        let sweep = &self.sql.sweep;
+        self.connections
+            .with(async |conn| sweep.run(conn, from, millis(now), span).await)
+            .await
     }
 }
 

@@ -356,16 +356,7 @@ async fn two_cleaners_leave_nothing_behind(store: Arc<dyn SessionStore>, hold: O
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_cleaners_leave_nothing_behind_on_postgres() {
-    let schema = unique_name("tidysession_clear");
-    let _drop = Cleanup(
-        postgres_url(),
-        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-    );
-    let store = PostgresStore::connect(&postgres_url())
-        .await
-        .unwrap()
-        .schema(&schema)
-        .unwrap();
+    let (store, schema, _drop) = postgres_store("tidysession_clear").await;
     let hold = format!(
         "SELECT id FROM \"{schema}\".tidysession_sessions WHERE expires_at < {}
          ORDER BY expires_at OFFSET 700 LIMIT 30 FOR UPDATE",
@@ -437,16 +428,7 @@ fn a_sweep_pays_from_a_quarter_of_the_records_expired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sweep_takes_held_rows_in_its_final_pass_on_postgres() {
     use sqlx::Connection as _;
-    let schema = unique_name("tidysession_sweep");
-    let _drop = Cleanup(
-        postgres_url(),
-        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-    );
-    let store = PostgresStore::connect(&postgres_url())
-        .await
-        .unwrap()
-        .schema(&schema)
-        .unwrap();
+    let (store, schema, _drop) = postgres_store("tidysession_sweep").await;
     store.migrate().await.unwrap();
     let now = OffsetDateTime::now_utc();
     seed(&store, 300, now - Span::hours(1), Span::seconds(1)).await;
@@ -481,4 +463,19 @@ async fn a_sweep_takes_held_rows_in_its_final_pass_on_postgres() {
     assert!(done.final_batches >= 1, "{done:?}");
     assert_eq!(done.final_deleted, 5, "{done:?}");
     assert_eq!(counts(&store, now).await, (20, 0));
+}
+
+/// A PostgreSQL store in a schema of its own (named after `prefix`), dropped with the guard.
+async fn postgres_store(prefix: &str) -> (PostgresStore, String, Cleanup) {
+    let schema = unique_name(prefix);
+    let drop = Cleanup(
+        postgres_url(),
+        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+    );
+    let store = PostgresStore::connect(&postgres_url())
+        .await
+        .unwrap()
+        .schema(&schema)
+        .unwrap();
+    (store, schema, drop)
 }
