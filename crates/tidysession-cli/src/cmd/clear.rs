@@ -1,4 +1,5 @@
-//! `tidysession clear`: delete expired sessions in small batches through the expiry index.
+//! `tidysession clear`: delete expired sessions in small batches, through the expiry index or,
+//! for a big backlog, in storage order.
 //!
 //! Each batch is one short statement, so the table stays usable while it runs.
 //!
