@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tidysession::store::{SessionStore, SweepPosition, SweptBatch};
+use tidysession::store::{SessionStore, SweptBatch};
 use time::Duration;
 
 use crate::conformance::{fresh, key_for, load, now, record};
@@ -27,19 +27,19 @@ async fn sweep_deletes_every_expired_record_and_nothing_else<S: SessionStore>(st
     }
     let sweep = store.sweep().expect("this store sweeps");
     let sweep_all = || async {
-        let (mut from, mut batches, mut deleted) = (None::<SweepPosition>, 0, 0);
+        let (mut from, mut batches, mut deleted) = (sweep.start().await.unwrap(), 0, 0);
         loop {
             let SweptBatch {
                 deleted: d,
                 held,
                 next,
-            } = sweep.sweep_expired(from.as_ref(), t, 50).await.unwrap();
+            } = sweep.sweep_expired(&from, t, 50).await.unwrap();
             assert_eq!(held, 0, "nobody else holds a row");
             deleted += d;
             batches += 1;
             assert!(batches < 1000, "the sweep ends");
             match next {
-                Some(next) => from = Some(next),
+                Some(next) => from = next,
                 None => return (batches, deleted),
             }
         }
@@ -110,6 +110,13 @@ async fn memory_and_sqlite_have_no_sweep() {
     assert!(sqlite.sweep().is_none());
 }
 
+#[cfg(all(feature = "django", feature = "sqlite"))]
+#[tokio::test]
+async fn django_tables_on_sqlite_have_no_sweep() {
+    let (store, _dir) = crate::util::servers::django_sqlite().await;
+    assert!(store.sweep().is_none());
+}
+
 /// An expired row another transaction holds is stepped past and counted as held, not
 /// waited for; sweeping the same range again once it is free deletes it.
 #[cfg(feature = "postgres")]
@@ -140,13 +147,14 @@ async fn postgres_steps_past_held_rows_and_a_second_sweep_of_the_range_takes_the
     .unwrap();
     let sweep = store.sweep().unwrap();
     // One small table: one batch covers it.
-    let first = sweep.sweep_expired(None, t, 1000).await.unwrap();
+    let start = sweep.start().await.unwrap();
+    let first = sweep.sweep_expired(&start, t, 1000).await.unwrap();
     assert_eq!(
         (first.deleted, first.held, first.next.is_none()),
         (19, 1, true)
     );
     tx.rollback().await.unwrap();
-    let again = sweep.sweep_expired(None, t, 1000).await.unwrap();
+    let again = sweep.sweep_expired(&start, t, 1000).await.unwrap();
     assert_eq!((again.deleted, again.held), (1, 0));
     assert_eq!(store.count(t).await.unwrap().expired, 0);
 }

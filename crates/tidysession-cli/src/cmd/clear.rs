@@ -71,7 +71,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use tidysession::store::{RecordCounts, SessionStore, Sweep, SweepPosition};
+use tidysession::store::{RecordCounts, SessionStore, Sweep, SweepPosition, SweptBatch};
 
 /// Arguments of `clear`.
 #[derive(Debug, clap::Args)]
@@ -283,33 +283,21 @@ async fn clear_by_sweep(
 ) -> anyhow::Result<Done> {
     let mut walk = Walk::new(plan, progress);
     let mut held = Vec::new();
-    let mut from: Option<SweepPosition> = None;
+    let mut from = sweep.start().await.context("starting the sweep")?;
     loop {
         let size = walk.size;
-        let started = Instant::now();
-        let batch = sweep
-            .sweep_expired(from.as_ref(), cutoff, size)
-            .await
-            .with_context(|| format!("deleting a batch after {} sessions", walk.done.deleted))?;
+        let batch = walk.sweep(sweep, &from, cutoff, size).await?;
         if batch.held > 0 {
             held.push((from.clone(), size));
         }
-        walk.record(size, started.elapsed(), batch.deleted, batch.next.is_some())
-            .await;
         match batch.next {
-            Some(next) => from = Some(next),
+            Some(next) => from = next,
             None => break,
         }
     }
     let main = walk.done.clone();
     for (from, size) in held {
-        let started = Instant::now();
-        let batch = sweep
-            .sweep_expired(from.as_ref(), cutoff, size)
-            .await
-            .context("sweeping again where rows were held")?;
-        walk.record(size, started.elapsed(), batch.deleted, false)
-            .await;
+        walk.sweep(sweep, &from, cutoff, size).await?;
     }
     Ok(walk.finish(&main))
 }
@@ -369,6 +357,24 @@ impl<'a> Walk<'a> {
             }
             from = Some(next);
         }
+    }
+
+    /// Sweeps `size` records' worth from `from`, timed, counted and paced like a walk's batch.
+    async fn sweep(
+        &mut self,
+        sweep: &dyn Sweep,
+        from: &SweepPosition,
+        cutoff: OffsetDateTime,
+        size: u32,
+    ) -> anyhow::Result<SweptBatch> {
+        let started = Instant::now();
+        let batch = sweep
+            .sweep_expired(from, cutoff, size)
+            .await
+            .with_context(|| format!("deleting a batch after {} sessions", self.done.deleted))?;
+        self.record(size, started.elapsed(), batch.deleted, batch.next.is_some())
+            .await;
+        Ok(batch)
     }
 
     /// Counts a batch of `size` that deleted `deleted` in `took`, sizes the next (`full`: it

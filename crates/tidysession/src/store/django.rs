@@ -992,9 +992,23 @@ enum Renamed {
 /// By heap page on PostgreSQL, by `session_key` on MySQL/MariaDB (see [`Sweep`]).
 #[async_trait]
 impl Sweep for DjangoStore {
+    async fn start(&self) -> Result<SweepPosition, StoreError> {
+        match &*self.db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(set) => {
+                let sweep = &self.sql.pg_sweep;
+                set.with(async |conn| sweep.start(conn).await).await
+            }
+            #[cfg(feature = "mysql")]
+            Db::MySql(_) => Ok(MySqlSweep::start()),
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => Err(StoreError::backend(NoSweep)),
+        }
+    }
+
     async fn sweep_expired(
         &self,
-        from: Option<&SweepPosition>,
+        from: &SweepPosition,
         now: OffsetDateTime,
         span: u32,
     ) -> Result<SweptBatch, StoreError> {
@@ -1013,10 +1027,16 @@ impl Sweep for DjangoStore {
                     .await
             }
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(_) => Ok(SweptBatch::default()),
+            Db::Sqlite(_) => Err(StoreError::backend(NoSweep)),
         }
     }
 }
+
+/// [`DjangoStore::sweep`] offers no sweep on SQLite; a caller that kept one anyway is told so.
+#[cfg(feature = "sqlite")]
+#[derive(Debug, thiserror::Error)]
+#[error("a Django table on SQLite has no sweep: clear it through the expiry index")]
+struct NoSweep;
 
 #[async_trait]
 impl SessionStore for DjangoStore {

@@ -259,15 +259,19 @@ pub trait UserIndex: Send + Sync {
 /// order InnoDB keeps rows in).
 #[async_trait]
 pub trait Sweep: Send + Sync {
+    /// Where a sweep begins: the start of the table.
+    async fn start(&self) -> Result<SweepPosition, StoreError>;
+
     /// Deletes the records expired at `now` among about `span` records in storage order,
-    /// starting at `from` (the start of the table when `None`), as one short operation.
+    /// starting at `from` ([`start`](Self::start), or a batch's [`next`](SweptBatch::next)),
+    /// as one short operation.
     ///
     /// The same `from` and `span` cover the same range again (or, where the range is a count
     /// of keys, a range that holds it), so a range whose [`held`](SweptBatch::held) records
     /// were skipped can be swept once more later.
     async fn sweep_expired(
         &self,
-        from: Option<&SweepPosition>,
+        from: &SweepPosition,
         now: OffsetDateTime,
         span: u32,
     ) -> Result<SweptBatch, StoreError>;
@@ -281,7 +285,8 @@ pub struct SweepPosition(pub(crate) Place);
 #[allow(dead_code)] // each variant exists with its database's feature
 pub(crate) enum Place {
     /// A PostgreSQL heap page, and the table's rows per page (which turns a span of records
-    /// into pages) as the catalog gave it when the sweep began.
+    /// into pages) as the catalog gave it when the sweep began: carried along, so a range
+    /// swept again covers the same pages.
     Page { block: u64, rows_per_page: f64 },
     /// A primary key: the range goes on after it.
     Key(Vec<u8>),

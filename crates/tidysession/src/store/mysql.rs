@@ -1064,9 +1064,13 @@ const FILED_UNDER: &str = "s.user_id = ? AND s.user_id = CAST(? AS BINARY)";
 /// By primary key, the order InnoDB keeps rows in (see [`Sweep`]).
 #[async_trait]
 impl Sweep for MySqlStore {
+    async fn start(&self) -> Result<SweepPosition, StoreError> {
+        Ok(MySqlSweep::start())
+    }
+
     async fn sweep_expired(
         &self,
-        from: Option<&SweepPosition>,
+        from: &SweepPosition,
         now: OffsetDateTime,
         span: u32,
     ) -> Result<SweptBatch, StoreError> {

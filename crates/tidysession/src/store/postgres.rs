@@ -744,9 +744,16 @@ impl HeldLock for PgLock {
 /// By heap page (see [`Sweep`]).
 #[async_trait]
 impl Sweep for PostgresStore {
+    async fn start(&self) -> Result<SweepPosition, StoreError> {
+        let sweep = &self.sql.sweep;
+        self.connections
+            .with(async |conn| sweep.start(conn).await)
+            .await
+    }
+
     async fn sweep_expired(
         &self,
-        from: Option<&SweepPosition>,
+        from: &SweepPosition,
         now: OffsetDateTime,
         span: u32,
     ) -> Result<SweptBatch, StoreError> {

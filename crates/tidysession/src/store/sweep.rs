@@ -65,37 +65,45 @@ mod postgres {
             }
         }
 
+        /// The first page, with the table's rows per page as the catalog has them.
+        pub(crate) async fn start(
+            &self,
+            conn: &mut PgConnection,
+        ) -> Result<SweepPosition, StoreError> {
+            let (tuples, pages): (f64, f64) = sqlx::query_as(self.density)
+                .bind(&self.table)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(StoreError::backend)?
+                .unwrap_or((-1.0, 0.0));
+            let per_page = if tuples > 0.0 && pages > 0.0 {
+                tuples / pages
+            } else {
+                DEFAULT_ROWS_PER_PAGE
+            };
+            Ok(SweepPosition(Place::Page {
+                block: 0,
+                rows_per_page: per_page.max(1.0),
+            }))
+        }
+
         /// One batch: about `span` rows' worth of pages from `from`.
         pub(crate) async fn run<T>(
             &self,
             conn: &mut PgConnection,
-            from: Option<&SweepPosition>,
+            from: &SweepPosition,
             now: T,
             span: u32,
         ) -> Result<SweptBatch, StoreError>
         where
             T: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
         {
-            let (block, rows_per_page) = match from {
-                Some(SweepPosition(Place::Page {
-                    block,
-                    rows_per_page,
-                })) => (*block, *rows_per_page),
-                Some(_) => return Err(StoreError::backend(ForeignPosition)),
-                None => {
-                    let (tuples, pages): (f64, f64) = sqlx::query_as(self.density)
-                        .bind(&self.table)
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?
-                        .unwrap_or((-1.0, 0.0));
-                    let per_page = if tuples > 0.0 && pages > 0.0 {
-                        tuples / pages
-                    } else {
-                        DEFAULT_ROWS_PER_PAGE
-                    };
-                    (0, per_page.max(1.0))
-                }
+            let SweepPosition(Place::Page {
+                block,
+                rows_per_page,
+            }) = *from
+            else {
+                return Err(StoreError::backend(ForeignPosition));
             };
             let pages = (f64::from(span) / rows_per_page).ceil().max(1.0) as u64;
             // Block numbers are 32-bit; a range never needs to reach past the last.
@@ -173,23 +181,26 @@ mod mysql {
             }
         }
 
+        /// The start of the table: before every key.
+        pub(crate) fn start() -> SweepPosition {
+            SweepPosition(Place::Key(Vec::new()))
+        }
+
         /// One batch: the `span` keys after `from`.
         pub(crate) async fn run<T>(
             &self,
             conn: &mut MySqlConnection,
-            from: Option<&SweepPosition>,
+            from: &SweepPosition,
             now: T,
             span: u32,
         ) -> Result<SweptBatch, StoreError>
         where
             T: for<'q> sqlx::Encode<'q, MySql> + sqlx::Type<MySql> + Send + Sync + Clone,
         {
-            let from = match from {
-                Some(SweepPosition(Place::Key(key))) => key.clone(),
-                Some(_) => return Err(StoreError::backend(ForeignPosition)),
-                None => Vec::new(),
+            let SweepPosition(Place::Key(from)) = from else {
+                return Err(StoreError::backend(ForeignPosition));
             };
-            let from = Key::of(from, self.text_keys)?;
+            let from = Key::of(from.clone(), self.text_keys)?;
             let offset = i64::from(span.max(1) - 1);
             let edge = match &from {
                 Key::Bytes(k) => sqlx::query_scalar(&self.edge)
