@@ -80,6 +80,35 @@ fn stats_json(url: &str, secret: Option<&str>) -> Value {
     serde_json::from_str(&out).unwrap()
 }
 
+/// On MySQL/MariaDB, `stats` reports the table's size from the server's statistics beside
+/// the server's own InnoDB settings; elsewhere nothing.
+async fn check_innodb(url: &str, s: &Value) {
+    let raw = url.strip_prefix("django+").unwrap_or(url);
+    if !raw.starts_with("mysql") {
+        assert!(s["innodb"].is_null(), "{s}");
+        return;
+    }
+    let mut c = sqlx::MySqlConnection::connect(raw.split('?').next().unwrap())
+        .await
+        .unwrap();
+    let (pool, log, io, lwm): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT CAST(@@innodb_buffer_pool_size AS SIGNED), CAST(@@innodb_log_file_size AS SIGNED),
+                CAST(@@innodb_io_capacity AS SIGNED),
+                CAST(CEIL(@@innodb_max_dirty_pages_pct_lwm) AS SIGNED)",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let db = &s["innodb"];
+    assert_eq!(db["buffer_pool_bytes"].as_i64(), Some(pool), "{s}");
+    assert_eq!(db["redo_log_bytes"].as_i64(), Some(log), "{s}");
+    assert_eq!(db["io_capacity"].as_i64(), Some(io), "{s}");
+    assert_eq!(db["flush_from_dirty_pct"].as_i64(), Some(lwm), "{s}");
+    // InnoDB allocates at least a page for the rows and one per secondary index.
+    assert!(db["data_bytes"].as_u64().unwrap() >= 16 << 10, "{s}");
+    assert!(db["index_bytes"].as_u64().unwrap() >= 16 << 10, "{s}");
+}
+
 fn exact(v: &Value, field: &str) -> u64 {
     assert_eq!(v[field]["exact"], true, "{field}: {v}");
     v[field]["value"].as_u64().unwrap()
@@ -138,10 +167,17 @@ async fn native(url: &str) {
         json!({"value": 44, "exact": true})
     );
 
+    check_innodb(url, &s).await;
+
     let (ok, out, err) = run(&["stats", "--store", url]);
     assert!(ok, "{err}");
     assert!(
         out.contains("test cookie only") && out.contains("8 (57%)"),
+        "{out}"
+    );
+    assert_eq!(
+        out.contains("innodb_buffer_pool_size"),
+        url.starts_with("mysql"),
         "{out}"
     );
 
@@ -422,4 +458,19 @@ async fn stats_doctor_clear_on_a_django_postgres_table_without_its_index() {
          session_data text NOT NULL, expire_date timestamp with time zone NOT NULL)"
     )];
     django(&url, &create).await;
+}
+
+#[tokio::test]
+async fn stats_on_a_django_mysql_table_reads_its_innodb_figures() {
+    let table = unique_name("django_ops");
+    let _drop = Cleanup(mysql_url(), format!("DROP TABLE IF EXISTS {table}"));
+    let url = format!(
+        "django+{}",
+        with_param(&mysql_url(), &format!("table={table}"))
+    );
+    let (ok, _, err) = run_with(&["migrate", "--store", &url], Some("ops-secret"));
+    assert!(ok, "{err}");
+    let s = stats_json(&url, None);
+    assert_eq!(exact(&s, "total"), 0);
+    check_innodb(&url, &s).await;
 }

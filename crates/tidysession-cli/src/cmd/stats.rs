@@ -75,6 +75,24 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// A size in binary units, as InnoDB's settings are given: `512 KiB`, `128 MiB`, `1.5 GiB`.
+pub(crate) fn size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    match v < 10.0 && v.fract() >= 0.05 {
+        true => format!("{v:.1} {}", UNITS[unit]),
+        false => format!("{v:.0} {}", UNITS[unit]),
+    }
+}
+
 fn dist(name: &str, d: &Distribution, unit: fn(u64) -> String, out: &mut String) {
     let mark = if d.exact { "" } else { "~" };
     out.push_str(&format!(
@@ -185,6 +203,37 @@ pub(crate) fn table(s: &Stats) -> String {
             false => format!("{}.{}: NOT INDEXED", ix.table, ix.column),
         };
         line(&mut out, "expiry index", state);
+    }
+    if let Some(db) = &s.innodb {
+        line(
+            &mut out,
+            "table size",
+            format!(
+                "rows {}, secondary indexes {}",
+                size(db.data_bytes),
+                size(db.index_bytes)
+            ),
+        );
+        line(
+            &mut out,
+            "innodb",
+            format!(
+                "innodb_buffer_pool_size {}{}, innodb_log_file_size {}, innodb_io_capacity {}, \
+                 innodb_max_dirty_pages_pct_lwm {}{}",
+                size(db.buffer_pool_bytes),
+                match db.indexes_overflow() {
+                    true => " (the indexes do NOT FIT)",
+                    false => "",
+                },
+                size(db.redo_log_bytes),
+                db.io_capacity,
+                db.flush_from_dirty_pct,
+                match db.flushes_only_under_pressure() {
+                    true => " (flushes only under pressure)",
+                    false => "",
+                },
+            ),
+        );
     }
     out
 }

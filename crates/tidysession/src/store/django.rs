@@ -1030,6 +1030,15 @@ impl Sweep for DjangoStore {
             Db::Sqlite(_) => Err(StoreError::backend(NoSweep)),
         }
     }
+
+    async fn write_back_lag(&self) -> Result<Option<f64>, StoreError> {
+        match &*self.db {
+            #[cfg(feature = "mysql")]
+            Db::MySql(set) => set.with(super::mysql::write_back_lag).await,
+            #[allow(unreachable_patterns)]
+            _ => Ok(None),
+        }
+    }
 }
 
 /// [`DjangoStore::sweep`] offers no sweep on SQLite; a caller that kept one anyway is told so.
@@ -1311,7 +1320,8 @@ impl SessionStore for DjangoStore {
     /// Exact counts; the rest from a random key range of `session_key`. Without the secret,
     /// payloads are read unverified ([`Payloads::Unverified`]); with it, a row that does not
     /// verify counts as unreadable. Creation times are known only for sessions tidysession
-    /// wrote ([`CREATED_KEY`]). Also checks the catalog for an index on `expire_date`.
+    /// wrote ([`CREATED_KEY`]). Also checks the catalog for an index on `expire_date` and, on
+    /// MySQL/MariaDB, the table's size beside InnoDB's settings ([`Stats::innodb`]).
     async fn stats(
         &self,
         now: OffsetDateTime,
@@ -1390,6 +1400,13 @@ impl SessionStore for DjangoStore {
             present: indexed > 0,
             create_statement: self.sql.index_create.clone(),
         });
+        #[cfg(feature = "mysql")]
+        if let Db::MySql(set) = &*self.db {
+            let table = &self.sql.index_target;
+            stats.innodb = set
+                .with(async |conn| Ok(super::mysql::innodb(conn, table).await))
+                .await?;
+        }
         Ok(Some(stats))
     }
 

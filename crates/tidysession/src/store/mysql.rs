@@ -68,7 +68,9 @@ use super::sql::{
     bind_user, cursor_from_millis, in_place_assignments, listed_from, millis, record_from, to_json,
     JsonDialect, SchemaTooNew,
 };
-use super::stats::{key_range_method, native_stats, random_start, sample_plan, ExpiryIndex};
+use super::stats::{
+    key_range_method, native_stats, random_start, sample_plan, ExpiryIndex, Innodb,
+};
 use super::sweep::MySqlSweep;
 use super::{
     ExclusiveGuard, ExpiredBatch, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions,
@@ -571,6 +573,66 @@ impl IntoStoreError for StoreError {
 
 /// The MySQL error number behind a backend error, if the server sent one.
 /// Whether InnoDB picked the statement as a deadlock victim (and rolled it back).
+/// `table`'s size from the server's table statistics, and InnoDB's cache and write-back
+/// settings.
+///
+/// `None` when the table is not InnoDB's, or the server will not say (a MySQL-compatible
+/// server without InnoDB's variables): the figures only inform, so their absence is no error.
+pub(crate) async fn innodb(conn: &mut MySqlConnection, table: &str) -> Option<Innodb> {
+    // Rows, indexes, pool, log, I/O capacity, dirty-page low-water mark.
+    type Figures = (i64, i64, i64, i64, i64, i64);
+    let row: Result<Option<Figures>, sqlx::Error> = sqlx::query_as(
+        "SELECT CAST(COALESCE(data_length, 0) AS SIGNED), CAST(COALESCE(index_length, 0) AS SIGNED),
+                CAST(@@innodb_buffer_pool_size AS SIGNED), CAST(@@innodb_log_file_size AS SIGNED),
+                CAST(@@innodb_io_capacity AS SIGNED),
+                CAST(CEIL(@@innodb_max_dirty_pages_pct_lwm) AS SIGNED)
+         FROM information_schema.tables
+         WHERE table_schema = DATABASE() AND table_name = ? AND engine = 'InnoDB'",
+    )
+    .bind(table)
+    .fetch_optional(conn)
+    .await;
+    let n = |n: i64| u64::try_from(n).unwrap_or(0);
+    match row {
+        Ok(row) => row.map(|(data, index, pool, log, io, lwm)| Innodb {
+            data_bytes: n(data),
+            index_bytes: n(index),
+            buffer_pool_bytes: n(pool),
+            redo_log_bytes: n(log),
+            io_capacity: n(io),
+            flush_from_dirty_pct: n(lwm),
+        }),
+        Err(e) => {
+            tracing::debug!(error = %e, table, "no InnoDB figures");
+            None
+        }
+    }
+}
+
+/// InnoDB's checkpoint age over its maximum, from MariaDB's `Innodb_checkpoint_age` and
+/// `Innodb_checkpoint_max_age`; `None` where the server reports neither (MySQL).
+pub(crate) async fn write_back_lag(conn: &mut MySqlConnection) -> Result<Option<f64>, StoreError> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SHOW GLOBAL STATUS LIKE 'Innodb_checkpoint%'")
+            .fetch_all(conn)
+            .await
+            .map_err(StoreError::backend)?;
+    let figure = |name: &str| {
+        rows.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+    };
+    Ok(
+        match (
+            figure("Innodb_checkpoint_age"),
+            figure("Innodb_checkpoint_max_age"),
+        ) {
+            (Some(age), Some(max)) if max > 0.0 => Some((age / max).clamp(0.0, 1.0)),
+            _ => None,
+        },
+    )
+}
+
 pub(crate) fn is_deadlock(e: &StoreError) -> bool {
     error_number(e) == Some(ER_LOCK_DEADLOCK)
 }
@@ -884,7 +946,8 @@ impl SessionStore for MySqlStore {
     }
 
     /// Exact counts; the rest from a random range of ids (SHA-256 hashes, so uniformly
-    /// spread) read through the primary key.
+    /// spread) read through the primary key. Also the expiry index from the catalog, and the
+    /// table's size beside InnoDB's settings ([`Stats::innodb`]).
     async fn stats(
         &self,
         now: OffsetDateTime,
@@ -923,10 +986,11 @@ impl SessionStore for MySqlStore {
             .fetch_one(&mut *conn)
             .await
             .map_err(StoreError::backend)?;
-            Ok((rows, indexed))
+            let innodb = innodb(conn, &self.table.name).await;
+            Ok((rows, indexed, innodb))
         }
         .await;
-        let (rows, indexed) = lease.checked(result)?;
+        let (rows, indexed, innodb) = lease.checked(result)?;
         drop(lease);
         let index = ExpiryIndex {
             table: self.table.name.clone(),
@@ -936,7 +1000,7 @@ impl SessionStore for MySqlStore {
                 "CREATE INDEX expires_at ON {t} (expires_at) ALGORITHM=INPLACE LOCK=NONE;"
             ),
         };
-        Ok(Some(native_stats(
+        let mut stats = native_stats(
             now,
             counts,
             options,
@@ -944,7 +1008,9 @@ impl SessionStore for MySqlStore {
             format!("MySQL/MariaDB table {}", self.table.name),
             key_range_method(complete, limit),
             index,
-        )))
+        );
+        stats.innodb = innodb;
+        Ok(Some(stats))
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -1078,6 +1144,10 @@ impl Sweep for MySqlStore {
         self.connections
             .with(async |conn| sweep.run(conn, from, millis(now), span).await)
             .await
+    }
+
+    async fn write_back_lag(&self) -> Result<Option<f64>, StoreError> {
+        self.connections.with(write_back_lag).await
     }
 }
 

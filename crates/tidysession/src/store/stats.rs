@@ -18,6 +18,13 @@
 //!
 //! When the sample covers every record, every figure is exact; otherwise each sampled figure
 //! is scaled to the exact total and marked estimated ([`Figure::exact`]).
+//!
+//! # From the database's catalog
+//!
+//! SQL stores also report whether the expiry column is indexed ([`ExpiryIndex`]), and
+//! MySQL/MariaDB stores the table's size beside InnoDB's cache and write-back settings
+//! ([`Innodb`]), read from the catalog, the server's table statistics and its variables, not
+//! counted.
 
 use std::collections::HashMap;
 
@@ -124,6 +131,45 @@ pub struct ExpiryIndex {
     pub create_statement: String,
 }
 
+/// A MySQL/MariaDB table's size, and the InnoDB settings that decide whether its writes and
+/// a big cleanup wait on the disk.
+///
+/// InnoDB caches pages in its buffer pool; with `O_DIRECT` (MariaDB's default) nothing else
+/// caches them. When the table's secondary indexes do not fit, every write, and every delete
+/// that cleans up, waits on random disk reads: the expiry and user indexes are ordered
+/// differently from the rows, so no order of deletes reads them in sequence. Dirty pages go
+/// back to disk in the background only from `innodb_max_dirty_pages_pct_lwm` (MariaDB's
+/// default, 0, means only when the redo log runs short), at up to `innodb_io_capacity` pages
+/// a second; when the redo log between checkpoints fills, every commit waits for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Innodb {
+    /// The rows (InnoDB's clustered primary key), in bytes, from the server's table statistics.
+    pub data_bytes: u64,
+    /// The secondary indexes, in bytes, from the same statistics.
+    pub index_bytes: u64,
+    /// `innodb_buffer_pool_size`, in bytes.
+    pub buffer_pool_bytes: u64,
+    /// `innodb_log_file_size`, in bytes: the redo log.
+    pub redo_log_bytes: u64,
+    /// `innodb_io_capacity`: the pages a second background flushing aims at.
+    pub io_capacity: u64,
+    /// `innodb_max_dirty_pages_pct_lwm`, rounded up: the share of dirty pages in the buffer
+    /// pool from which InnoDB writes them back in the background; 0 for never.
+    pub flush_from_dirty_pct: u64,
+}
+
+impl Innodb {
+    /// Whether the secondary indexes are bigger than the whole buffer pool.
+    pub fn indexes_overflow(&self) -> bool {
+        self.index_bytes > self.buffer_pool_bytes
+    }
+
+    /// Whether InnoDB writes dirty pages back only when the redo log runs short.
+    pub fn flushes_only_under_pressure(&self) -> bool {
+        self.flush_from_dirty_pct == 0
+    }
+}
+
 /// What a store holds; see the [module docs](self).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -162,6 +208,8 @@ pub struct Stats {
     pub created: Option<Created>,
     /// The expiry index, when the store can check its catalog.
     pub expiry_index: Option<ExpiryIndex>,
+    /// The table's size and InnoDB's cache and write-back settings, on MySQL/MariaDB.
+    pub innodb: Option<Innodb>,
 }
 
 /// Creation counts over recent periods.
@@ -352,6 +400,7 @@ impl StatsBuilder {
             top_users: top.into_iter().map(|(u, n)| (u, live_figure(n))).collect(),
             created,
             expiry_index: None,
+            innodb: None,
         }
     }
 }
