@@ -17,6 +17,15 @@
 #   SCALE_CLEAR_ARGS        extra arguments for `tidysession clear` (e.g. "--batch 500")
 #   SCALE_POSTGRES_URL      default postgres://root@127.0.0.1/test
 #   SCALE_MYSQL_URL         default mysql://root@127.0.0.1/test (MariaDB or MySQL)
+#   SCALE_MYSQL_SETTINGS    InnoDB settings for the MariaDB/MySQL runs, `name=value` separated
+#                           by spaces, set with SET GLOBAL (in this order) before the first
+#                           such run and put back (in reverse) when the script exits; empty
+#                           leaves the server's own. Default: a 2 GiB buffer pool, a 1 GiB redo
+#                           log, the I/O capacity of an SSD, and background flushing from 10%
+#                           dirty pages (see docs/benchmarks.md, "Scale", for why each):
+#                           innodb_buffer_pool_size=2147483648 innodb_log_file_size=1073741824
+#                           innodb_io_capacity_max=4000 innodb_io_capacity=2000
+#                           innodb_max_dirty_pages_pct_lwm=10
 #   TIDYSESSION             the CLI binary (default $CARGO_TARGET_DIR or target/, release/tidysession;
 #                           build it with `cargo build --release -p tidysession-cli --all-features`)
 #
@@ -25,7 +34,8 @@
 # for Django's; MariaDB: tables tidysession_scale (+ _schema) and tidysession_scale_django):
 #   1. creates the table with `tidysession migrate`, fills it with set-based SQL (secondary
 #      indexes and the primary key are dropped for the fill and rebuilt after it, as a bulk
-#      load would), ANALYZE;
+#      load would), ANALYZE, and lets the server write the load back (PostgreSQL: CHECKPOINT;
+#      InnoDB: until at most 1% of the buffer pool is dirty);
 #   2. starts bench/scale-probe (built here, release) and lets it run SCALE_BASELINE_SECONDS;
 #   3. runs `tidysession clear --store URL`, timed, the probe still running; stops the probe;
 #   4. empties and refills the table, and does the same for the single DELETE;
@@ -51,6 +61,7 @@ STMT_TIMEOUT="${SCALE_STATEMENT_TIMEOUT:-1800}"
 read -r -a CLEAR_ARGS <<<"${SCALE_CLEAR_ARGS:-}"
 PG_URL="${SCALE_POSTGRES_URL:-postgres://root@127.0.0.1/test}"
 MY_URL="${SCALE_MYSQL_URL:-mysql://root@127.0.0.1/test}"
+read -r -a MY_SETTINGS <<<"${SCALE_MYSQL_SETTINGS-innodb_buffer_pool_size=2147483648 innodb_log_file_size=1073741824 innodb_io_capacity_max=4000 innodb_io_capacity=2000 innodb_max_dirty_pages_pct_lwm=10}"
 for v in SCALE_ROWS BASELINE RATE STMT_TIMEOUT; do
     if ! [[ "${!v}" =~ ^[1-9][0-9]*$ ]]; then
         echo "$v must be a positive integer (got '${!v}')" >&2
@@ -89,10 +100,35 @@ pg() { PGOPTIONS="-c statement_timeout=${STMT_TIMEOUT}s -c client_min_messages=w
 my() { mysql -h "$MY_HOST" -P "$MY_PORT" -u "$MY_USER" -N -B "$MY_DB" \
     --init-command="SET SESSION max_statement_time=$STMT_TIMEOUT" "$@"; }
 
+# InnoDB settings for the MariaDB/MySQL runs: set once, before the first; put back at exit.
+MY_BEFORE=()
+SETTLE_PCT=""
+set_innodb() {
+    [[ ${#MY_SETTINGS[@]} -eq 0 || ${#MY_BEFORE[@]} -gt 0 ]] && return 0
+    local kv name value
+    for kv in "${MY_SETTINGS[@]}"; do
+        name=${kv%%=*}; value=${kv#*=}
+        [[ "$name" =~ ^innodb_[a-z_]+$ && "$value" =~ ^[0-9.]+$ ]] \
+            || { echo "SCALE_MYSQL_SETTINGS: '$kv' is not innodb_name=number" >&2; exit 2; }
+        MY_BEFORE=("$name=$(my -e "SELECT @@$name")" "${MY_BEFORE[@]}")
+        my -e "SET GLOBAL $name = $value"
+        log "$name: ${MY_BEFORE[0]#*=} -> $(my -e "SELECT @@$name") for the run"
+    done
+}
+restore_innodb() {
+    local kv
+    for kv in "${MY_BEFORE[@]}"; do
+        my -e "SET GLOBAL ${kv%%=*} = ${kv#*=}" && log "${kv%%=*} put back to ${kv#*=}"
+    done
+    MY_BEFORE=()
+}
+
 PROBE_PID=""
 cleanup_all() {
     if [[ -n "$PROBE_PID" ]]; then kill -TERM "$PROBE_PID" 2>/dev/null || true; wait "$PROBE_PID" 2>/dev/null || true; fi
     for c in "${COMBOS[@]}"; do drop_tables "${c%%:*}" "${c##*:}" 2>/dev/null || true; done
+    if [[ -n "$SETTLE_PCT" ]]; then my -e "SET GLOBAL innodb_max_dirty_pages_pct = $SETTLE_PCT" || true; fi
+    restore_innodb || true
 }
 trap cleanup_all EXIT
 trap 'exit 130' INT TERM
@@ -217,6 +253,25 @@ my_fill() {
     my -e "SET SESSION unique_checks = 0; $insert"
     if [[ -n "$adds" ]]; then my -e "ALTER TABLE $REL $adds"; fi
     my -e "ANALYZE TABLE $REL" >/dev/null
+    my_settle
+}
+
+# Like the CHECKPOINT that ends a PostgreSQL fill: InnoDB writes the load's dirty pages back
+# before the baseline starts (innodb_max_dirty_pages_pct at 0 for the while), so the probe's
+# "before" is a quiet server and not one still flushing gigabytes. At most 5 minutes.
+my_settle() {
+    local dirty total i
+    SETTLE_PCT=$(my -e 'SELECT @@innodb_max_dirty_pages_pct')
+    my -e 'SET GLOBAL innodb_max_dirty_pages_pct = 0'
+    for ((i = 0; i < 300; i++)); do
+        dirty=$(my -e "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'" | cut -f2)
+        total=$(my -e "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_total'" | cut -f2)
+        (( dirty * 100 <= total )) && break
+        sleep 1
+    done
+    my -e "SET GLOBAL innodb_max_dirty_pages_pct = $SETTLE_PCT"
+    SETTLE_PCT=""
+    log "dirty pages written back: $dirty of $total left after ${i} s"
 }
 
 fill() {
@@ -297,6 +352,7 @@ T0=$(now_ms)
 for c in "${COMBOS[@]}"; do
     db="${c%%:*}"; schema="${c##*:}"
     setup_names "$db" "$schema"
+    if [[ $db == mysql ]]; then set_innodb; fi
     for m in "${METHODS[@]}"; do
         run_one "$db" "$schema" "$m"
     done
