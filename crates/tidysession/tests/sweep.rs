@@ -158,20 +158,3 @@ async fn postgres_steps_past_held_rows_and_a_second_sweep_of_the_range_takes_the
     assert_eq!((again.deleted, again.held), (1, 0));
     assert_eq!(store.count(t).await.unwrap().expired, 0);
 }
-
-/// MariaDB reports how far InnoDB's write-back trails (checkpoint age over its maximum), for
-/// native and Django tables alike; PostgreSQL's sweep writes its pages back itself and
-/// reports nothing.
-#[cfg(all(feature = "django", feature = "mysql", feature = "postgres"))]
-#[tokio::test]
-async fn mariadb_reports_its_write_back_lag_and_postgres_none() {
-    let (native, _guard) = crate::util::servers::mysql().await;
-    let (django, _django_guard) = crate::util::servers::django_mysql().await;
-    for store in [&native as &dyn SessionStore, &django] {
-        let lag = store.sweep().unwrap().write_back_lag().await.unwrap();
-        let lag = lag.expect("MariaDB reports Innodb_checkpoint_age");
-        assert!((0.0..=1.0).contains(&lag), "{lag}");
-    }
-    let (pg, _pg_guard) = crate::util::servers::postgres().await;
-    assert_eq!(pg.sweep().unwrap().write_back_lag().await.unwrap(), None);
-}

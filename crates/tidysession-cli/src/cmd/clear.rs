@@ -13,13 +13,6 @@
 //! - **Paced**: after each batch, `clear` pauses as long as the batch took, so it keeps the
 //!   database busy at most about half the time and the site's own queries get the rest.
 //!   `--max-rate` caps rows per second on top of that.
-//! - **Held while the server's write-back is behind** ([`Sweep::write_back_lag`]): on MariaDB,
-//!   after each batch `clear` reads how much of InnoDB's redo log between checkpoints is in
-//!   use (`Innodb_checkpoint_age` over `Innodb_checkpoint_max_age`; at most every 100 ms
-//!   while it is low). Over a half, it holds the next batch, reading again every 50 ms, for
-//!   up to 10 s a batch. A sweep dirties pages
-//!   faster than InnoDB writes them back, and once the checkpoint age reaches its maximum
-//!   every writer waits for the flushing, the site's commits included.
 //! - **A big backlog in storage order**: when at least a quarter of the records are expired
 //!   and the store can ([`SessionStore::sweep`]: PostgreSQL by page, MySQL/MariaDB by primary
 //!   key), `clear` sweeps the table in the order its rows sit on disk instead of walking the
@@ -78,9 +71,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use tidysession::store::{
-    redact_url, RecordCounts, SessionStore, Sweep, SweepPosition, SweptBatch,
-};
+use tidysession::store::{RecordCounts, SessionStore, Sweep, SweepPosition, SweptBatch};
 
 /// Arguments of `clear`.
 #[derive(Debug, clap::Args)]
@@ -112,19 +103,6 @@ const DEFAULT_BATCH_MS: u32 = 20;
 /// sweep batch writes far more log per millisecond, and every commit of the site's behind it
 /// waits for that log to reach the disk (see the module docs).
 const DEFAULT_SWEEP_BATCH_MS: u32 = 5;
-/// The share of the database's write-back room (see [`Sweep::write_back_lag`]) past which
-/// `clear` holds its next batch: the other half is the site's.
-const WRITE_BACK_LIMIT: f64 = 0.5;
-/// How often a held batch looks at the write-back again.
-const WRITE_BACK_POLL: Duration = Duration::from_millis(50);
-/// How often a run looks at the write-back while it is under the limit. A reading costs
-/// MariaDB about a millisecond (it adds up all its status counters: 40 s of a 452 s sweep of
-/// 10 million rows read it after every batch), and in 100 ms the fastest sweep fills about
-/// 1 MB of a redo log of 96 MB or more.
-const WRITE_BACK_EVERY: Duration = Duration::from_millis(100);
-/// The longest a batch is held for the write-back; then it goes anyway, so a server that
-/// never catches up (other writers) still sees the run through, one batch at a time.
-const WRITE_BACK_MAX_WAIT: Duration = Duration::from_secs(10);
 /// The smallest batch the size shrinks to (unless `--batch` starts smaller).
 const MIN_BATCH: u32 = 10;
 /// The largest batch the size grows to.
@@ -153,7 +131,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         first: args.batch,
         batch_time: Duration::from_millis(u64::from(batch_ms)),
         max_rate: args.max_rate,
-        write_back_wait: WRITE_BACK_MAX_WAIT,
     };
     if args.dry_run {
         let pace = match args.max_rate {
@@ -192,26 +169,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         counts.live
     );
     println!(
-        "{}: {} batches of {} to {} rows, aiming at {} ms each; paused {:.3}s in all, {:.3}s of \
-         it for the server's write-back; the final pass ({} batches) deleted {}",
+        "{}: {} batches of {} to {} rows, aiming at {} ms each; paused {:.3}s in all; the \
+         final pass ({} batches) deleted {}",
         order(sweep.is_some()),
         done.batches,
         done.smallest,
         done.largest,
         batch_ms,
         done.paused.as_secs_f64(),
-        done.held_for_write_back.as_secs_f64(),
         done.final_batches,
         done.final_deleted
     );
-    if done.held_for_write_back.as_secs_f64() * 4.0 > secs {
-        println!(
-            "the server's write-back held this run for {:.0}s of {secs:.0}s: `tidysession \
-             doctor --store {}` names the InnoDB settings behind it",
-            done.held_for_write_back.as_secs_f64(),
-            redact_url(&args.store)
-        );
-    }
     Ok(())
 }
 
@@ -230,14 +198,12 @@ fn order(sweep: bool) -> &'static str {
     }
 }
 
-/// How to clear: the first batch, the time a batch should take, the rate cap, the longest
-/// a batch is held for the server's write-back.
+/// How to clear: the first batch, the time a batch should take, the rate cap.
 #[derive(Debug, Clone)]
 struct Plan {
     first: u32,
     batch_time: Duration,
     max_rate: Option<u32>,
-    write_back_wait: Duration,
 }
 
 impl Plan {
@@ -279,10 +245,7 @@ struct Done {
     smallest: u32,
     largest: u32,
     longest: Duration,
-    /// Every pause, those for the write-back included.
     paused: Duration,
-    /// Pauses while the server's write-back was behind.
-    held_for_write_back: Duration,
     /// Batches of the final pass, and what they deleted.
     final_batches: u64,
     final_deleted: u64,
@@ -297,7 +260,7 @@ async fn clear(
     plan: &Plan,
     progress: &Progress,
 ) -> anyhow::Result<Done> {
-    let mut walk = Walk::new(plan, progress, store.sweep());
+    let mut walk = Walk::new(plan, progress);
     let mut cursors = Vec::new();
     walk.range(store, None, cutoff, Some(&mut cursors)).await?;
     let main = walk.done.clone();
@@ -318,7 +281,7 @@ async fn clear_by_sweep(
     plan: &Plan,
     progress: &Progress,
 ) -> anyhow::Result<Done> {
-    let mut walk = Walk::new(plan, progress, Some(sweep));
+    let mut walk = Walk::new(plan, progress);
     let mut held = Vec::new();
     let mut from = sweep.start().await.context("starting the sweep")?;
     loop {
@@ -343,22 +306,16 @@ async fn clear_by_sweep(
 struct Walk<'a> {
     plan: &'a Plan,
     progress: &'a Progress,
-    /// Where the server's write-back lag is read; `None` once it turned out not to tell.
-    write_back: Option<&'a dyn Sweep>,
-    /// When the write-back was last read and found under the limit.
-    write_back_fine: Option<Instant>,
     size: u32,
     started: Instant,
     done: Done,
 }
 
 impl<'a> Walk<'a> {
-    fn new(plan: &'a Plan, progress: &'a Progress, write_back: Option<&'a dyn Sweep>) -> Self {
+    fn new(plan: &'a Plan, progress: &'a Progress) -> Self {
         Self {
             plan,
             progress,
-            write_back,
-            write_back_fine: None,
             size: plan.first_batch(),
             started: Instant::now(),
             done: Done {
@@ -454,49 +411,6 @@ impl<'a> Walk<'a> {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
             self.done.paused += wait;
-        }
-        self.hold_for_write_back().await;
-    }
-
-    /// Holds the next batch while the server's write-back is over [`WRITE_BACK_LIMIT`] (see
-    /// [`Sweep::write_back_lag`]), up to the plan's longest wait; under it, reads it again
-    /// only every [`WRITE_BACK_EVERY`]. A reading that fails holds nothing: the next batch
-    /// meets the same server and reports what is wrong.
-    async fn hold_for_write_back(&mut self) {
-        let Some(source) = self.write_back else {
-            return;
-        };
-        if self
-            .write_back_fine
-            .is_some_and(|at| at.elapsed() < WRITE_BACK_EVERY)
-        {
-            return;
-        }
-        self.write_back_fine = None;
-        let started = Instant::now();
-        loop {
-            match source.write_back_lag().await {
-                Ok(None) => {
-                    self.write_back = None;
-                    break;
-                }
-                Ok(Some(lag)) if lag > WRITE_BACK_LIMIT => {
-                    if started.elapsed() >= self.plan.write_back_wait {
-                        break;
-                    }
-                    tokio::time::sleep(WRITE_BACK_POLL).await;
-                }
-                Ok(Some(_)) => {
-                    self.write_back_fine = Some(Instant::now());
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        let held = started.elapsed();
-        if held >= WRITE_BACK_POLL {
-            self.done.paused += held;
-            self.done.held_for_write_back += held;
         }
     }
 }

@@ -1030,15 +1030,6 @@ impl Sweep for DjangoStore {
             Db::Sqlite(_) => Err(StoreError::backend(NoSweep)),
         }
     }
-
-    async fn write_back_lag(&self) -> Result<Option<f64>, StoreError> {
-        match &*self.db {
-            #[cfg(feature = "mysql")]
-            Db::MySql(set) => set.with(super::mysql::write_back_lag).await,
-            #[allow(unreachable_patterns)]
-            _ => Ok(None),
-        }
-    }
 }
 
 /// [`DjangoStore::sweep`] offers no sweep on SQLite; a caller that kept one anyway is told so.

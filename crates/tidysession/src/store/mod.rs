@@ -275,18 +275,6 @@ pub trait Sweep: Send + Sync {
         now: OffsetDateTime,
         span: u32,
     ) -> Result<SweptBatch, StoreError>;
-
-    /// How far the database's write-back trails its writes, as a share of the most it lets
-    /// build up before every writer waits for it (0.0 to 1.0), where the database tells.
-    ///
-    /// A cleaner deletes faster than the database writes the pages back; past that most,
-    /// every commit of the site's waits too. `tidysession clear` holds its next batch while
-    /// this is over a half. MariaDB: InnoDB's checkpoint age over its maximum (the redo log
-    /// between checkpoints). PostgreSQL, whose sweep writes its own pages back as it goes,
-    /// and MySQL, which reports no such figure: `None`.
-    async fn write_back_lag(&self) -> Result<Option<f64>, StoreError> {
-        Ok(None)
-    }
 }
 
 /// Where a [`Sweep`] goes on: a place in the store's storage order, opaque outside it.

@@ -609,30 +609,6 @@ pub(crate) async fn innodb(conn: &mut MySqlConnection, table: &str) -> Option<In
     }
 }
 
-/// InnoDB's checkpoint age over its maximum, from MariaDB's `Innodb_checkpoint_age` and
-/// `Innodb_checkpoint_max_age`; `None` where the server reports neither (MySQL).
-pub(crate) async fn write_back_lag(conn: &mut MySqlConnection) -> Result<Option<f64>, StoreError> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SHOW GLOBAL STATUS LIKE 'Innodb_checkpoint%'")
-            .fetch_all(conn)
-            .await
-            .map_err(StoreError::backend)?;
-    let figure = |name: &str| {
-        rows.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.parse::<f64>().ok())
-    };
-    Ok(
-        match (
-            figure("Innodb_checkpoint_age"),
-            figure("Innodb_checkpoint_max_age"),
-        ) {
-            (Some(age), Some(max)) if max > 0.0 => Some((age / max).clamp(0.0, 1.0)),
-            _ => None,
-        },
-    )
-}
-
 pub(crate) fn is_deadlock(e: &StoreError) -> bool {
     error_number(e) == Some(ER_LOCK_DEADLOCK)
 }
@@ -1144,10 +1120,6 @@ impl Sweep for MySqlStore {
         self.connections
             .with(async |conn| sweep.run(conn, from, millis(now), span).await)
             .await
-    }
-
-    async fn write_back_lag(&self) -> Result<Option<f64>, StoreError> {
-        self.connections.with(write_back_lag).await
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use tidysession::record::Change;
 use tidysession::store::{
     DjangoStore, ExpiredBatch, MemoryStore, MySqlStore, PostgresStore, RecordCounts, SessionStore,
-    StoreError, Sweep, SweepPosition, SweptBatch, Updated,
+    StoreError, Updated,
 };
 use tidysession::{Record, SessionId, StorageKey};
 use time::Duration as Span;
@@ -168,7 +168,6 @@ fn plan(first: u32, batch_ms: u64) -> Plan {
         first,
         batch_time: Duration::from_millis(batch_ms),
         max_rate: None,
-        write_back_wait: WRITE_BACK_MAX_WAIT,
     }
 }
 
@@ -451,8 +450,9 @@ async fn a_sweep_takes_held_rows_in_its_final_pass_on_postgres() {
     });
     assert_eq!(holding.await.unwrap(), 5);
     let plan = Plan {
+        first: 20,
+        batch_time: Duration::from_millis(20),
         max_rate: Some(100),
-        ..plan(20, 20)
     };
     let sweep = store.sweep().unwrap();
     let done = clear_by_sweep(sweep, now, &plan, &Progress::silent())
@@ -478,114 +478,4 @@ async fn postgres_store(prefix: &str) -> (PostgresStore, String, Cleanup) {
         .schema(&schema)
         .unwrap();
     (store, schema, drop)
-}
-
-/// A real sweep whose write-back lag reads, in turn, from a script (then `after` for good),
-/// counting the readings and the batches.
-struct Lagging<'a> {
-    inner: &'a dyn Sweep,
-    script: Mutex<std::collections::VecDeque<f64>>,
-    after: Option<f64>,
-    readings: std::sync::atomic::AtomicUsize,
-    batches: std::sync::atomic::AtomicUsize,
-}
-
-impl<'a> Lagging<'a> {
-    fn new(inner: &'a dyn Sweep, script: &[f64], after: Option<f64>) -> Self {
-        Self {
-            inner,
-            script: Mutex::new(script.iter().copied().collect()),
-            after,
-            readings: Default::default(),
-            batches: Default::default(),
-        }
-    }
-
-    fn readings(&self) -> usize {
-        self.readings.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn batches(&self) -> usize {
-        self.batches.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl Sweep for Lagging<'_> {
-    async fn start(&self) -> Result<SweepPosition, StoreError> {
-        self.inner.start().await
-    }
-    async fn sweep_expired(
-        &self,
-        from: &SweepPosition,
-        now: OffsetDateTime,
-        span: u32,
-    ) -> Result<SweptBatch, StoreError> {
-        self.batches
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.sweep_expired(from, now, span).await
-    }
-    async fn write_back_lag(&self) -> Result<Option<f64>, StoreError> {
-        self.readings
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(self.script.lock().unwrap().pop_front().or(self.after))
-    }
-}
-
-/// While the server's write-back is over half its room, the next batch waits, reading it
-/// again every 50 ms; under half, batches go on at once.
-#[tokio::test]
-async fn a_sweep_holds_its_next_batch_while_the_write_back_is_behind() {
-    let (store, _, _drop) = postgres_store("tidysession_lag").await;
-    store.migrate().await.unwrap();
-    let now = OffsetDateTime::now_utc();
-    seed(&store, 60, now - Span::hours(1), Span::seconds(1)).await;
-    let lagging = Lagging::new(store.sweep().unwrap(), &[0.9, 0.8, 0.6, 0.5], Some(0.1));
-    let done = clear_by_sweep(&lagging, now, &plan(100, 20), &Progress::silent())
-        .await
-        .unwrap();
-    assert_eq!(done.deleted, 60);
-    // After the first batch: three readings over the limit, each 50 ms apart, then 0.5.
-    assert!(done.held_for_write_back >= 3 * WRITE_BACK_POLL, "{done:?}");
-    assert!(done.paused >= done.held_for_write_back, "{done:?}");
-    // After the first batch, three readings that held the next and one that let it go; then
-    // at most one per batch (none within 100 ms of one under the limit).
-    assert!(lagging.readings() >= 4, "{}", lagging.readings());
-    assert!(lagging.readings() <= lagging.batches() + 3);
-    assert_eq!(counts(&store, now).await, (0, 0));
-}
-
-/// A server that never catches up holds each batch for the plan's longest wait, and the run
-/// still ends; one that does not report the figure is not asked again.
-#[tokio::test]
-async fn a_write_back_that_never_catches_up_slows_a_sweep_without_stopping_it() {
-    let (store, _, _drop) = postgres_store("tidysession_lag").await;
-    store.migrate().await.unwrap();
-    let now = OffsetDateTime::now_utc();
-    // Enough rows for several pages, so several batches.
-    seed(&store, 300, now - Span::hours(1), Span::seconds(1)).await;
-    let plan = Plan {
-        write_back_wait: Duration::from_millis(200),
-        ..plan(10, 20)
-    };
-    let stuck = Lagging::new(store.sweep().unwrap(), &[], Some(1.0));
-    let done = clear_by_sweep(&stuck, now, &plan, &Progress::silent())
-        .await
-        .unwrap();
-    assert_eq!(done.deleted, 300);
-    let batches = stuck.batches() as u32;
-    assert!(batches >= 2, "{done:?}");
-    assert!(
-        done.held_for_write_back >= plan.write_back_wait * batches,
-        "{done:?}"
-    );
-
-    seed(&store, 40, now - Span::hours(1), Span::seconds(1)).await;
-    let silent = Lagging::new(store.sweep().unwrap(), &[], None);
-    let done = clear_by_sweep(&silent, now, &plan, &Progress::silent())
-        .await
-        .unwrap();
-    assert_eq!(done.deleted, 40);
-    assert_eq!(silent.readings(), 1);
-    assert_eq!(done.held_for_write_back, Duration::ZERO);
 }
