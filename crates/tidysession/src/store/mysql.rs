@@ -171,16 +171,13 @@ struct Table {
     /// its expiry: on a small table the optimizer may otherwise scan the `expires_at` index
     /// and lock a range of it, which made concurrent updates and deletes deadlock.
     by_id: String,
+    /// The sweep's statements, built once.
+    sweep: MySqlSweep,
 }
 
 impl Default for Table {
     fn default() -> Self {
-        Self {
-            name: DEFAULT_TABLE.to_owned(),
-            sessions: format!("`{DEFAULT_TABLE}`"),
-            schema: format!("`{DEFAULT_TABLE}_schema`"),
-            by_id: format!("`{DEFAULT_TABLE}` FORCE INDEX (PRIMARY)"),
-        }
+        Self::quoted(DEFAULT_TABLE)
     }
 }
 
@@ -192,12 +189,19 @@ impl Table {
         if !valid {
             return Err(InvalidTableName(name.to_owned()));
         }
-        Ok(Self {
+        Ok(Self::quoted(name))
+    }
+
+    /// The names and statements for `name`, already checked.
+    fn quoted(name: &str) -> Self {
+        let sessions = format!("`{name}`");
+        Self {
             name: name.to_owned(),
-            sessions: format!("`{name}`"),
             schema: format!("`{name}_schema`"),
             by_id: format!("`{name}` FORCE INDEX (PRIMARY)"),
-        })
+            sweep: MySqlSweep::new(&sessions, "id", EXPIRED, false),
+            sessions,
+        }
     }
 }
 
@@ -1116,7 +1120,7 @@ impl Sweep for MySqlStore {
         now: OffsetDateTime,
         span: u32,
     ) -> Result<SweptBatch, StoreError> {
-        let sweep = MySqlSweep::new(&self.table.sessions, "id", EXPIRED, false);
+        let sweep = &self.table.sweep;
         self.connections
             .with(async |conn| sweep.run(conn, from, millis(now), span).await)
             .await

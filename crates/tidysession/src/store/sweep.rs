@@ -155,7 +155,7 @@ mod mysql {
     /// ends (the `span`-th key on), then deletes the expired rows up to there in one
     /// statement, which waits for an expired row a request is writing rather than skipping
     /// it (so nothing is ever held back: `held` is always 0).
-    #[derive(Debug)]
+    #[derive(Debug, Clone)]
     pub(crate) struct MySqlSweep {
         edge: String,
         delete_range: String,
