@@ -37,6 +37,15 @@ impl Drop for Cleanup {
     }
 }
 
+/// A Django table name of this run's own on `server` (PostgreSQL or MySQL), its store URL, and
+/// the guard that drops it when the test ends.
+fn django_table(server: &str) -> (String, String, Cleanup) {
+    let table = unique_name("django_ops");
+    let url = format!("django+{}", with_param(server, &format!("table={table}")));
+    let drop = Cleanup(server.to_owned(), format!("DROP TABLE IF EXISTS {table}"));
+    (table, url, drop)
+}
+
 fn data(v: Value) -> tidysession::record::Data {
     v.as_object().unwrap().clone()
 }
@@ -447,12 +456,7 @@ async fn stats_doctor_clear_on_a_django_sqlite_table_without_its_index() {
 
 #[tokio::test]
 async fn stats_doctor_clear_on_a_django_postgres_table_without_its_index() {
-    let table = unique_name("django_ops");
-    let _drop = Cleanup(postgres_url(), format!("DROP TABLE IF EXISTS {table}"));
-    let url = format!(
-        "django+{}",
-        with_param(&postgres_url(), &format!("table={table}"))
-    );
+    let (table, url, _drop) = django_table(&postgres_url());
     let create = vec![format!(
         "CREATE TABLE {table} (session_key varchar(40) NOT NULL PRIMARY KEY, \
          session_data text NOT NULL, expire_date timestamp with time zone NOT NULL)"
@@ -462,12 +466,7 @@ async fn stats_doctor_clear_on_a_django_postgres_table_without_its_index() {
 
 #[tokio::test]
 async fn stats_on_a_django_mysql_table_reads_its_innodb_figures() {
-    let table = unique_name("django_ops");
-    let _drop = Cleanup(mysql_url(), format!("DROP TABLE IF EXISTS {table}"));
-    let url = format!(
-        "django+{}",
-        with_param(&mysql_url(), &format!("table={table}"))
-    );
+    let (_, url, _drop) = django_table(&mysql_url());
     let (ok, _, err) = run_with(&["migrate", "--store", &url], Some("ops-secret"));
     assert!(ok, "{err}");
     let s = stats_json(&url, None);
