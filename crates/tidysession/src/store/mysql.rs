@@ -575,8 +575,6 @@ impl IntoStoreError for StoreError {
     }
 }
 
-/// The MySQL error number behind a backend error, if the server sent one.
-/// Whether InnoDB picked the statement as a deadlock victim (and rolled it back).
 /// `table`'s size from the server's table statistics, and InnoDB's cache and write-back
 /// settings.
 ///
@@ -613,10 +611,12 @@ pub(crate) async fn innodb(conn: &mut MySqlConnection, table: &str) -> Option<In
     }
 }
 
+/// Whether InnoDB picked the statement as a deadlock victim (and rolled it back).
 pub(crate) fn is_deadlock(e: &StoreError) -> bool {
     error_number(e) == Some(ER_LOCK_DEADLOCK)
 }
 
+/// The MySQL error number behind a backend error, if the server sent one.
 fn error_number(e: &StoreError) -> Option<u16> {
     let StoreError::Backend(source) = e else {
         return None;
