@@ -100,10 +100,11 @@ pub(crate) fn findings(s: &Stats, url: &str) -> Vec<Finding> {
             s.expiry_index.as_ref(),
         ));
     }
-    if let Some(db) = s.innodb.filter(|db| db.flushes_only_under_pressure()) {
-        if total >= BIG_TABLE {
-            out.push(write_back_finding(&db, total));
-        }
+    if let Some(db) = s
+        .innodb
+        .filter(|db| total >= BIG_TABLE && db.flushes_only_under_pressure())
+    {
+        out.push(write_back_finding(&db, total));
     }
     if live > 0 && s.test_cookie_only.value * 2 > live {
         out.push(Finding {
