@@ -98,6 +98,17 @@ pub fn plus(t: OffsetDateTime, d: time::Duration) -> OffsetDateTime {
         .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_offset(t.offset()))
 }
 
+/// Unix milliseconds, the precision every store and every per-session expiry keeps.
+pub(crate) fn millis(t: OffsetDateTime) -> i64 {
+    // Every `OffsetDateTime`, even with `large-dates`, fits in an i64 of milliseconds.
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The time `ms` Unix milliseconds stand for; `None` outside `OffsetDateTime`'s range.
+pub(crate) fn time_at(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
 /// `t - d`, saturating at the smallest representable time.
 pub(crate) fn minus(t: OffsetDateTime, d: time::Duration) -> OffsetDateTime {
     t.checked_sub(d)

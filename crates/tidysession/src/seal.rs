@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use crate::client::{ClientAddress, Limiter};
 use crate::config::{Anonymous, OverBudget, SessionConfig};
 use crate::keyring::KeyRing;
-use crate::record::{Data, Record};
+use crate::record::{millis, time_at, Data, Record};
 
 const PURPOSE: &str = "sealed cookie";
 const NONCE_LEN: usize = 24;
@@ -165,8 +165,8 @@ impl Sealer {
         let sealed: Sealed<Data> = serde_json::from_slice(&plain).map_err(|_| Rejected::Forged)?;
         let record = Record {
             data: sealed.d,
-            created_at: from_millis(sealed.c).ok_or(Rejected::Forged)?,
-            expires_at: from_millis(sealed.e).ok_or(Rejected::Forged)?,
+            created_at: time_at(sealed.c).ok_or(Rejected::Forged)?,
+            expires_at: time_at(sealed.e).ok_or(Rejected::Forged)?,
         };
         if !record.is_live(now, absolute) {
             return Err(Rejected::Expired);
@@ -245,14 +245,6 @@ impl CookieTier {
     pub(crate) fn budget(&self) -> usize {
         self.budget
     }
-}
-
-fn millis(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-fn from_millis(ms: i64) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
 }
 
 #[cfg(test)]

@@ -4,18 +4,14 @@ use time::OffsetDateTime;
 
 use super::StoreError;
 use crate::id::StorageKey;
+pub(crate) use crate::record::millis;
+use crate::record::time_at;
 
-/// Unix milliseconds, the precision every store keeps.
-pub(crate) fn millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
+/// A stored time, read back: one out of range is a corrupt record.
 pub(crate) fn from_millis(key: &StorageKey, ms: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(|e| {
-        StoreError::Corrupt {
-            key: *key,
-            reason: e.to_string(),
-        }
+    time_at(ms).ok_or_else(|| StoreError::Corrupt {
+        key: *key,
+        reason: format!("{ms} Unix milliseconds is out of range"),
     })
 }
 
