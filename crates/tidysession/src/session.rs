@@ -11,7 +11,9 @@ use tokio::sync::OnceCell;
 use crate::config::SessionConfig;
 use crate::decide::{Facts, Incoming, Loaded, TestCookie};
 use crate::id::SessionId;
-use crate::record::{only_reserved, plus, Change, Data, Edits, Record, RESERVED_PREFIX, USER_KEY};
+use crate::record::{
+    millis, only_reserved, plus, time_at, Change, Data, Edits, Record, RESERVED_PREFIX, USER_KEY,
+};
 use crate::seal::{CookieTier, Sealer};
 use crate::store::{SessionStore, StoreError};
 
@@ -474,15 +476,20 @@ impl Session {
     }
 
     /// Sets when this session expires, overriding the configured idle timeout. Stored with the
-    /// session; it does not by itself make an empty session worth storing.
+    /// session, to the millisecond as stores keep times; it does not by itself make an empty
+    /// session worth storing.
     ///
     /// # Errors
     ///
     /// [`SessionError::Store`] if loading failed.
     pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
         let value = match expiry {
-            Expiry::OnInactivity(d) => serde_json::json!({ "idle_s": d.whole_seconds() }),
-            Expiry::AtDateTime(t) => serde_json::json!({ "at_s": t.unix_timestamp() }),
+            Expiry::OnInactivity(d) => {
+                let ms = d.whole_milliseconds();
+                let ms = ms.clamp(i64::MIN.into(), i64::MAX.into()) as i64;
+                serde_json::json!({ "idle_ms": ms })
+            }
+            Expiry::AtDateTime(t) => serde_json::json!({ "at_ms": millis(t) }),
             Expiry::OnBrowserClose => serde_json::json!({ "browser": true }),
         };
         self.loaded().await?.edits.set(EXPIRY_KEY.to_owned(), value);
@@ -678,13 +685,11 @@ pub(crate) struct Outcome {
 
 pub(crate) fn expiry_of(v: Option<&Value>) -> Option<Expiry> {
     let v = v?;
-    if let Some(s) = v.get("idle_s").and_then(Value::as_i64) {
-        return Some(Expiry::OnInactivity(Duration::seconds(s)));
+    if let Some(ms) = v.get("idle_ms").and_then(Value::as_i64) {
+        return Some(Expiry::OnInactivity(Duration::milliseconds(ms)));
     }
-    if let Some(s) = v.get("at_s").and_then(Value::as_i64) {
-        return OffsetDateTime::from_unix_timestamp(s)
-            .ok()
-            .map(Expiry::AtDateTime);
+    if let Some(ms) = v.get("at_ms").and_then(Value::as_i64) {
+        return time_at(ms).map(Expiry::AtDateTime);
     }
     v.get("browser").map(|_| Expiry::OnBrowserClose)
 }

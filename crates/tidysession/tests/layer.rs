@@ -41,6 +41,7 @@ macro_rules! layer_suite {
                 near_the_absolute_timeout_reads_do_not_touch,
                 browser_session_cookies_have_no_max_age,
                 per_session_expiry_is_kept_and_fixed_expiry_is_not_extended,
+                per_session_expiry_keeps_its_milliseconds,
                 cookie_carries_secure_httponly_samesite_and_path,
             );
         }
@@ -516,6 +517,50 @@ pub async fn per_session_expiry_is_kept_and_fixed_expiry_is_not_extended<S: Sess
 
     let r = h.get("/expiry?kind=idle&s=60", Some(&cookie)).await;
     assert!(r.session_set_cookie().unwrap().contains("Max-Age=60;"));
+}
+
+/// A per-session expiry is kept to the millisecond, as stores keep times: one cut to the
+/// second ends a session up to a second early (and an idle timeout under a second at once).
+pub async fn per_session_expiry_keeps_its_milliseconds<S: SessionStore>(make: impl AsyncFn() -> S) {
+    let (h, cookie) = with_session(make().await, config()).await;
+    let key = SessionId::parse(cookie.strip_prefix("id=").unwrap())
+        .unwrap()
+        .storage_key();
+    let now = time::OffsetDateTime::now_utc;
+    let at = (now() + Duration::hours(1))
+        .replace_millisecond(999)
+        .unwrap();
+    let ms = at.unix_timestamp_nanos() / 1_000_000;
+    let r = h
+        .get(&format!("/expiry?kind=at&ms={ms}"), Some(&cookie))
+        .await;
+    assert!(r.status.is_success(), "{r:?}");
+    let stored = h.store.load(&key, now()).await.unwrap().unwrap();
+    assert_eq!(stored.expires_at, at);
+    let read = h.get("/read-all", Some(&cookie)).await.body;
+    assert!(
+        read.ends_with(&format!("Some(AtDateTime({at:?}))")),
+        "{read}"
+    );
+
+    let before = now();
+    let r = h.get("/expiry?kind=idle&ms=1500", Some(&cookie)).await;
+    let after = now();
+    assert!(r.status.is_success(), "{r:?}");
+    let stored = h.store.load(&key, now()).await.unwrap().unwrap();
+    let idle = Duration::milliseconds(1500);
+    // The layer's clock reads between `before` and `after`; the store keeps milliseconds.
+    let floor = before + idle - Duration::milliseconds(1);
+    assert!(
+        floor < stored.expires_at && stored.expires_at <= after + idle,
+        "{before} {} {after}",
+        stored.expires_at
+    );
+    let read = h.get("/read-all", Some(&cookie)).await.body;
+    assert!(
+        read.ends_with(&format!("Some(OnInactivity({idle:?}))")),
+        "{read}"
+    );
 }
 
 pub async fn cookie_carries_secure_httponly_samesite_and_path<S: SessionStore>(

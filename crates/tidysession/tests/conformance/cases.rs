@@ -126,7 +126,10 @@ pub async fn reserved_keys_alone_do_not_keep_a_record<S: SessionStore>(store: Ar
     let k = key_for(&*store);
     let expiry = format!("{RESERVED_PREFIX}expiry");
     store
-        .create(&k, &fresh(json!({"a": 1, expiry.clone(): {"idle_s": 60}})))
+        .create(
+            &k,
+            &fresh(json!({"a": 1, expiry.clone(): {"idle_ms": 60_000}})),
+        )
         .await
         .unwrap();
     let done = store.update(&k, &removed(&["a"]), now()).await.unwrap();

@@ -112,14 +112,19 @@ async fn delete_test_cookie(session: Session) -> &'static str {
     "deleted"
 }
 
+/// Sets the session's expiry: `kind=browser`, `kind=idle` for `s` seconds or `ms`
+/// milliseconds, `kind=at` in `s` seconds from now or at Unix millisecond `ms`.
 async fn expiry(session: Session, q: Q) -> Result<&'static str, SessionError> {
-    let expiry = match arg(&q, "kind") {
-        "browser" => Expiry::OnBrowserClose,
-        "idle" => Expiry::OnInactivity(time::Duration::seconds(arg(&q, "s").parse().unwrap())),
-        _ => Expiry::AtDateTime(
-            time::OffsetDateTime::now_utc()
-                + time::Duration::seconds(arg(&q, "s").parse().unwrap()),
+    let ms = q.get("ms").map(|ms| ms.parse::<i64>().unwrap());
+    let span = || time::Duration::seconds(arg(&q, "s").parse().unwrap());
+    let expiry = match (arg(&q, "kind"), ms) {
+        ("browser", _) => Expiry::OnBrowserClose,
+        ("idle", Some(ms)) => Expiry::OnInactivity(time::Duration::milliseconds(ms)),
+        ("idle", None) => Expiry::OnInactivity(span()),
+        (_, Some(ms)) => Expiry::AtDateTime(
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap(),
         ),
+        (_, None) => Expiry::AtDateTime(OffsetDateTime::now_utc() + span()),
     };
     session.set_expiry(expiry).await?;
     Ok("expiry set")
