@@ -437,10 +437,24 @@ fn sealed_cookie(
     let config = session.config();
     let mut cookie = base_cookie(config, &config.cookie_name, &value);
     if outcome.max_age.is_some() {
-        cookie.set_max_age((expires_at - now).max(time::Duration::ZERO));
-        cookie.set_expires(expires_at);
+        set_lifetime(&mut cookie, expires_at - now, expires_at);
     }
     to_header(&cookie)
+}
+
+/// Gives a cookie `left` to live, until `expires_at`. Both attributes count whole seconds, so
+/// both round up: cut down, the cookie would end before its session, and with under a second
+/// left it would say `Max-Age=0`, which deletes it at once.
+fn set_lifetime(cookie: &mut Cookie<'_>, left: time::Duration, expires_at: OffsetDateTime) {
+    let left = left.max(time::Duration::ZERO);
+    let part = i64::from(left.subsec_nanoseconds() > 0);
+    cookie.set_max_age(time::Duration::seconds(
+        left.whole_seconds().saturating_add(part),
+    ));
+    let up = (expires_at.replace_nanosecond(0).ok())
+        .filter(|whole| *whole != expires_at)
+        .and_then(|whole| whole.checked_add(time::Duration::SECOND));
+    cookie.set_expires(up.unwrap_or(expires_at));
 }
 
 /// The length of the session cookie's `Set-Cookie` header without its value, at its longest
@@ -454,9 +468,8 @@ fn cookie_overhead(config: &SessionConfig) -> usize {
 
 fn session_cookie(config: &SessionConfig, value: &str, outcome: &Outcome) -> Option<HeaderValue> {
     let mut cookie = base_cookie(config, &config.cookie_name, value);
-    if let Some(max_age) = outcome.max_age {
-        cookie.set_max_age(max_age.max(time::Duration::ZERO));
-        cookie.set_expires(outcome.record.expires_at);
+    if let Some(left) = outcome.max_age {
+        set_lifetime(&mut cookie, left, outcome.record.expires_at);
     }
     to_header(&cookie)
 }

@@ -544,11 +544,11 @@ pub async fn per_session_expiry_keeps_its_milliseconds<S: SessionStore>(make: im
     );
 
     let before = now();
-    let r = h.get("/expiry?kind=idle&ms=1500", Some(&cookie)).await;
+    let r = h.get("/expiry?kind=idle&ms=61500", Some(&cookie)).await;
     let after = now();
     assert!(r.status.is_success(), "{r:?}");
     let stored = h.store.load(&key, now()).await.unwrap().unwrap();
-    let idle = Duration::milliseconds(1500);
+    let idle = Duration::milliseconds(61_500);
     // The layer's clock reads between `before` and `after`; the store keeps milliseconds.
     let floor = before + idle - Duration::milliseconds(1);
     assert!(
@@ -561,6 +561,17 @@ pub async fn per_session_expiry_keeps_its_milliseconds<S: SessionStore>(make: im
         read.ends_with(&format!("Some(OnInactivity({idle:?}))")),
         "{read}"
     );
+    // The cookie's whole seconds round up: with 1.7 s left it lasts 2 s, not 1; and with
+    // under a second left, 1 s, never `Max-Age=0`, which would delete it at once.
+    for (ms, max_age) in [(1700, 2), (900, 1)] {
+        let at = now() + Duration::milliseconds(ms);
+        let at = at.unix_timestamp_nanos() / 1_000_000;
+        let r = h
+            .get(&format!("/expiry?kind=at&ms={at}"), Some(&cookie))
+            .await;
+        let set = r.session_set_cookie().unwrap();
+        assert!(set.contains(&format!("Max-Age={max_age};")), "{set}");
+    }
 }
 
 pub async fn cookie_carries_secure_httponly_samesite_and_path<S: SessionStore>(
