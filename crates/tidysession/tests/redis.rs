@@ -720,6 +720,44 @@ async fn a_server_that_stops_answering_fails_requests_in_time_and_replies_stay_i
     assert_eq!(got.data, data(json!({"k": "a"})));
 }
 
+/// On both kinds of connection (the store's own, and RESP3 through the `redis` crate): a
+/// reply a second late is no error, and a server that stops answering fails a request in
+/// seconds, not never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reply_is_waited_for_and_a_stalled_server_fails_in_time() {
+    use crate::util::proxy::Proxy;
+    use crate::util::servers::with_param;
+    use std::time::{Duration as StdDuration, Instant};
+    for resp3 in [false, true] {
+        let (proxy, url) = Proxy::in_front_of(&redis_url(), 6379).await;
+        let url = if resp3 {
+            with_param(&url, "protocol=resp3")
+        } else {
+            url
+        };
+        let store = Arc::new(crate::util::servers::redis_at(&url).await);
+        let k = key();
+        store.create(&k, &fresh(json!({"k": 1}))).await.unwrap();
+
+        proxy.stall();
+        let slow = {
+            let store = store.clone();
+            tokio::spawn(async move { store.load(&k, now()).await })
+        };
+        tokio::time::sleep(StdDuration::from_secs(1)).await;
+        proxy.restore();
+        let got = slow.await.unwrap();
+        assert!(matches!(got, Ok(Some(_))), "resp3 {resp3}: {got:?}");
+
+        proxy.stall();
+        let started = Instant::now();
+        let got = store.load(&k, now()).await;
+        assert!(got.is_err(), "resp3 {resp3}: {got:?}");
+        assert!(started.elapsed() < StdDuration::from_secs(5), "no hang");
+        proxy.restore();
+    }
+}
+
 #[tokio::test]
 async fn rename_judges_the_new_key_at_the_renames_own_now() {
     for store in [redis().await, redis_cluster().await] {

@@ -27,8 +27,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-/// How long a request waits for its reply before it fails.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request waits for its reply before it fails, on every kind of connection.
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How much the socket task reads at a time, at least.
 const READ_CHUNK: usize = 16 * 1024;

@@ -149,7 +149,7 @@ mod scripts;
 #[cfg(test)]
 mod tests;
 
-use connection::Connection;
+use connection::{Connection, RESPONSE_TIMEOUT};
 
 /// The default key prefix.
 const DEFAULT_PREFIX: &str = "tidysession:";
@@ -203,7 +203,8 @@ const REVOKE_PASSES: usize = 32;
 /// out in one write, and replies are parsed by a RESP2 parser much cheaper than the `redis`
 /// crate's. TLS (`rediss://`), Unix sockets and RESP3 (`?protocol=resp3`) go through the
 /// `redis` crate's reconnecting connection manager instead; a cluster through its cluster
-/// client.
+/// client. On every kind a request waits up to 2 seconds for its reply, then fails with a
+/// store error: a server that stops answering costs a request seconds, never a hang.
 ///
 /// It keeps a [user index](UserIndex): a sorted set per user (see
 /// [`user_index_key`](Self::user_index_key)), written before a record is filed under the
@@ -349,6 +350,8 @@ impl RedisStore {
         } else {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                // The crate's default, 500 ms, fails requests on a briefly busy server.
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
                 // One reconnect attempt per failure: while Redis is down, a request fails
                 // within a few hundred milliseconds rather than stalling for seconds.
                 .set_number_of_retries(1);
@@ -381,8 +384,10 @@ impl RedisStore {
             let client = ::redis::Client::open(*node).map_err(StoreError::backend)?;
             target.push(client.get_connection_info().addr().to_string());
         }
+        // Without a response timeout (the crate's default) a hung node stalls requests.
         let client = ClusterClientBuilder::new(nodes)
             .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
             .build()
             .map_err(StoreError::backend)?;
         let conn = client
