@@ -2,6 +2,7 @@
 //! store wrapped in a `CountingStore` so tests can assert exactly how much I/O a request did.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -269,21 +270,42 @@ pub struct Altered<S> {
     pub failing_loads: bool,
     /// Each update takes this long before it reaches the store, as on a busy database.
     pub slow_updates: std::time::Duration,
+    /// Loads that have finished, so a test can wait for them instead of guessing a time.
+    pub loads_done: AtomicU64,
 }
 
 impl<S> Altered<S> {
-    pub fn failing_loads(inner: S) -> Self {
+    /// Nothing altered; loads are counted as they finish.
+    pub fn new(inner: S) -> Self {
         Self {
             inner,
-            failing_loads: true,
+            failing_loads: false,
             slow_updates: Default::default(),
+            loads_done: AtomicU64::new(0),
+        }
+    }
+    pub fn failing_loads(inner: S) -> Self {
+        Self {
+            failing_loads: true,
+            ..Self::new(inner)
         }
     }
     pub fn slow_updates(inner: S, by: std::time::Duration) -> Self {
         Self {
-            inner,
-            failing_loads: false,
             slow_updates: by,
+            ..Self::new(inner)
+        }
+    }
+
+    /// Waits until `n` loads have finished; panics after 30 s.
+    pub async fn loads_finished(&self, n: u64) {
+        let started = std::time::Instant::now();
+        while self.loads_done.load(Ordering::SeqCst) < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{n} loads never finished"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 }
@@ -298,7 +320,9 @@ impl<S: SessionStore> SessionStore for Altered<S> {
         if self.failing_loads {
             return Err(StoreError::Backend("loads fail in this test".into()));
         }
-        self.inner.load(key, now).await
+        let loaded = self.inner.load(key, now).await;
+        self.loads_done.fetch_add(1, Ordering::SeqCst);
+        loaded
     }
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
         self.inner.create(key, record).await
@@ -342,5 +366,14 @@ impl<S: SessionStore> SessionStore for Altered<S> {
     }
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         self.inner.count(now).await
+    }
+    fn removes_expired_itself(&self) -> bool {
+        self.inner.removes_expired_itself()
+    }
+    fn user_index(&self) -> Option<&dyn tidysession::store::UserIndex> {
+        self.inner.user_index()
+    }
+    fn id_format(&self) -> tidysession::IdFormat {
+        self.inner.id_format()
     }
 }
