@@ -10,7 +10,7 @@ use serde_json::json;
 use tidysession::record::Change;
 use tidysession::store::{
     DjangoStore, ExpiredBatch, MemoryStore, MySqlStore, PostgresStore, RecordCounts, SessionStore,
-    StoreError, Updated,
+    StoreError, Sweep, SweepPosition, SweptBatch, Updated,
 };
 use tidysession::{Record, SessionId, StorageKey};
 use time::Duration as Span;
@@ -422,12 +422,44 @@ fn a_sweep_pays_from_a_quarter_of_the_records_expired() {
     assert!(!worth_sweeping(counts(0, 0)));
 }
 
+/// A sweep in front of another that rolls back `held` (rows another transaction locks) when
+/// the final pass starts: the first time a range is swept again.
+struct ReleasedAtFinalPass<'a> {
+    inner: &'a dyn Sweep,
+    swept: Mutex<Vec<SweepPosition>>,
+    held: tokio::sync::Mutex<Option<sqlx::Transaction<'static, sqlx::Postgres>>>,
+}
+
+#[async_trait]
+impl Sweep for ReleasedAtFinalPass<'_> {
+    async fn start(&self) -> Result<SweepPosition, StoreError> {
+        self.inner.start().await
+    }
+    async fn sweep_expired(
+        &self,
+        from: &SweepPosition,
+        now: OffsetDateTime,
+        span: u32,
+    ) -> Result<SweptBatch, StoreError> {
+        let again = {
+            let mut swept = self.swept.lock().unwrap();
+            let again = swept.contains(from);
+            swept.push(from.clone());
+            again
+        };
+        if again {
+            if let Some(held) = self.held.lock().await.take() {
+                held.rollback().await.unwrap();
+            }
+        }
+        self.inner.sweep_expired(from, now, span).await
+    }
+}
+
 /// A sweep steps past expired rows another transaction holds; once they are free, the final
-/// pass sweeps their range again and deletes them (here the rows are released a second into a
-/// sweep paced to take about three).
+/// pass sweeps their range again and deletes them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sweep_takes_held_rows_in_its_final_pass_on_postgres() {
-    use sqlx::Connection as _;
     let (store, schema, _drop) = postgres_store("tidysession_sweep").await;
     store.migrate().await.unwrap();
     let now = OffsetDateTime::now_utc();
@@ -439,26 +471,26 @@ async fn a_sweep_takes_held_rows_in_its_final_pass_on_postgres() {
          ORDER BY ctid LIMIT 5 FOR UPDATE",
         now_millis()
     );
-    let (held, holding) = tokio::sync::oneshot::channel();
-    let release = tokio::spawn(async move {
-        let mut other = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
-        let mut tx = other.begin().await.unwrap();
-        let locked = sqlx::query(&hold).execute(&mut *tx).await.unwrap();
-        held.send(locked.rows_affected()).unwrap();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        tx.rollback().await.unwrap();
-    });
-    assert_eq!(holding.await.unwrap(), 5);
-    let plan = Plan {
-        first: 20,
-        batch_time: Duration::from_millis(20),
-        max_rate: Some(100),
+    let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    assert_eq!(
+        sqlx::query(&hold)
+            .execute(&mut *tx)
+            .await
+            .unwrap()
+            .rows_affected(),
+        5
+    );
+    let sweep = ReleasedAtFinalPass {
+        inner: store.sweep().unwrap(),
+        swept: Mutex::new(Vec::new()),
+        held: tokio::sync::Mutex::new(Some(tx)),
     };
-    let sweep = store.sweep().unwrap();
-    let done = clear_by_sweep(sweep, now, &plan, &Progress::silent())
+    let plan = plan(20, 20);
+    let done = clear_by_sweep(&sweep, now, &plan, &Progress::silent())
         .await
         .unwrap();
-    release.await.unwrap();
+    assert!(sweep.held.lock().await.is_none(), "the final pass started");
     assert_eq!(done.deleted, 300);
     assert!(done.final_batches >= 1, "{done:?}");
     assert_eq!(done.final_deleted, 5, "{done:?}");
