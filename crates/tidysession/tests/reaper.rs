@@ -578,8 +578,9 @@ async fn shutdown_is_bounded_and_lets_the_current_batch_finish() {
     tokio::time::timeout(StdDuration::from_secs(2), handle.shutdown())
         .await
         .expect("shut down within 2 s");
+    // At most the batch under way (200 ms), not the eight or so left (1.6 s).
     assert!(
-        start.elapsed() < StdDuration::from_millis(500),
+        start.elapsed() < StdDuration::from_millis(1000),
         "{:?}",
         start.elapsed()
     );
