@@ -11,13 +11,16 @@ use crate::record::time_at;
 pub(crate) fn from_millis(key: &StorageKey, ms: i64) -> Result<OffsetDateTime, StoreError> {
     time_at(ms).ok_or_else(|| StoreError::Corrupt {
         key: *key,
-        reason: format!("{ms} Unix milliseconds is out of range"),
+        reason: out_of_range(ms),
     })
 }
 
 /// An expiry read back as a cleanup cursor. Every stored expiry was written from an
 /// `OffsetDateTime`, so one out of its range is a corrupt row, reported as a store error.
 pub(crate) fn cursor_from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(StoreError::backend)
+    time_at(ms).ok_or_else(|| StoreError::Backend(out_of_range(ms).into()))
+}
+
+fn out_of_range(ms: i64) -> String {
+    format!("{ms} Unix milliseconds is out of range")
 }
