@@ -133,7 +133,8 @@ mod users {
 
     use crate::auth::{AuthBackend, AuthUser};
     use crate::django::{check_password, make_pbkdf2_password, PBKDF2_DEFAULT_ITERATIONS};
-    use crate::store::django::{with_conn, Db, Dialect};
+    use crate::store::sql::db::with_conn;
+    use crate::store::sql::{Db, Dialect};
     use crate::store::{DjangoStore, StoreError};
 
     /// A row of Django's `auth_user` table (or a custom user table with its columns `id`,
@@ -319,7 +320,7 @@ mod users {
         }
 
         async fn fetch(&self, sql: &str, key: Key<'_>) -> Result<Option<DjangoUser>, StoreError> {
-            with_conn!(self, conn => {
+            with_conn!(&*self.db, conn => {
                 let query = sqlx::query(sql);
                 let query = match key {
                     Key::Id(id) => query.bind(id),

@@ -15,6 +15,7 @@ pub(crate) fn from_millis(key: &StorageKey, ms: i64) -> Result<OffsetDateTime, S
     })
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 /// An expiry read back as a cleanup cursor. Every stored expiry was written from an
 /// `OffsetDateTime`, so one out of its range is a corrupt row, reported as a store error.
 pub(crate) fn cursor_from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {

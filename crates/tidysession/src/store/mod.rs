@@ -45,8 +45,6 @@ use crate::record::{Change, Record};
 
 #[cfg(feature = "cached")]
 mod cached;
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-mod connections;
 mod counting;
 #[cfg(all(
     feature = "django",
@@ -70,12 +68,10 @@ mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-mod sql;
+pub(crate) mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub mod stats;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-mod sweep;
 mod url;
 
 #[cfg(feature = "redis")]
@@ -338,12 +334,7 @@ impl ExpiredBatch {
 
     /// A batch that deleted `deleted` of at most `limit` records, the latest expiring at
     /// `latest`: only a full batch can have more after it.
-    #[cfg(any(
-        feature = "memory",
-        feature = "sqlite",
-        feature = "postgres",
-        feature = "mysql"
-    ))]
+    #[cfg(any(feature = "memory", feature = "sqlite", feature = "postgres"))]
     pub(crate) fn of(deleted: u64, latest: Option<OffsetDateTime>, limit: u32) -> Self {
         Self {
             deleted,

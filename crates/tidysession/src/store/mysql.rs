@@ -51,30 +51,26 @@
 //! the version recorded; a schema newer than this build is refused.
 
 use std::fmt;
-use std::future::Future;
-use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::mysql::{
-    MySqlArguments, MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlQueryResult,
-    MySqlRow,
-};
-use sqlx::{ConnectOptions as _, Connection as _, MySql, Row as _};
+use sqlx::mysql::{MySqlArguments, MySqlConnection, MySqlQueryResult, MySqlRow};
+use sqlx::{MySql, Row as _};
 use time::OffsetDateTime;
 
-use super::connections::{Connections, Settings};
-use super::sql::{
-    bind_user, cursor_from_millis, in_place_assignments, listed_from, millis, record_from, to_json,
-    JsonDialect, SchemaTooNew,
+use super::sql::error::is_unique_violation;
+use super::sql::innodb::innodb;
+use super::sql::json::{bind_user, in_place_assignments, JsonDialect};
+use super::sql::migrate::Migrations;
+use super::sql::retry::retry;
+use super::sql::row::{
+    cursor_from_millis, key_range_sample, listed_from, millis, record_from, to_json,
 };
-use super::stats::{
-    key_range_method, native_stats, random_start, sample_plan, ExpiryIndex, Innodb,
-};
-use super::sweep::MySqlSweep;
+use super::sql::sweep::MySqlSweep;
+use super::sql::{connect, lock, migrate, Connections};
+use super::stats::{key_range_method, native_stats, random_start, sample_plan, ExpiryIndex};
 use super::{
-    ExclusiveGuard, ExpiredBatch, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions,
-    StoreError, Sweep, SweepPosition, SweptBatch, Updated, UserIndex,
+    ExclusiveGuard, ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError,
+    Sweep, SweepPosition, SweptBatch, Updated, UserIndex,
 };
 use crate::id::StorageKey;
 use crate::record::{is_empty, only_reserved, Change, ExpiryChange, Record};
@@ -109,16 +105,6 @@ const MIGRATIONS: &[&[&str]] = &[
 /// either server, and a plain `expires_at <= ?` may lead the optimizer to lock a range of
 /// the `expires_at` index (see `Table::by_id`); `+ 0` keeps that index out of the plan.
 const EXPIRED: &str = "expires_at + 0 <= ?";
-
-/// How long [`MySqlStore::connect`] and each operation wait for a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How often a statement or transaction chosen as a deadlock victim is tried again.
-pub(crate) const DEADLOCK_RETRIES: usize = 5;
-
-/// MySQL error numbers the store reacts to.
-const ER_DUP_ENTRY: u16 = 1062;
-const ER_LOCK_DEADLOCK: u16 = 1213;
 
 /// Sessions in a MySQL 8 or MariaDB 10.11 database.
 ///
@@ -247,45 +233,29 @@ impl MySqlStore {
             Some(name) => Table::new(&name).map_err(StoreError::backend)?,
             None => Table::default(),
         };
-        let options = MySqlConnectOptions::from_str(&url).map_err(StoreError::backend)?;
-        let server = format!(
-            "the MySQL server at {}:{}",
-            options.get_host(),
-            options.get_port()
-        );
-        let settings = Settings {
-            size: 10,
-            wait: CONNECT_TIMEOUT,
-            // Long before a server's wait_timeout (8 hours by default) can cut one.
-            max_idle: Duration::from_secs(60),
-            keep_on_error: false,
-        };
-        let store = Self {
-            connections: Connections::new(options, settings),
+        Ok(Self {
+            connections: connect::mysql(&url).await?,
             table,
-        };
-        store.connections.check(server).await?;
-        Ok(store)
+        })
     }
 
     /// Runs one statement on a connection of the store's own.
     async fn execute(&self, query: MySqlQuery<'_>) -> Result<MySqlQueryResult, StoreError> {
-        let mut lease = self.connections.get().await?;
-        let result = query
-            .execute(lease.conn()?)
+        self.connections
+            .with(async |conn| query.execute(conn).await.map_err(StoreError::backend))
             .await
-            .map_err(StoreError::backend);
-        lease.checked(result)
     }
 
     /// Runs one query that returns at most one row.
     async fn fetch_optional(&self, query: MySqlQuery<'_>) -> Result<Option<MySqlRow>, StoreError> {
-        let mut lease = self.connections.get().await?;
-        let result = query
-            .fetch_optional(lease.conn()?)
+        self.connections
+            .with(async |conn| {
+                query
+                    .fetch_optional(conn)
+                    .await
+                    .map_err(StoreError::backend)
+            })
             .await
-            .map_err(StoreError::backend);
-        lease.checked(result)
     }
 
     /// Keeps sessions in the table `name` (default `tidysession_sessions`) and records its
@@ -336,7 +306,7 @@ impl MySqlStore {
                 .bind(millis(now))
         };
         if !change.may_empty() {
-            let done = retry_deadlocks(|| self.execute(query())).await?;
+            let done = retry(|| self.execute(query())).await?;
             return match done.rows_affected() {
                 0 => Err(StoreError::Gone),
                 _ => Ok(Updated::Kept),
@@ -349,39 +319,35 @@ impl MySqlStore {
             "SELECT CAST(JSON_KEYS(data) AS CHAR) FROM {} WHERE id = ?",
             self.table.by_id
         );
-        retry_transaction(|| async {
-            let mut lease = self.connections.get().await?;
-            // A failed BEGIN leaves the connection busy: it is closed, not reused.
-            let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
-            let result = async {
-                let done = query()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::Gone);
-                }
-                let left: Option<String> = sqlx::query_scalar(&keys)
-                    .bind(key.as_bytes().as_slice())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
-                // JSON_KEYS is NULL when the data is not an object.
-                let left: Vec<String> = left
-                    .and_then(|text| serde_json::from_str(&text).ok())
-                    .ok_or_else(|| StoreError::Corrupt {
-                        key: *key,
-                        reason: "data is not a JSON object".to_owned(),
-                    })?;
-                if !only_reserved(left.iter()) {
-                    return Ok(Updated::Kept);
-                }
-                self.delete_in(&mut tx, key).await?;
-                Ok(Updated::Deleted)
-            }
-            .await;
-            let result = finish(tx, result).await;
-            lease.checked(result)
+        retry(|| async {
+            self.connections
+                .transaction(async |tx| {
+                    let done = query()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::Gone);
+                    }
+                    let left: Option<String> = sqlx::query_scalar(&keys)
+                        .bind(key.as_bytes().as_slice())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    // JSON_KEYS is NULL when the data is not an object.
+                    let left: Vec<String> = left
+                        .and_then(|text| serde_json::from_str(&text).ok())
+                        .ok_or_else(|| StoreError::Corrupt {
+                            key: *key,
+                            reason: "data is not a JSON object".to_owned(),
+                        })?;
+                    if !only_reserved(left.iter()) {
+                        return Ok(Updated::Kept);
+                    }
+                    self.delete_in(tx, key).await?;
+                    Ok(Updated::Deleted)
+                })
+                .await
         })
         .await
     }
@@ -394,39 +360,35 @@ impl MySqlStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        retry_transaction(|| async {
-            let mut lease = self.connections.get().await?;
-            // A failed BEGIN leaves the connection busy: it is closed, not reused.
-            let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
-            let result = async {
-                let mut record = self
-                    .read_locked(&mut tx, key, now)
-                    .await?
-                    .ok_or(StoreError::Gone)?;
-                change.apply(&mut record);
-                let outcome = if is_empty(&record.data) {
-                    self.delete_in(&mut tx, key).await?;
-                    Updated::Deleted
-                } else {
-                    sqlx::query(&format!(
+        retry(|| async {
+            self.connections
+                .transaction(async |tx| {
+                    let mut record = self
+                        .read_locked(tx, key, now)
+                        .await?
+                        .ok_or(StoreError::Gone)?;
+                    change.apply(&mut record);
+                    let outcome = if is_empty(&record.data) {
+                        self.delete_in(tx, key).await?;
+                        Updated::Deleted
+                    } else {
+                        sqlx::query(&format!(
                         "UPDATE {} SET data = ?, expires_at = ?, user_id = ?, version = version + 1
                          WHERE id = ?",
                         self.table.sessions
                     ))
-                    .bind(to_json(&record.data))
-                    .bind(millis(record.expires_at))
-                    .bind(record.user())
-                    .bind(key.as_bytes().as_slice())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
-                    Updated::Kept
-                };
-                Ok(outcome)
-            }
-            .await;
-            let result = finish(tx, result).await;
-            lease.checked(result)
+                        .bind(to_json(&record.data))
+                        .bind(millis(record.expires_at))
+                        .bind(record.user())
+                        .bind(key.as_bytes().as_slice())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::backend)?;
+                        Updated::Kept
+                    };
+                    Ok(outcome)
+                })
+                .await
         })
         .await
     }
@@ -463,170 +425,9 @@ impl MySqlStore {
             .map_err(StoreError::backend)?;
         Ok(done.rows_affected())
     }
-
-    /// The migration steps newer than `current`, on a connection holding the migration lock.
-    async fn migrate_locked(&self, conn: &mut sqlx::MySqlConnection) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (version BIGINT NOT NULL PRIMARY KEY) ENGINE=InnoDB",
-            self.table.schema
-        ))
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::backend)?;
-        let current: Option<i64> =
-            sqlx::query_scalar(&format!("SELECT MAX(version) FROM {}", self.table.schema))
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(StoreError::backend)?;
-        let current = current.unwrap_or(0);
-        if current > MIGRATIONS.len() as i64 {
-            return Err(StoreError::backend(SchemaTooNew {
-                found: current,
-                known: MIGRATIONS.len(),
-            }));
-        }
-        for (i, step) in MIGRATIONS.iter().enumerate() {
-            let version = i as i64 + 1;
-            if version <= current {
-                continue;
-            }
-            for statement in *step {
-                sqlx::query(&statement.replace("{t}", &self.table.sessions))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(StoreError::backend)?;
-            }
-            sqlx::query(&format!(
-                "INSERT INTO {} (version) VALUES (?)",
-                self.table.schema
-            ))
-            .bind(version)
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::backend)?;
-        }
-        Ok(())
-    }
-}
-
-/// Runs `op` again while the server picks it as a deadlock victim (InnoDB rolled it back,
-/// so running it again is safe), at most [`DEADLOCK_RETRIES`] more times.
-async fn retry_deadlocks<T, E, F, Fut>(mut op: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: IntoStoreError,
-{
-    let mut retries = 0;
-    loop {
-        match op().await.map_err(IntoStoreError::into_store_error) {
-            Err(e) if retries < DEADLOCK_RETRIES && error_number(&e) == Some(ER_LOCK_DEADLOCK) => {
-                retries += 1;
-                tracing::debug!(retries, "session store deadlock, retrying");
-            }
-            other => return other,
-        }
-    }
 }
 
 type MySqlQuery<'q> = sqlx::query::Query<'q, MySql, MySqlArguments>;
-
-/// Commits `tx` if `result` is a success, rolls it back now otherwise (not when the
-/// connection is next used: its locks must not outlive the request).
-async fn finish<T>(
-    tx: sqlx::Transaction<'_, sqlx::MySql>,
-    result: Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    match result {
-        Ok(value) => {
-            tx.commit().await.map_err(StoreError::backend)?;
-            Ok(value)
-        }
-        Err(e) => {
-            let _ = tx.rollback().await;
-            Err(e)
-        }
-    }
-}
-
-/// [`retry_deadlocks`] for a transaction, whose steps report [`StoreError`]s.
-async fn retry_transaction<T, F, Fut>(op: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    retry_deadlocks(op).await
-}
-
-/// The two error types the store's operations produce.
-trait IntoStoreError {
-    fn into_store_error(self) -> StoreError;
-}
-
-impl IntoStoreError for sqlx::Error {
-    fn into_store_error(self) -> StoreError {
-        StoreError::backend(self)
-    }
-}
-
-impl IntoStoreError for StoreError {
-    fn into_store_error(self) -> StoreError {
-        self
-    }
-}
-
-/// `table`'s size from the server's table statistics, and InnoDB's cache and write-back
-/// settings.
-///
-/// `None` when the table is not InnoDB's, or the server will not say (a MySQL-compatible
-/// server without InnoDB's variables): the figures only inform, so their absence is no error.
-pub(crate) async fn innodb(conn: &mut MySqlConnection, table: &str) -> Option<Innodb> {
-    // Rows, indexes, pool, log, I/O capacity, dirty-page low-water mark.
-    type Figures = (i64, i64, i64, i64, i64, i64);
-    let row: Result<Option<Figures>, sqlx::Error> = sqlx::query_as(
-        "SELECT CAST(COALESCE(data_length, 0) AS SIGNED), CAST(COALESCE(index_length, 0) AS SIGNED),
-                CAST(@@innodb_buffer_pool_size AS SIGNED), CAST(@@innodb_log_file_size AS SIGNED),
-                CAST(@@innodb_io_capacity AS SIGNED),
-                CAST(CEIL(@@innodb_max_dirty_pages_pct_lwm) AS SIGNED)
-         FROM information_schema.tables
-         WHERE table_schema = DATABASE() AND table_name = ? AND engine = 'InnoDB'",
-    )
-    .bind(table)
-    .fetch_optional(conn)
-    .await;
-    let n = |n: i64| u64::try_from(n).unwrap_or(0);
-    match row {
-        Ok(row) => row.map(|(data, index, pool, log, io, lwm)| Innodb {
-            data_bytes: n(data),
-            index_bytes: n(index),
-            buffer_pool_bytes: n(pool),
-            redo_log_bytes: n(log),
-            io_capacity: n(io),
-            flush_from_dirty_pct: n(lwm),
-        }),
-        Err(e) => {
-            tracing::debug!(error = %e, table, "no InnoDB figures");
-            None
-        }
-    }
-}
-
-/// Whether InnoDB picked the statement as a deadlock victim (and rolled it back).
-pub(crate) fn is_deadlock(e: &StoreError) -> bool {
-    error_number(e) == Some(ER_LOCK_DEADLOCK)
-}
-
-/// The MySQL error number behind a backend error, if the server sent one.
-fn error_number(e: &StoreError) -> Option<u16> {
-    let StoreError::Backend(source) = e else {
-        return None;
-    };
-    let sqlx::Error::Database(db) = source.downcast_ref::<sqlx::Error>()? else {
-        return None;
-    };
-    db.try_downcast_ref::<MySqlDatabaseError>()
-        .map(MySqlDatabaseError::number)
-}
 
 /// MySQL's and MariaDB's JSON functions, for [`in_place_assignments`]. `JSON_EXTRACT(?, '$')`
 /// turns the JSON text into a JSON value on both servers (a bare string argument would be
@@ -679,7 +480,7 @@ impl SessionStore for MySqlStore {
         );
         let data = to_json(&record.data);
         let try_insert = || async {
-            let done = retry_deadlocks(|| {
+            let done = retry(|| {
                 self.execute(
                     sqlx::query(&insert)
                         .bind(key.as_bytes().as_slice())
@@ -692,7 +493,7 @@ impl SessionStore for MySqlStore {
             .await;
             match done {
                 Ok(_) => Ok(true),
-                Err(e) if error_number(&e) == Some(ER_DUP_ENTRY) => Ok(false),
+                Err(e) if is_unique_violation(&e) => Ok(false),
                 Err(e) => Err(e),
             }
         };
@@ -705,7 +506,7 @@ impl SessionStore for MySqlStore {
             "DELETE FROM {} WHERE id = ? AND {EXPIRED}",
             self.table.sessions
         );
-        let expired = retry_deadlocks(|| {
+        let expired = retry(|| {
             self.execute(
                 sqlx::query(&delete_expired)
                     .bind(key.as_bytes().as_slice())
@@ -749,7 +550,7 @@ impl SessionStore for MySqlStore {
         );
         // sqlx connects with CLIENT_FOUND_ROWS, so a touch that does not move the expiry
         // still counts its matched row.
-        let done = retry_deadlocks(|| {
+        let done = retry(|| {
             self.execute(
                 sqlx::query(&sql)
                     .bind(millis(expires_at))
@@ -772,79 +573,73 @@ impl SessionStore for MySqlStore {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let t = &self.table.sessions;
-        retry_transaction(|| async {
-            let mut lease = self.connections.get().await?;
-            // A failed BEGIN leaves the connection busy: it is closed, not reused.
-            let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
-            let moved = async {
-                let mut record = self
-                    .read_locked(&mut tx, from, now)
-                    .await?
-                    .ok_or(StoreError::Gone)?;
-                // A plain read, not a locking one: locking a missing `to` would take a gap lock,
-                // and two renames into the same gap would deadlock on their inserts. A `to`
-                // created meanwhile makes the move below fail as a duplicate instead.
-                let taken: Option<i64> =
-                    sqlx::query_scalar(&format!("SELECT expires_at FROM {t} WHERE id = ?"))
-                        .bind(to.as_bytes().as_slice())
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(StoreError::backend)?;
-                match taken {
-                    Some(exp) if exp > millis(now) => return Err(StoreError::DuplicateId),
-                    Some(_) => {
-                        sqlx::query(&format!("DELETE FROM {t} WHERE id = ? AND {EXPIRED}"))
+        let moved = retry(|| async {
+            self.connections
+                .transaction(async |tx| {
+                    let mut record = self
+                        .read_locked(tx, from, now)
+                        .await?
+                        .ok_or(StoreError::Gone)?;
+                    // A plain read, not a locking one: locking a missing `to` would take a gap lock,
+                    // and two renames into the same gap would deadlock on their inserts. A `to`
+                    // created meanwhile makes the move below fail as a duplicate instead.
+                    let taken: Option<i64> =
+                        sqlx::query_scalar(&format!("SELECT expires_at FROM {t} WHERE id = ?"))
                             .bind(to.as_bytes().as_slice())
-                            .bind(millis(now))
-                            .execute(&mut *tx)
+                            .fetch_optional(&mut *tx)
                             .await
                             .map_err(StoreError::backend)?;
+                    match taken {
+                        Some(exp) if exp > millis(now) => return Err(StoreError::DuplicateId),
+                        Some(_) => {
+                            sqlx::query(&format!("DELETE FROM {t} WHERE id = ? AND {EXPIRED}"))
+                                .bind(to.as_bytes().as_slice())
+                                .bind(millis(now))
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(StoreError::backend)?;
+                        }
+                        None => {}
                     }
-                    None => {}
-                }
-                change.apply(&mut record);
-                if is_empty(&record.data) {
-                    // Emptied by changes made meanwhile: nothing left to move (I2).
-                    self.delete_in(&mut tx, from).await?;
-                    return Ok(false);
-                }
-                // One statement moves the record: no moment where both ids or neither is valid.
-                let moved = sqlx::query(&format!(
-                    "UPDATE {t} SET id = ?, data = ?, expires_at = ?, user_id = ?,
+                    change.apply(&mut record);
+                    if is_empty(&record.data) {
+                        // Emptied by changes made meanwhile: nothing left to move (I2).
+                        self.delete_in(tx, from).await?;
+                        return Ok(false);
+                    }
+                    // One statement moves the record: no moment where both ids or neither is valid.
+                    let moved = sqlx::query(&format!(
+                        "UPDATE {t} SET id = ?, data = ?, expires_at = ?, user_id = ?,
                         version = version + 1
                      WHERE id = ?"
-                ))
-                .bind(to.as_bytes().as_slice())
-                .bind(to_json(&record.data))
-                .bind(millis(record.expires_at))
-                .bind(record.user())
-                .bind(from.as_bytes().as_slice())
-                .execute(&mut *tx)
+                    ))
+                    .bind(to.as_bytes().as_slice())
+                    .bind(to_json(&record.data))
+                    .bind(millis(record.expires_at))
+                    .bind(record.user())
+                    .bind(from.as_bytes().as_slice())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend);
+                    match moved {
+                        Err(e) if is_unique_violation(&e) => return Err(StoreError::DuplicateId),
+                        other => other?,
+                    };
+                    Ok(true)
+                })
                 .await
-                .map_err(StoreError::backend);
-                match moved {
-                    Err(e) if error_number(&e) == Some(ER_DUP_ENTRY) => {
-                        return Err(StoreError::DuplicateId)
-                    }
-                    other => other?,
-                };
-                Ok(true)
-            }
-            .await;
-            let moved = finish(tx, moved).await;
-            match lease.checked(moved)? {
-                true => Ok(()),
-                false => Err(StoreError::Gone),
-            }
         })
-        .await
+        .await?;
+        match moved {
+            true => Ok(()),
+            false => Err(StoreError::Gone),
+        }
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM {} WHERE id = ?", self.table.sessions);
         let done =
-            retry_deadlocks(|| self.execute(sqlx::query(&sql).bind(key.as_bytes().as_slice())))
-                .await?;
+            retry(|| self.execute(sqlx::query(&sql).bind(key.as_bytes().as_slice()))).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -881,7 +676,7 @@ impl SessionStore for MySqlStore {
             "DELETE FROM {t} WHERE expires_at >= ? AND expires_at <= ?
              ORDER BY expires_at, id LIMIT ?"
         );
-        let done = retry_deadlocks(|| {
+        let done = retry(|| {
             self.execute(
                 sqlx::query(&sql)
                     .bind(from)
@@ -905,12 +700,10 @@ impl SessionStore for MySqlStore {
         let query = sqlx::query_as::<_, (i64, i64)>(&sql)
             .bind(millis(now))
             .bind(millis(now));
-        let mut lease = self.connections.get().await?;
-        let counts = query
-            .fetch_one(lease.conn()?)
-            .await
-            .map_err(StoreError::backend);
-        let (live, expired) = lease.checked(counts)?;
+        let (live, expired) = self
+            .connections
+            .with(async |conn| query.fetch_one(conn).await.map_err(StoreError::backend))
+            .await?;
         Ok(RecordCounts {
             live: live as u64,
             expired: expired as u64,
@@ -939,39 +732,37 @@ impl SessionStore for MySqlStore {
         let t = &self.table.sessions;
         let columns = format!("SELECT CAST(data AS CHAR), created_at, expires_at FROM {t}");
         let start = random_start();
-        let mut lease = self.connections.get().await?;
-        let result = async {
-            let conn = lease.conn()?;
-            let rows: Vec<(String, i64, i64)> = if complete {
-                sqlx::query_as(&format!("{columns} LIMIT ?"))
-                    .bind(limit)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(StoreError::backend)?
-            } else {
-                super::sql::key_range_sample!(
-                    conn,
-                    &format!("{columns} WHERE id >= ? ORDER BY id LIMIT ?"),
-                    &format!("{columns} WHERE id < ? ORDER BY id LIMIT ?"),
-                    start.as_slice(),
-                    limit
-                )
-            };
-            let indexed: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM information_schema.statistics
+        let (rows, indexed, innodb) = self
+            .connections
+            .with(async |conn| {
+                let rows: Vec<(String, i64, i64)> = if complete {
+                    sqlx::query_as(&format!("{columns} LIMIT ?"))
+                        .bind(limit)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(StoreError::backend)?
+                } else {
+                    key_range_sample!(
+                        conn,
+                        &format!("{columns} WHERE id >= ? ORDER BY id LIMIT ?"),
+                        &format!("{columns} WHERE id < ? ORDER BY id LIMIT ?"),
+                        start.as_slice(),
+                        limit
+                    )
+                };
+                let indexed: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.statistics
                  WHERE table_schema = DATABASE() AND table_name = ?
                  AND column_name = 'expires_at' AND seq_in_index = 1",
-            )
-            .bind(&self.table.name)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(StoreError::backend)?;
-            let innodb = innodb(conn, &self.table.name).await;
-            Ok((rows, indexed, innodb))
-        }
-        .await;
-        let (rows, indexed, innodb) = lease.checked(result)?;
-        drop(lease);
+                )
+                .bind(&self.table.name)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(StoreError::backend)?;
+                let innodb = innodb(conn, &self.table.name).await;
+                Ok((rows, indexed, innodb))
+            })
+            .await?;
         let index = ExpiryIndex {
             table: self.table.name.clone(),
             column: "expires_at".to_owned(),
@@ -994,111 +785,18 @@ impl SessionStore for MySqlStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        // A connection of its own, not a shared one: if this future is dropped midway, the
-        // connection closes and the server releases the lock with it.
-        let mut conn = self
-            .connections
-            .options()
-            .connect()
-            .await
-            .map_err(StoreError::backend)?;
-        // DDL commits at once in MySQL, so a transaction cannot make migrating atomic; a
-        // named lock per database and table keeps two processes from migrating together.
-        let lock =
-            "CONCAT('tidysession:', LEFT(SHA2(CONCAT(IFNULL(DATABASE(), ''), '.', ?), 256), 40))";
-        let locked: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({lock}, 60)"))
-            .bind(&self.table.name)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(StoreError::backend)?;
-        if locked != Some(1) {
-            return Err(StoreError::backend(MigrationLockTimeout));
-        }
-        let result = self.migrate_locked(&mut conn).await;
-        let released: Result<Option<i64>, _> =
-            sqlx::query_scalar(&format!("SELECT RELEASE_LOCK({lock})"))
-                .bind(&self.table.name)
-                .fetch_one(&mut conn)
-                .await;
-        // Closing the connection releases the lock too, should RELEASE_LOCK have failed.
-        let closed = conn.close().await;
-        result?;
-        released.map_err(StoreError::backend)?;
-        closed.map_err(StoreError::backend)
+        let m = Migrations {
+            steps: MIGRATIONS,
+            table: &self.table.sessions,
+            versions: &self.table.schema,
+        };
+        migrate::mysql(self.connections.options(), &self.table.name, &m).await
     }
 
     async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
         // Named locks are server-wide: the name includes the database and the table.
         let key = format!("{}.{name}", self.table.name);
-        try_named_lock(self.connections.options(), key).await
-    }
-}
-
-/// Takes the named lock (`GET_LOCK`) for `key` in the connection's database, without
-/// waiting, on a connection of its own, as for `migrate`: a named lock belongs to its
-/// connection, so a process that dies or loses the server frees it. `None` if another
-/// connection holds it.
-pub(crate) async fn try_named_lock(
-    options: &sqlx::mysql::MySqlConnectOptions,
-    key: String,
-) -> Result<Option<ExclusiveGuard>, StoreError> {
-    let connect = options.connect();
-    let mut conn = tokio::time::timeout(LOCK_WAIT, connect)
-        .await
-        .map_err(|_| StoreError::backend(LockTimedOut))?
-        .map_err(StoreError::backend)?;
-    let query = format!("SELECT GET_LOCK({MYSQL_LOCK_NAME}, 0)");
-    let taken = sqlx::query_scalar::<_, Option<i64>>(&query)
-        .bind(&key)
-        .fetch_one(&mut conn);
-    let taken = tokio::time::timeout(LOCK_WAIT, taken)
-        .await
-        .map_err(|_| StoreError::backend(LockTimedOut))?
-        .map_err(StoreError::backend)?;
-    if taken != Some(1) {
-        let _ = conn.close().await;
-        return Ok(None);
-    }
-    Ok(Some(ExclusiveGuard::new(MySqlLock { conn, key })))
-}
-
-/// How long taking, checking or releasing an exclusive lock may take.
-const LOCK_WAIT: Duration = Duration::from_secs(5);
-
-/// The named lock for the name bound as `?`, within 64 characters.
-const MYSQL_LOCK_NAME: &str =
-    "CONCAT('tidysession.x:', LEFT(SHA2(CONCAT(IFNULL(DATABASE(), ''), '.', ?), 256), 40))";
-
-/// The server did not answer a lock request in time.
-#[derive(Debug, thiserror::Error)]
-#[error("the database did not answer a lock request within {LOCK_WAIT:?}")]
-struct LockTimedOut;
-
-/// A named lock (`GET_LOCK`), held by its own connection.
-#[derive(Debug)]
-struct MySqlLock {
-    conn: MySqlConnection,
-    key: String,
-}
-
-#[async_trait]
-impl HeldLock for MySqlLock {
-    async fn still_held(&mut self) -> bool {
-        let query = format!("SELECT IS_USED_LOCK({MYSQL_LOCK_NAME}) = CONNECTION_ID()");
-        let held = sqlx::query_scalar::<_, Option<i64>>(&query)
-            .bind(&self.key)
-            .fetch_one(&mut self.conn);
-        matches!(tokio::time::timeout(LOCK_WAIT, held).await, Ok(Ok(Some(1))))
-    }
-
-    async fn release(mut self: Box<Self>) {
-        let query = format!("SELECT RELEASE_LOCK({MYSQL_LOCK_NAME})");
-        let unlock = sqlx::query(&query).bind(&self.key).execute(&mut self.conn);
-        if let Ok(Err(e)) = tokio::time::timeout(LOCK_WAIT, unlock).await {
-            tracing::debug!(error = %e, "RELEASE_LOCK failed; closing its connection instead");
-        }
-        // Closing releases the lock too.
-        let _ = tokio::time::timeout(LOCK_WAIT, self.conn.close()).await;
+        lock::try_named_lock(self.connections.options(), key).await
     }
 }
 
@@ -1140,12 +838,10 @@ impl UserIndex for MySqlStore {
             self.table.sessions
         );
         let query = sqlx::query(&sql).bind(user).bind(user).bind(millis(now));
-        let mut lease = self.connections.get().await?;
-        let rows = query
-            .fetch_all(lease.conn()?)
-            .await
-            .map_err(StoreError::backend);
-        let rows = lease.checked(rows)?;
+        let rows = self
+            .connections
+            .with(async |conn| query.fetch_all(conn).await.map_err(StoreError::backend))
+            .await?;
         Ok(rows.iter().filter_map(listed_from).collect())
     }
 
@@ -1163,16 +859,10 @@ impl UserIndex for MySqlStore {
         );
         let keep = keep.map(|k| k.as_bytes().as_slice());
         let done =
-            retry_deadlocks(|| self.execute(sqlx::query(&sql).bind(user).bind(user).bind(keep)))
-                .await?;
+            retry(|| self.execute(sqlx::query(&sql).bind(user).bind(user).bind(keep))).await?;
         Ok(done.rows_affected())
     }
 }
-
-/// Another process held the migration lock for a minute.
-#[derive(Debug, thiserror::Error)]
-#[error("timed out waiting for another process to finish migrating the session table")]
-struct MigrationLockTimeout;
 
 #[cfg(test)]
 mod tests {

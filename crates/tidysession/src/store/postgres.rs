@@ -29,21 +29,23 @@
 //! processes can clean up at once without waiting on each other or on live traffic.
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgQueryResult, PgRow};
-use sqlx::ConnectOptions as _;
-use sqlx::{Connection as _, Postgres, Row as _};
+use sqlx::postgres::{PgArguments, PgConnection, PgQueryResult, PgRow};
+use sqlx::{Postgres, Row as _};
 use time::OffsetDateTime;
 
-use super::connections::{Connections, Settings};
-use super::sql::{cursor_from_millis, listed_from, millis, record_from, to_json};
+use super::sql::error::is_unique_violation;
+use super::sql::migrate::Migrations;
+use super::sql::row::{
+    cursor_from_millis, key_range_sample, listed_from, millis, record_from, to_json,
+};
+use super::sql::sweep::PgSweep;
+use super::sql::{connect, lock, migrate, Connections};
 use super::stats::{native_stats, random_start, sample_plan, ExpiryIndex};
-use super::sweep::PgSweep;
 use super::{
-    ExclusiveGuard, ExpiredBatch, HeldLock, RecordCounts, SessionStore, Stats, StatsOptions,
-    StoreError, Sweep, SweepPosition, SweptBatch, Updated, UserIndex,
+    ExclusiveGuard, ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError,
+    Sweep, SweepPosition, SweptBatch, Updated, UserIndex,
 };
 use crate::id::StorageKey;
 use crate::record::{Change, ExpiryChange, Record, RESERVED_PREFIX};
@@ -117,28 +119,11 @@ impl PostgresStore {
         let (url, schema) = super::url::take_param(url, "schema").ok_or_else(|| {
             StoreError::backend(BadSchemaName("(not percent-encoded UTF-8)".to_owned()))
         })?;
-        let options: PgConnectOptions = url.parse().map_err(StoreError::backend)?;
-        let options = options
-            .log_statements(tracing::log::LevelFilter::Trace)
-            .application_name("tidysession");
-        let settings = Settings {
-            size: 16,
-            wait: Duration::from_secs(5),
-            // Well inside the idle limits servers and proxies put on connections.
-            max_idle: Duration::from_secs(300),
-            keep_on_error: false,
-        };
         let store = Self {
-            connections: Connections::new(options, settings),
+            connections: connect::postgres(&url).await?,
             schema: "public".to_owned(),
             sql: Statements::new("public"),
         };
-        let server = format!(
-            "PostgreSQL at {}:{}",
-            store.connections.options().get_host(),
-            store.connections.options().get_port()
-        );
-        store.connections.check(server).await?;
         match schema {
             Some(schema) => store.schema(&schema),
             None => Ok(store),
@@ -168,22 +153,21 @@ impl PostgresStore {
 
     /// Runs one statement on a connection of the store's own.
     async fn execute(&self, query: PgQuery<'_>) -> Result<PgQueryResult, StoreError> {
-        let mut lease = self.connections.get().await?;
-        let result = query
-            .execute(lease.conn()?)
+        self.connections
+            .with(async |conn| query.execute(conn).await.map_err(StoreError::backend))
             .await
-            .map_err(StoreError::backend);
-        lease.checked(result)
     }
 
     /// Runs one query that returns at most one row.
     async fn fetch_optional(&self, query: PgQuery<'_>) -> Result<Option<PgRow>, StoreError> {
-        let mut lease = self.connections.get().await?;
-        let result = query
-            .fetch_optional(lease.conn()?)
+        self.connections
+            .with(async |conn| {
+                query
+                    .fetch_optional(conn)
+                    .await
+                    .map_err(StoreError::backend)
+            })
             .await
-            .map_err(StoreError::backend);
-        lease.checked(result)
     }
 
     /// Deletes the live row under `key` if the change would leave it without data; the
@@ -385,10 +369,6 @@ fn expiry_millis(change: &Change) -> Option<i64> {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
-}
-
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn load(
@@ -501,8 +481,7 @@ impl SessionStore for PostgresStore {
                         return Err(StoreError::Gone);
                     }
                 }
-                Err(StoreError::Backend(e)) if matches!(e.downcast_ref(), Some(e) if is_unique_violation(e)) =>
-                {
+                Err(e) if is_unique_violation(&e) => {
                     // The new key is taken: by an expired row, which may go, or a live one.
                     let query = sqlx::query(&self.sql.delete_expired_under)
                         .bind(to.as_bytes().as_slice())
@@ -585,53 +564,52 @@ impl SessionStore for PostgresStore {
         // A little over the share wanted, since whole pages are picked at random.
         let percent = ((limit as f64) * 120.0 / (total.max(1) as f64)).clamp(0.000_1, 100.0);
         let start = random_start();
-        let mut lease = self.connections.get().await?;
-        let result = async {
-            let conn = lease.conn()?;
-            let mut method = "every row".to_owned();
-            let rows: Vec<(String, i64, i64)> = if complete {
-                sqlx::query_as(&format!("{columns} LIMIT $1"))
+        let (rows, indexed, method) = self
+            .connections
+            .with(async |conn| {
+                let mut method = "every row".to_owned();
+                let rows: Vec<(String, i64, i64)> = if complete {
+                    sqlx::query_as(&format!("{columns} LIMIT $1"))
+                        .bind(limit_i)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(StoreError::backend)?
+                } else {
+                    let sampled: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
+                        "{columns} TABLESAMPLE SYSTEM (CAST($1 AS real)) LIMIT $2"
+                    ))
+                    .bind(percent as f32)
                     .bind(limit_i)
                     .fetch_all(&mut *conn)
                     .await
-                    .map_err(StoreError::backend)?
-            } else {
-                let sampled: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
-                    "{columns} TABLESAMPLE SYSTEM (CAST($1 AS real)) LIMIT $2"
-                ))
-                .bind(percent as f32)
-                .bind(limit_i)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(StoreError::backend)?;
-                if sampled.len() as i64 * 2 >= limit_i {
-                    method = format!("TABLESAMPLE SYSTEM ({percent:.4}%), at most {limit} rows");
-                    sampled
-                } else {
-                    method = format!("random id range of {limit} rows");
-                    super::sql::key_range_sample!(
-                        conn,
-                        &format!("{columns} WHERE id >= $1 ORDER BY id LIMIT $2"),
-                        &format!("{columns} WHERE id < $1 ORDER BY id LIMIT $2"),
-                        start.as_slice(),
-                        limit_i
-                    )
-                }
-            };
-            let indexed: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_index i JOIN pg_attribute a
+                    .map_err(StoreError::backend)?;
+                    if sampled.len() as i64 * 2 >= limit_i {
+                        method =
+                            format!("TABLESAMPLE SYSTEM ({percent:.4}%), at most {limit} rows");
+                        sampled
+                    } else {
+                        method = format!("random id range of {limit} rows");
+                        key_range_sample!(
+                            conn,
+                            &format!("{columns} WHERE id >= $1 ORDER BY id LIMIT $2"),
+                            &format!("{columns} WHERE id < $1 ORDER BY id LIMIT $2"),
+                            start.as_slice(),
+                            limit_i
+                        )
+                    }
+                };
+                let indexed: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_index i JOIN pg_attribute a
                  ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                  WHERE i.indrelid = to_regclass($1) AND a.attname = 'expires_at'",
-            )
-            .bind(t)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(StoreError::backend)?;
-            Ok((rows, indexed, method))
-        }
-        .await;
-        let (rows, indexed, method) = lease.checked(result)?;
-        drop(lease);
+                )
+                .bind(t)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(StoreError::backend)?;
+                Ok((rows, indexed, method))
+            })
+            .await?;
         let index = ExpiryIndex {
             table: t.clone(),
             column: "expires_at".to_owned(),
@@ -652,92 +630,20 @@ impl SessionStore for PostgresStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut lease = self.connections.get().await?;
-        let result = async {
-            let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
-            match self.migrate_in(&mut tx).await {
-                Ok(()) => tx.commit().await.map_err(StoreError::backend),
-                Err(e) => {
-                    // Now, not when the connection is next used: the lock must not linger.
-                    let _ = tx.rollback().await;
-                    Err(e)
-                }
-            }
-        }
-        .await;
-        lease.checked(result)
+        let versions = &self.sql.schema_table;
+        let m = Migrations {
+            steps: MIGRATIONS,
+            table: &self.sql.table,
+            versions,
+        };
+        migrate::postgres(&self.connections, &self.schema, &m).await
     }
 
     async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
         // The lock's 64-bit key: from the schema and the name, so that two schemas on one
         // server lock apart.
         let key = format!("tidysession.{}.{name}", self.schema);
-        try_advisory_lock(self.connections.options(), key).await
-    }
-}
-
-/// Takes the session-level advisory lock for `key` on a connection of its own, not a shared
-/// one: the lock lives as long as its connection, so a process that dies or loses the server
-/// frees it. `None` if another session holds it.
-pub(crate) async fn try_advisory_lock(
-    options: &sqlx::postgres::PgConnectOptions,
-    key: String,
-) -> Result<Option<ExclusiveGuard>, StoreError> {
-    let connect = options.connect();
-    let mut conn = tokio::time::timeout(LOCK_WAIT, connect)
-        .await
-        .map_err(|_| StoreError::backend(LockTimedOut))?
-        .map_err(StoreError::backend)?;
-    let query = format!("SELECT pg_try_advisory_lock({PG_LOCK_KEY})");
-    let taken = sqlx::query_scalar::<_, bool>(&query)
-        .bind(&key)
-        .fetch_one(&mut conn);
-    let taken = tokio::time::timeout(LOCK_WAIT, taken)
-        .await
-        .map_err(|_| StoreError::backend(LockTimedOut))?
-        .map_err(StoreError::backend)?;
-    if !taken {
-        let _ = conn.close().await;
-        return Ok(None);
-    }
-    Ok(Some(ExclusiveGuard::new(PgLock { conn, key })))
-}
-
-/// How long taking, checking or releasing an exclusive lock may take.
-const LOCK_WAIT: Duration = Duration::from_secs(5);
-
-/// The advisory lock key for the name bound as `$1`: the first 64 bits of its MD5.
-const PG_LOCK_KEY: &str = "('x' || left(md5($1), 16))::bit(64)::bigint";
-
-/// The server did not answer a lock request in time.
-#[derive(Debug, thiserror::Error)]
-#[error("the database did not answer a lock request within {LOCK_WAIT:?}")]
-struct LockTimedOut;
-
-/// A session-level advisory lock, held by its own connection.
-#[derive(Debug)]
-struct PgLock {
-    conn: PgConnection,
-    key: String,
-}
-
-#[async_trait]
-impl HeldLock for PgLock {
-    async fn still_held(&mut self) -> bool {
-        // The lock lives exactly as long as the connection's session, and only `release`
-        // unlocks it: a connection that answers still holds it.
-        let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut self.conn);
-        matches!(tokio::time::timeout(LOCK_WAIT, ping).await, Ok(Ok(1)))
-    }
-
-    async fn release(mut self: Box<Self>) {
-        let query = format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})");
-        let unlock = sqlx::query(&query).bind(&self.key).execute(&mut self.conn);
-        if let Ok(Err(e)) = tokio::time::timeout(LOCK_WAIT, unlock).await {
-            tracing::debug!(error = %e, "advisory unlock failed; closing its connection instead");
-        }
-        // Closing ends the session, and any lock it still had with it.
-        let _ = tokio::time::timeout(LOCK_WAIT, self.conn.close()).await;
+        lock::try_advisory_lock(self.connections.options(), key).await
     }
 }
 
@@ -774,12 +680,10 @@ impl UserIndex for PostgresStore {
         let query = sqlx::query(&self.sql.sessions_of)
             .bind(user)
             .bind(millis(now));
-        let mut lease = self.connections.get().await?;
-        let rows = query
-            .fetch_all(lease.conn()?)
-            .await
-            .map_err(StoreError::backend);
-        let rows = lease.checked(rows)?;
+        let rows = self
+            .connections
+            .with(async |conn| query.fetch_all(conn).await.map_err(StoreError::backend))
+            .await?;
         Ok(rows.iter().filter_map(listed_from).collect())
     }
 
@@ -793,62 +697,6 @@ impl UserIndex for PostgresStore {
             .bind(keep.map(|k| k.as_bytes().as_slice()));
         let done = self.execute(query).await?;
         Ok(done.rows_affected())
-    }
-}
-
-impl PostgresStore {
-    async fn migrate_in(&self, tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-        // Processes starting together migrate one at a time; the others then find it done.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tidysession_migrate.' || $1))")
-            .bind(&self.schema)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::backend)?;
-        let setup = [
-            format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {} (version integer NOT NULL)",
-                self.sql.schema_table
-            ),
-        ];
-        for statement in &setup {
-            sqlx::query(statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
-        }
-        let current: Option<i32> = sqlx::query_scalar(&format!(
-            "SELECT max(version) FROM {}",
-            self.sql.schema_table
-        ))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(StoreError::backend)?;
-        let current = current.unwrap_or(0) as usize;
-        if current > MIGRATIONS.len() {
-            return Err(StoreError::backend(super::sql::SchemaTooNew {
-                found: current as i64,
-                known: MIGRATIONS.len(),
-            }));
-        }
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
-            for statement in *step {
-                let statement = statement.replace("{t}", &self.sql.table);
-                sqlx::query(&statement)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
-            }
-            sqlx::query(&format!(
-                "INSERT INTO {} (version) VALUES ($1)",
-                self.sql.schema_table
-            ))
-            .bind(i as i32 + 1)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::backend)?;
-        }
-        Ok(())
     }
 }
 

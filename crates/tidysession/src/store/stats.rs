@@ -461,13 +461,14 @@ fn distribution(
     })
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 /// How many records of `total` a sample of `size` should read, and whether that is all.
 pub(crate) fn sample_plan(total: u64, size: u32) -> (u64, bool) {
     let size = u64::from(size.max(1));
     (size.min(total), total <= size)
 }
 
-/// A sampled row of a native SQL table: data as JSON text, times in Unix milliseconds.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 /// The statistics of a native SQL table from its sampled rows `(data, created_ms, expires_ms)`.
 pub(crate) fn native_stats(
     now: OffsetDateTime,
@@ -487,6 +488,7 @@ pub(crate) fn native_stats(
     stats
 }
 
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 /// How a key-range sample was taken, in words.
 pub(crate) fn key_range_method(complete: bool, limit: i64) -> String {
     match complete {
@@ -495,6 +497,8 @@ pub(crate) fn key_range_method(complete: bool, limit: i64) -> String {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+/// A sampled row of a native SQL table: data as JSON text, times in Unix milliseconds.
 pub(crate) fn native_row(data: &str, created_ms: i64, expires_ms: i64) -> SampledRecord {
     let at = |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok();
     SampledRecord {
@@ -505,6 +509,7 @@ pub(crate) fn native_row(data: &str, created_ms: i64, expires_ms: i64) -> Sample
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 /// A random 32-byte starting key for a key-range sample.
 pub(crate) fn random_start() -> [u8; 32] {
     let mut start = [0u8; 32];

@@ -172,6 +172,12 @@ async fn open_with(url: &str, need_secret: bool) -> Result<Arc<dyn SessionStore>
     }
 }
 
+#[cfg(any(
+    feature = "postgres",
+    feature = "mysql",
+    feature = "redis",
+    feature = "django"
+))]
 /// Removes the query parameter `name` from `url`, returning the rest of the URL and the
 /// parameter's percent-decoded value: tidysession's own options (`schema=`, `prefix=`) travel
 /// in the URL but are not the driver's. `None` for a value that is not valid
@@ -195,6 +201,12 @@ pub(crate) fn take_param(url: &str, name: &str) -> Option<(String, Option<String
     Some((url, value))
 }
 
+#[cfg(any(
+    feature = "postgres",
+    feature = "mysql",
+    feature = "redis",
+    feature = "django"
+))]
 fn percent_decode(s: &str) -> Option<String> {
     let mut out = Vec::with_capacity(s.len());
     let mut bytes = s.bytes();
@@ -239,10 +251,17 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{redact_url, take_param};
+    use super::redact_url;
 
+    #[cfg(any(
+        feature = "postgres",
+        feature = "mysql",
+        feature = "redis",
+        feature = "django"
+    ))]
     #[test]
     fn own_parameters_are_taken_out_of_the_url() {
+        use super::take_param;
         let t = |url| take_param(url, "schema").unwrap();
         assert_eq!(t("postgres://h/db"), ("postgres://h/db".into(), None));
         assert_eq!(

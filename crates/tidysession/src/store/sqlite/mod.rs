@@ -1,25 +1,22 @@
 //! [`SqliteStore`]: sessions in an embedded SQLite database, the default store.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
-use sqlx::Connection as _;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteQueryResult};
+use sqlx::Sqlite;
 use time::OffsetDateTime;
 
-use super::sql::{
-    bind_user, cursor_from_millis, in_place_assignments, listed_from, millis, record_from, to_json,
-    JsonDialect, SchemaTooNew,
+use super::sql::json::{bind_user, in_place_assignments, JsonDialect};
+use super::sql::migrate::Migrations;
+use super::sql::row::{
+    cursor_from_millis, key_range_sample, listed_from, millis, record_from, to_json,
 };
+use super::sql::{connect, migrate, Connections};
 use super::stats::{key_range_method, native_stats, random_start, sample_plan, ExpiryIndex};
 use super::{
     ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex,
 };
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, ExpiryChange, Record, RESERVED_PREFIX};
-
-use super::connections::{Connections, Lease, Settings};
 
 /// Schema versions, applied in order by [`SessionStore::migrate`]. Never edit a released step;
 /// append a new one.
@@ -73,35 +70,16 @@ impl SqliteStore {
     ///
     /// [`StoreError::Backend`] when the file cannot be opened.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
-        let in_memory = path == ":memory:";
-        let options = if in_memory {
-            SqliteConnectOptions::from_str("sqlite::memory:").map_err(StoreError::backend)?
-        } else {
-            // A path, not a URL: `?` and `#` in file names stay part of the name.
-            SqliteConnectOptions::new().filename(path)
-        }
-        .create_if_missing(true)
-        .journal_mode(if in_memory {
-            SqliteJournalMode::Memory
-        } else {
-            SqliteJournalMode::Wal
+        Ok(Self {
+            connections: connect::sqlite(path).await?,
         })
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5));
-        // A private in-memory database exists once per connection: keep exactly one, and
-        // keep it even after an error, or the database goes with it.
-        let settings = Settings {
-            size: if in_memory { 1 } else { 8 },
-            wait: Duration::from_secs(30),
-            // A local file does not cut idle connections.
-            max_idle: Duration::MAX,
-            keep_on_error: in_memory,
-        };
-        let connections = Connections::new(options, settings);
-        let store = Self { connections };
-        // Open one connection now, so that a bad path fails here rather than on first use.
-        store.connections.get().await?;
-        Ok(store)
+    }
+
+    /// Runs one statement on a connection of the store's own.
+    async fn execute(&self, query: SqliteQuery<'_>) -> Result<SqliteQueryResult, StoreError> {
+        self.connections
+            .with(async |conn| query.execute(conn).await.map_err(StoreError::backend))
+            .await
     }
 
     /// Applies a change with one `UPDATE` that edits the JSON inside SQLite (`json_remove`,
@@ -127,10 +105,10 @@ impl SqliteStore {
         if let Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) = change.expiry {
             query = query.bind(millis(at));
         }
-        let query = bind_user(query, change);
-        let mut lease = self.connections.get().await?;
-        let query = query.bind(key.as_bytes().as_slice()).bind(millis(now));
-        let done = lease.execute(query).await?;
+        let query = bind_user(query, change)
+            .bind(key.as_bytes().as_slice())
+            .bind(millis(now));
+        let done = self.execute(query).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Gone);
         }
@@ -146,7 +124,7 @@ impl SqliteStore {
         .bind(key.as_bytes().as_slice())
         .bind(RESERVED_PREFIX.len() as i64)
         .bind(RESERVED_PREFIX);
-        let deleted = lease.execute(query).await?;
+        let deleted = self.execute(query).await?;
         Ok(match deleted.rows_affected() {
             0 => Updated::Kept,
             _ => Updated::Deleted,
@@ -161,51 +139,50 @@ impl SqliteStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let mut lease = self.connections.get().await?;
-        let result = async {
-            let mut tx = begin_writing(lease.conn()?, key, now).await?;
-            let mut record = read_locked(&mut tx, key).await?;
-            change.apply(&mut record);
-            let outcome = if is_empty(&record.data) {
-                sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+        self.connections
+            .transaction(async |tx| {
+                take_write_lock(tx, key, now).await?;
+                let mut record = read_locked(tx, key).await?;
+                change.apply(&mut record);
+                let outcome = if is_empty(&record.data) {
+                    sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+                        .bind(key.as_bytes().as_slice())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    Updated::Deleted
+                } else {
+                    sqlx::query(
+                        "UPDATE tidysession_sessions SET data = ?, expires_at = ?, user_id = ?
+                     WHERE id = ?",
+                    )
+                    .bind(to_json(&record.data))
+                    .bind(millis(record.expires_at))
+                    .bind(record.user())
                     .bind(key.as_bytes().as_slice())
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::backend)?;
-                Updated::Deleted
-            } else {
-                sqlx::query(
-                    "UPDATE tidysession_sessions SET data = ?, expires_at = ?, user_id = ?
-                     WHERE id = ?",
-                )
-                .bind(to_json(&record.data))
-                .bind(millis(record.expires_at))
-                .bind(record.user())
-                .bind(key.as_bytes().as_slice())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
-                Updated::Kept
-            };
-            tx.commit().await.map_err(StoreError::backend)?;
-            Ok(outcome)
-        }
-        .await;
-        lease.checked(result)
+                    Updated::Kept
+                };
+                Ok(outcome)
+            })
+            .await
     }
 }
 
-/// Starts a transaction whose first statement writes: it bumps the live record's version,
-/// which takes SQLite's write lock before anything is read, so a read-then-write cannot be
-/// overtaken by another writer (a deferred transaction that reads first could not upgrade).
-/// sqlx's own `BEGIN` is used because sqlx rolls it back cleanly if the request is cancelled.
-/// A missing or expired record is [`StoreError::Gone`].
-async fn begin_writing<'c>(
-    conn: &'c mut SqliteConnection,
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
+
+/// The first statement of a transaction that reads, then writes: it bumps the live record's
+/// version, which takes SQLite's write lock before anything is read, so a read-then-write
+/// cannot be overtaken by another writer (a deferred transaction that reads first could not
+/// upgrade). sqlx's own `BEGIN` is used because sqlx rolls it back cleanly if the request is
+/// cancelled. A missing or expired record is [`StoreError::Gone`].
+async fn take_write_lock(
+    tx: &mut SqliteConnection,
     key: &StorageKey,
     now: OffsetDateTime,
-) -> Result<sqlx::Transaction<'c, sqlx::Sqlite>, StoreError> {
-    let mut tx = conn.begin().await.map_err(StoreError::backend)?;
+) -> Result<(), StoreError> {
     let locked = sqlx::query(
         "UPDATE tidysession_sessions SET version = version + 1 WHERE id = ? AND expires_at > ?",
     )
@@ -216,7 +193,7 @@ async fn begin_writing<'c>(
     .map_err(StoreError::backend)?;
     match locked.rows_affected() {
         0 => Err(StoreError::Gone),
-        _ => Ok(tx),
+        _ => Ok(()),
     }
 }
 
@@ -257,22 +234,25 @@ impl SessionStore for SqliteStore {
         key: &StorageKey,
         now: OffsetDateTime,
     ) -> Result<Option<Record>, StoreError> {
-        let mut lease = self.connections.get().await?;
-        let row = sqlx::query(
+        let query = sqlx::query(
             "SELECT data, created_at, expires_at FROM tidysession_sessions
              WHERE id = ? AND expires_at > ?",
         )
         .bind(key.as_bytes().as_slice())
-        .bind(millis(now))
-        .fetch_optional(lease.conn()?)
-        .await
-        .map_err(StoreError::backend);
-        let row = lease.checked(row)?;
+        .bind(millis(now));
+        let row = self
+            .connections
+            .with(async |conn| {
+                query
+                    .fetch_optional(conn)
+                    .await
+                    .map_err(StoreError::backend)
+            })
+            .await?;
         row.map(|row| record_from(key, &row)).transpose()
     }
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        let mut lease = self.connections.get().await?;
         // An expired record under the same key may be replaced; a live one never.
         let query = sqlx::query(
             "INSERT INTO tidysession_sessions (id, data, created_at, expires_at, user_id)
@@ -288,7 +268,7 @@ impl SessionStore for SqliteStore {
         .bind(millis(record.expires_at))
         .bind(record.user())
         .bind(millis(OffsetDateTime::now_utc()));
-        let done = lease.execute(query).await?;
+        let done = self.execute(query).await?;
         match done.rows_affected() {
             0 => Err(StoreError::DuplicateId),
             _ => Ok(()),
@@ -319,7 +299,6 @@ impl SessionStore for SqliteStore {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut lease = self.connections.get().await?;
         let query = sqlx::query(
             "UPDATE tidysession_sessions SET expires_at = MAX(expires_at, ?1)
              WHERE id = ?2 AND expires_at > ?3",
@@ -327,7 +306,7 @@ impl SessionStore for SqliteStore {
         .bind(millis(expires_at))
         .bind(key.as_bytes().as_slice())
         .bind(millis(now));
-        let done = lease.execute(query).await?;
+        let done = self.execute(query).await?;
         match done.rows_affected() {
             0 => Err(StoreError::Gone),
             _ => Ok(()),
@@ -341,62 +320,64 @@ impl SessionStore for SqliteStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut lease = self.connections.get().await?;
-        let result = async {
-            let mut tx = begin_writing(lease.conn()?, from, now).await?;
-            let taken: Option<i64> =
-                sqlx::query_scalar("SELECT expires_at FROM tidysession_sessions WHERE id = ?")
-                    .bind(to.as_bytes().as_slice())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
-            match taken {
-                Some(exp) if exp > millis(now) => return Err(StoreError::DuplicateId),
-                Some(_) => {
-                    sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+        let moved = self
+            .connections
+            .transaction(async |tx| {
+                take_write_lock(tx, from, now).await?;
+                let taken: Option<i64> =
+                    sqlx::query_scalar("SELECT expires_at FROM tidysession_sessions WHERE id = ?")
                         .bind(to.as_bytes().as_slice())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(StoreError::backend)?;
+                match taken {
+                    Some(exp) if exp > millis(now) => return Err(StoreError::DuplicateId),
+                    Some(_) => {
+                        sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+                            .bind(to.as_bytes().as_slice())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::backend)?;
+                    }
+                    None => {}
+                }
+                let mut record = read_locked(tx, from).await?;
+                change.apply(&mut record);
+                if is_empty(&record.data) {
+                    // Emptied by changes made meanwhile: nothing left to move (I2).
+                    sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
+                        .bind(from.as_bytes().as_slice())
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreError::backend)?;
+                    return Ok(false);
                 }
-                None => {}
-            }
-            let mut record = read_locked(&mut tx, from).await?;
-            change.apply(&mut record);
-            if is_empty(&record.data) {
-                // Emptied by changes made meanwhile: nothing left to move (I2).
-                sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
-                    .bind(from.as_bytes().as_slice())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
-                tx.commit().await.map_err(StoreError::backend)?;
-                return Err(StoreError::Gone);
-            }
-            // One statement moves the record: no moment where both ids or neither is valid.
-            sqlx::query(
-                "UPDATE tidysession_sessions SET id = ?, data = ?, expires_at = ?, user_id = ?
+                // One statement moves the record: no moment where both ids or neither is valid.
+                sqlx::query(
+                    "UPDATE tidysession_sessions SET id = ?, data = ?, expires_at = ?, user_id = ?
                  WHERE id = ?",
-            )
-            .bind(to.as_bytes().as_slice())
-            .bind(to_json(&record.data))
-            .bind(millis(record.expires_at))
-            .bind(record.user())
-            .bind(from.as_bytes().as_slice())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::backend)?;
-            tx.commit().await.map_err(StoreError::backend)
+                )
+                .bind(to.as_bytes().as_slice())
+                .bind(to_json(&record.data))
+                .bind(millis(record.expires_at))
+                .bind(record.user())
+                .bind(from.as_bytes().as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+                Ok(true)
+            })
+            .await?;
+        match moved {
+            true => Ok(()),
+            false => Err(StoreError::Gone),
         }
-        .await;
-        lease.checked(result)
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
-        let mut lease = self.connections.get().await?;
         let query = sqlx::query("DELETE FROM tidysession_sessions WHERE id = ?")
             .bind(key.as_bytes().as_slice());
-        let done = lease.execute(query).await?;
+        let done = self.execute(query).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -406,7 +387,6 @@ impl SessionStore for SqliteStore {
         now: OffsetDateTime,
         limit: u32,
     ) -> Result<ExpiredBatch, StoreError> {
-        let mut lease = self.connections.get().await?;
         // Walks the expires_at index from the cursor; one short statement per batch.
         let query = sqlx::query_scalar(
             "DELETE FROM tidysession_sessions WHERE id IN (
@@ -417,14 +397,10 @@ impl SessionStore for SqliteStore {
         .bind(from.map_or(i64::MIN, millis))
         .bind(millis(now))
         .bind(i64::from(limit));
-        let result = async {
-            query
-                .fetch_all(lease.conn()?)
-                .await
-                .map_err(StoreError::backend)
-        }
-        .await;
-        let expiries: Vec<i64> = lease.checked(result)?;
+        let expiries: Vec<i64> = self
+            .connections
+            .with(async |conn| query.fetch_all(conn).await.map_err(StoreError::backend))
+            .await?;
         let latest = expiries.iter().max().copied().map(cursor_from_millis);
         Ok(ExpiredBatch::of(
             expiries.len() as u64,
@@ -434,15 +410,14 @@ impl SessionStore for SqliteStore {
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        let mut lease = self.connections.get().await?;
-        let counts: Result<(i64, i64), _> = sqlx::query_as(
+        let query = sqlx::query_as::<_, (i64, i64)>(
             "SELECT COUNT(*), COUNT(*) FILTER (WHERE expires_at <= ?) FROM tidysession_sessions",
         )
-        .bind(millis(now))
-        .fetch_one(lease.conn()?)
-        .await
-        .map_err(StoreError::backend);
-        let (total, expired) = lease.checked(counts)?;
+        .bind(millis(now));
+        let (total, expired) = self
+            .connections
+            .with(async |conn| query.fetch_one(conn).await.map_err(StoreError::backend))
+            .await?;
         Ok(RecordCounts {
             live: (total - expired) as u64,
             expired: expired as u64,
@@ -464,38 +439,37 @@ impl SessionStore for SqliteStore {
         let (limit, complete) = sample_plan(counts.live + counts.expired, options.sample_size);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let start = random_start();
-        let mut lease = self.connections.get().await?;
-        let result = async {
-            let conn = lease.conn()?;
-            const COLUMNS: &str = "SELECT data, created_at, expires_at FROM tidysession_sessions";
-            let rows: Vec<(String, i64, i64)> = if complete {
-                sqlx::query_as(&format!("{COLUMNS} LIMIT ?"))
-                    .bind(limit)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(StoreError::backend)?
-            } else {
-                crate::store::sql::key_range_sample!(
-                    conn,
-                    &format!("{COLUMNS} WHERE id >= ? ORDER BY id LIMIT ?"),
-                    &format!("{COLUMNS} WHERE id < ? ORDER BY id LIMIT ?"),
-                    start.as_slice(),
-                    limit
-                )
-            };
-            let indexed: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM sqlite_master m, pragma_index_info(m.name) i
+        let (rows, indexed) = self
+            .connections
+            .with(async |conn| {
+                const COLUMNS: &str =
+                    "SELECT data, created_at, expires_at FROM tidysession_sessions";
+                let rows: Vec<(String, i64, i64)> = if complete {
+                    sqlx::query_as(&format!("{COLUMNS} LIMIT ?"))
+                        .bind(limit)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(StoreError::backend)?
+                } else {
+                    key_range_sample!(
+                        conn,
+                        &format!("{COLUMNS} WHERE id >= ? ORDER BY id LIMIT ?"),
+                        &format!("{COLUMNS} WHERE id < ? ORDER BY id LIMIT ?"),
+                        start.as_slice(),
+                        limit
+                    )
+                };
+                let indexed: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM sqlite_master m, pragma_index_info(m.name) i
                  WHERE m.type = 'index' AND m.tbl_name = 'tidysession_sessions'
                  AND i.seqno = 0 AND i.name = 'expires_at'",
-            )
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(StoreError::backend)?;
-            Ok((rows, indexed))
-        }
-        .await;
-        let (rows, indexed) = lease.checked(result)?;
-        drop(lease);
+                )
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(StoreError::backend)?;
+                Ok((rows, indexed))
+            })
+            .await?;
         let index = ExpiryIndex {
             table: "tidysession_sessions".to_owned(),
             column: "expires_at".to_owned(),
@@ -516,46 +490,12 @@ impl SessionStore for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut lease = self.connections.get().await?;
-        let result = async {
-            let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
-            sqlx::query("CREATE TABLE IF NOT EXISTS tidysession_schema (version INTEGER NOT NULL)")
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
-            let current: Option<i64> =
-                sqlx::query_scalar("SELECT MAX(version) FROM tidysession_schema")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
-            let current = current.unwrap_or(0);
-            if current > MIGRATIONS.len() as i64 {
-                return Err(StoreError::backend(SchemaTooNew {
-                    found: current,
-                    known: MIGRATIONS.len(),
-                }));
-            }
-            for (i, step) in MIGRATIONS.iter().enumerate() {
-                let version = i as i64 + 1;
-                if version <= current {
-                    continue;
-                }
-                for statement in *step {
-                    sqlx::query(statement)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::backend)?;
-                }
-                sqlx::query("INSERT INTO tidysession_schema (version) VALUES (?)")
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
-            }
-            tx.commit().await.map_err(StoreError::backend)
-        }
-        .await;
-        lease.checked(result)
+        let m = Migrations {
+            steps: MIGRATIONS,
+            table: "tidysession_sessions",
+            versions: "tidysession_schema",
+        };
+        migrate::sqlite(&self.connections, &m).await
     }
 }
 
@@ -566,18 +506,17 @@ impl UserIndex for SqliteStore {
         user: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<(StorageKey, Record)>, StoreError> {
-        let mut lease = self.connections.get().await?;
         // Through the partial user_id index: `user_id = ?` implies its `IS NOT NULL`.
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT data, created_at, expires_at, id FROM tidysession_sessions
              WHERE user_id = ? AND expires_at > ?",
         )
         .bind(user)
-        .bind(millis(now))
-        .fetch_all(lease.conn()?)
-        .await
-        .map_err(StoreError::backend);
-        let rows = lease.checked(rows)?;
+        .bind(millis(now));
+        let rows = self
+            .connections
+            .with(async |conn| query.fetch_all(conn).await.map_err(StoreError::backend))
+            .await?;
         Ok(rows.iter().filter_map(listed_from).collect())
     }
 
@@ -586,28 +525,13 @@ impl UserIndex for SqliteStore {
         user: &str,
         keep: Option<&StorageKey>,
     ) -> Result<u64, StoreError> {
-        let mut lease = self.connections.get().await?;
         // `IS NOT`, not `<>`: with no key to keep (NULL) it spares nothing, where `<>` would
         // match nothing.
         let query =
             sqlx::query("DELETE FROM tidysession_sessions WHERE user_id = ? AND id IS NOT ?")
                 .bind(user)
                 .bind(keep.map(|k| k.as_bytes().as_slice()));
-        let done = lease.execute(query).await?;
+        let done = self.execute(query).await?;
         Ok(done.rows_affected())
-    }
-}
-
-impl Lease<'_, SqliteConnection> {
-    /// Runs one statement on this connection.
-    async fn execute<'q>(
-        &mut self,
-        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> Result<sqlx::sqlite::SqliteQueryResult, StoreError> {
-        let result = query
-            .execute(self.conn()?)
-            .await
-            .map_err(StoreError::backend);
-        self.checked(result)
     }
 }

@@ -1,4 +1,5 @@
-//! The statements of a [`Sweep`](super::Sweep), shared by the native and the Django tables.
+//! The statements of a [`Sweep`](crate::store::Sweep), shared by the native and the Django
+//! tables.
 
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::PgSweep;
@@ -148,7 +149,8 @@ mod mysql {
     use sqlx::{MySql, MySqlConnection};
 
     use super::ForeignPosition;
-    use crate::store::mysql::{is_deadlock, DEADLOCK_RETRIES};
+    use crate::store::sql::error::is_retryable;
+    use crate::store::sql::retry::RETRIES;
     use crate::store::{Place, StoreError, SweepPosition, SweptBatch};
 
     /// A sweep by primary key, the order InnoDB keeps rows in: each batch reads where it
@@ -217,18 +219,13 @@ mod mysql {
                     .map(|k: Option<String>| k.map(Key::Text)),
             }
             .map_err(StoreError::backend)?;
+            let sql = if edge.is_some() {
+                &self.delete_range
+            } else {
+                &self.delete_rest
+            };
             let mut retries = 0;
             let deleted = loop {
-                let sql = if edge.is_some() {
-                    &self.delete_range
-                } else {
-                    &self.delete_rest
-                };
-                let query = from.bind(sqlx::query(sql));
-                let query = match &edge {
-                    Some(edge) => edge.bind(query),
-                    None => query,
-                };
                 // READ COMMITTED for this statement only: InnoDB then locks just the rows it
                 // deletes, not the live rows it reads past nor the gaps between them, so the
                 // site's updates and inserts in the range do not wait for the batch.
@@ -236,12 +233,18 @@ mod mysql {
                     .execute(&mut *conn)
                     .await
                     .map_err(StoreError::backend)?;
+                let query = from.bind(sqlx::query(sql));
+                let query = match &edge {
+                    Some(edge) => edge.bind(query),
+                    None => query,
+                };
                 match query.bind(now.clone()).execute(&mut *conn).await {
                     Ok(done) => break done.rows_affected(),
+                    // A deadlock victim was rolled back: running it again is safe. Not
+                    // through `retry`: each attempt needs this one connection.
                     Err(e) => {
                         let e = StoreError::backend(e);
-                        if retries < DEADLOCK_RETRIES && is_deadlock(&e) {
-                            // InnoDB rolled the statement back: running it again is safe.
+                        if retries < RETRIES && is_retryable(&e) {
                             retries += 1;
                             continue;
                         }

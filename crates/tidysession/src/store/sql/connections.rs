@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::error::leaves_connection_usable;
 use crate::store::StoreError;
 
 /// At most `size` connections made from `options`, opened on demand.
@@ -63,6 +64,7 @@ impl<C: Connection> Connections<C> {
     }
 
     /// The options new connections are made with.
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "django"))]
     pub(crate) fn options(&self) -> &C::Options {
         &self.options
     }
@@ -80,7 +82,7 @@ impl<C: Connection> Connections<C> {
     }
 
     /// A connection for one operation.
-    pub(crate) async fn get(&self) -> Result<Lease<'_, C>, StoreError> {
+    async fn get(&self) -> Result<Lease<'_, C>, StoreError> {
         let wait = self.settings.wait;
         tokio::time::timeout(wait, self.lease())
             .await
@@ -98,6 +100,27 @@ impl<C: Connection> Connections<C> {
             Ok(conn) => op(conn).await,
             Err(e) => Err(e),
         };
+        lease.checked(result)
+    }
+
+    /// Runs `op` inside a transaction on a connection for one operation: commits when it
+    /// returns `Ok`, rolls back at once otherwise (its row locks must not outlive the
+    /// request, nor wait for the connection's next use), and ends the lease with the result.
+    /// A failed `BEGIN` leaves the connection busy, so it is closed, not reused.
+    pub(crate) async fn transaction<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut C) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>
+    where
+        C::Database: sqlx::Database<Connection = C>,
+    {
+        let mut lease = self.get().await?;
+        let result = async {
+            let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
+            let result = op(&mut tx).await;
+            finish(tx, result).await
+        }
+        .await;
         lease.checked(result)
     }
 
@@ -153,13 +176,10 @@ impl<C: Connection> Lease<'_, C> {
     /// error the server answered with (a constraint, a deadlock) and [`StoreError::Gone`],
     /// leave it fit for reuse.
     pub(crate) fn checked<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        match &result {
-            Err(StoreError::Backend(e))
-                if !matches!(e.downcast_ref(), Some(sqlx::Error::Database(_))) =>
-            {
-                self.discard()
-            }
-            _ => self.busy = false,
+        if leaves_connection_usable(&result) {
+            self.busy = false;
+        } else {
+            self.discard();
         }
         result
     }
@@ -167,6 +187,24 @@ impl<C: Connection> Lease<'_, C> {
     fn discard(&mut self) {
         if !self.connections.settings.keep_on_error {
             self.conn = None;
+        }
+    }
+}
+
+/// Commits `tx` if `result` is a success; otherwise rolls it back now, not when the
+/// connection is next used, so its locks do not outlive the operation.
+pub(crate) async fn finish<DB: sqlx::Database, T>(
+    tx: sqlx::Transaction<'_, DB>,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => {
+            tx.commit().await.map_err(StoreError::backend)?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
         }
     }
 }
