@@ -59,7 +59,7 @@ use time::OffsetDateTime;
 
 use super::sql::error::is_unique_violation;
 use super::sql::innodb::innodb;
-use super::sql::json::{bind_user, in_place_assignments, JsonDialect};
+use super::sql::json::{bind_change, in_place_assignments, JsonDialect};
 use super::sql::migrate::Migrations;
 use super::sql::retry::retry;
 use super::sql::row::{
@@ -73,7 +73,7 @@ use super::{
     Sweep, SweepPosition, SweptBatch, Updated, UserIndex,
 };
 use crate::id::StorageKey;
-use crate::record::{is_empty, only_reserved, Change, ExpiryChange, Record};
+use crate::record::{is_empty, only_reserved, Change, Record};
 
 /// The sessions table when [`MySqlStore::table`] names no other.
 const DEFAULT_TABLE: &str = "tidysession_sessions";
@@ -291,17 +291,7 @@ impl MySqlStore {
             in_place_assignments(change, &JSON)
         );
         let query = || {
-            let mut query = sqlx::query(&sql);
-            for k in &change.removed {
-                query = query.bind(json_path(k));
-            }
-            for (k, v) in &change.set {
-                query = query.bind(json_path(k)).bind(v.to_string());
-            }
-            if let Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) = change.expiry {
-                query = query.bind(millis(at));
-            }
-            bind_user(query, change)
+            bind_change(sqlx::query(&sql), change)
                 .bind(key.as_bytes().as_slice())
                 .bind(millis(now))
         };
@@ -437,6 +427,7 @@ const JSON: JsonDialect = JsonDialect {
     set: "JSON_SET",
     value: "JSON_EXTRACT(?, '$')",
     max: "GREATEST",
+    path_safe,
 };
 
 /// Whether a `$."key"` path names this key exactly on MySQL and MariaDB: a quoted label ends
@@ -448,10 +439,6 @@ fn path_safe(key: &str) -> bool {
         && !key
             .chars()
             .any(|c| c == '"' || c == '\\' || c == '*' || c.is_control())
-}
-
-fn json_path(key: &str) -> String {
-    format!("$.\"{key}\"")
 }
 
 #[async_trait]
@@ -526,12 +513,7 @@ impl SessionStore for MySqlStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        if change
-            .set
-            .keys()
-            .chain(&change.removed)
-            .all(|k| path_safe(k))
-        {
+        if JSON.names_every_key(change) {
             self.update_in_place(key, change, now).await
         } else {
             self.update_read_write(key, change, now).await

@@ -5,7 +5,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteQueryResult};
 use sqlx::Sqlite;
 use time::OffsetDateTime;
 
-use super::sql::json::{bind_user, in_place_assignments, JsonDialect};
+use super::sql::json::{bind_change, in_place_assignments, JsonDialect};
 use super::sql::migrate::Migrations;
 use super::sql::row::{
     cursor_from_millis, key_range_sample, listed_from, millis, record_from, to_json,
@@ -16,7 +16,7 @@ use super::{
     ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Updated, UserIndex,
 };
 use crate::id::StorageKey;
-use crate::record::{is_empty, Change, ExpiryChange, Record, RESERVED_PREFIX};
+use crate::record::{is_empty, Change, Record, RESERVED_PREFIX};
 
 /// Schema versions, applied in order by [`SessionStore::migrate`]. Never edit a released step;
 /// append a new one.
@@ -95,17 +95,7 @@ impl SqliteStore {
              WHERE id = ? AND expires_at > ?",
             in_place_assignments(change, &JSON)
         );
-        let mut query = sqlx::query(&sql);
-        for k in &change.removed {
-            query = query.bind(json_path(k));
-        }
-        for (k, v) in &change.set {
-            query = query.bind(json_path(k)).bind(v.to_string());
-        }
-        if let Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) = change.expiry {
-            query = query.bind(millis(at));
-        }
-        let query = bind_user(query, change)
+        let query = bind_change(sqlx::query(&sql), change)
             .bind(key.as_bytes().as_slice())
             .bind(millis(now));
         let done = self.execute(query).await?;
@@ -214,6 +204,7 @@ const JSON: JsonDialect = JsonDialect {
     set: "json_set",
     value: "json(?)",
     max: "MAX",
+    path_safe,
 };
 
 /// Whether SQLite's JSON path syntax names this key exactly: a quoted label ends at the next
@@ -221,10 +212,6 @@ const JSON: JsonDialect = JsonDialect {
 /// control character (escaped in JSON) take the transactional path instead.
 fn path_safe(key: &str) -> bool {
     !key.is_empty() && !key.chars().any(|c| c == '"' || c == '\\' || c.is_control())
-}
-
-fn json_path(key: &str) -> String {
-    format!("$.\"{key}\"")
 }
 
 #[async_trait]
@@ -281,12 +268,7 @@ impl SessionStore for SqliteStore {
         change: &Change,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        if change
-            .set
-            .keys()
-            .chain(&change.removed)
-            .all(|k| path_safe(k))
-        {
+        if JSON.names_every_key(change) {
             self.update_in_place(key, change, now).await
         } else {
             self.update_read_write(key, change, now).await
