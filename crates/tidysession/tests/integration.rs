@@ -40,6 +40,7 @@ mod django_companion;
 mod django_store;
 #[cfg(all(feature = "django", feature = "sqlite"))]
 mod django_users;
+mod docs;
 mod failure;
 mod layer;
 mod metrics;
