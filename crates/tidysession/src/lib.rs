@@ -48,14 +48,69 @@
 //!
 //! # How a request is handled
 //!
-//! See [`decide`](mod@decide) for the full table, and the repository's `docs/design.md` for
-//! the reasons behind the main choices.
+//! At the end of each request one pure function decides, from what the handler did with the
+//! session, on at most one store call and one cookie instruction (invariants I1–I5 and I8, as
+//! the repository's `docs/invariants.md` states them):
+//!
+//! | request | plan |
+//! |---|---|
+//! | session untouched | nothing (a malformed cookie is removed) |
+//! | read, no cookie | `Vary: Cookie` only |
+//! | read, record found | `Vary`; a touch and a refreshed cookie only when the touch window is due |
+//! | read, unknown or expired cookie | removal cookie, nothing created |
+//! | write, no record yet | create, new cookie |
+//! | write, record found | update with the changed keys; new expiry and refreshed cookie only when the touch window is due |
+//! | write that empties the data | update with the removals; the store deletes the record if nothing is left, and the cookie is removed |
+//! | flush | delete, removal cookie |
+//! | `cycle_id` on a found record | one atomic rename, new cookie |
+//! | response 5xx | nothing saved, no cookie (unless configured otherwise) |
+//!
+//! With the cookie tier ([`Anonymous::InCookie`](crate::Anonymous::InCookie), the default),
+//! data that may live in the cookie (not logged in, within the cookie budget)
+//! never reaches the store:
+//!
+//! | request | plan |
+//! |---|---|
+//! | write, no record yet | no store I/O; the data sealed into the cookie |
+//! | read, sealed cookie | nothing; re-sealed with a new expiry only when the touch window is due |
+//! | write, sealed cookie | no store I/O; re-sealed (under the newest key) |
+//! | login, or outgrowing the cookie, on a sealed session | one create with all its data (promotion), new id |
+//! | flush of a stored record, then new anonymous data | delete; the new data sealed |
+//! | sealed cookie that does not open, or has expired | removal cookie, as for an unknown id |
+//!
+//! The repository's `docs/design.md` gives the reasons behind the main choices.
+//!
+//! # Architecture
+//!
+//! One request, through the modules:
+//!
+//! 1. `layer` ([`SessionLayer`]) reads the session cookie and gives the request a lazy
+//!    [`Session`] handle (`session`). Nothing is loaded yet (I1).
+//! 2. The handler asks for a value. The handle loads once: a sealed cookie is opened
+//!    (`seal`, under the [`KeyRing`]); an id (`id`: never stored itself, only its
+//!    [`StorageKey`](store::StorageKey)) is loaded through the [`store`]'s
+//!    [`SessionStore::load`](store::SessionStore::load), which enforces expiry (I9).
+//! 3. Writes are recorded as a change set ([`Change`](store::Change): keys set, keys
+//!    removed, expiry), not as a "modified" bit.
+//! 4. When the response comes back, `decide` turns the handle's final state into a plan
+//!    (the table above), and `layer` carries it out: one store call (create, update with the
+//!    change set, touch, rename or delete; concurrent saves of one session from this process
+//!    are folded into one update by `coalesce`) and one cookie. [`metrics`](mod@metrics)
+//!    counts what happened.
+//! 5. [`auth`] sits inside the session layer: [`AuthSession`](auth::AuthSession) loads the
+//!    user lazily from the session's user key, and login, logout and password changes are
+//!    session operations (a rename on login, I7).
+//!
+//! Out of the request path: [`reaper`] deletes expired records in the background through a
+//! store's [`Maintenance`](store::Maintenance) capability, as the CLI's `clear` does; the SQL
+//! stores share one core (connections, transactions, migrations, error classes, locks) and
+//! never import each other; [`django`] reads and writes Django's formats byte for byte.
 
 pub mod auth;
 mod client;
 mod coalesce;
 mod config;
-pub mod decide;
+mod decide;
 #[cfg(feature = "django")]
 pub mod django;
 #[cfg(feature = "axum")]

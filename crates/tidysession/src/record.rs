@@ -93,7 +93,7 @@ impl ExpiryChange {
 
 /// `t + d`, saturating at the largest representable time instead of overflowing (a configured
 /// timeout of `Duration::MAX` means "never").
-pub fn plus(t: OffsetDateTime, d: time::Duration) -> OffsetDateTime {
+pub(crate) fn plus(t: OffsetDateTime, d: time::Duration) -> OffsetDateTime {
     t.checked_add(d)
         .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_offset(t.offset()))
 }

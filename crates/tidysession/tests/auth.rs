@@ -596,3 +596,51 @@ async fn client_metadata_is_kept_only_when_asked() {
     assert_eq!(list[0]["ua"], "TestBrowser/1.0");
     assert_eq!(list[0]["ip"], "192.0.2.7");
 }
+
+#[tokio::test]
+async fn without_the_auth_layer_the_extractor_says_why_and_the_optional_one_is_none() {
+    use axum::body::Body;
+    use http::{Request, StatusCode};
+    use tower::ServiceExt as _;
+
+    async fn required(_auth: Auth) -> &'static str {
+        "unreachable"
+    }
+    async fn optional(auth: Option<Auth>) -> &'static str {
+        match auth {
+            Some(_) => "some",
+            None => "none",
+        }
+    }
+    let bare = Router::new()
+        .route("/required", get(required))
+        .route("/optional", get(optional));
+    let send = |app: Router, uri: &'static str| async move {
+        let r = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    };
+    let (status, body) = send(bare.clone(), "/required").await;
+    assert_eq!(status, tidysession::auth::MissingAuthLayer.status());
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("AuthLayer"), "{body}");
+    assert_eq!(
+        send(bare, "/optional").await,
+        (StatusCode::OK, "none".into())
+    );
+
+    // With the layers, the optional extractor finds the auth session.
+    let store = Arc::new(tidysession::store::MemoryStore::default());
+    let wired = Router::new()
+        .route("/optional", get(optional))
+        .layer(AuthLayer::new(Users::new(), keys()))
+        .layer(SessionLayer::from_arc(store));
+    assert_eq!(
+        send(wired, "/optional").await,
+        (StatusCode::OK, "some".into())
+    );
+}

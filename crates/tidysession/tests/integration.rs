@@ -1,7 +1,6 @@
 //! tidysession's integration tests, in one binary.
 //!
 //! - `conformance`: the store contract, written once; `stores` plugs each store into it.
-//! - `decide_table`: the pure decision function, row by row, no I/O.
 //! - `layer`: the decision table again through the real layer, counting store I/O.
 //! - `cookie_tier`: anonymous sessions sealed in the cookie (I10), promotion, key rotation.
 //! - `concurrency`: concurrent requests through the layer on every store (lost updates,
@@ -31,7 +30,6 @@ mod auth;
 mod cached;
 mod concurrency;
 mod cookie_tier;
-mod decide_table;
 #[cfg(feature = "django")]
 mod django;
 #[cfg(all(feature = "django", feature = "postgres", feature = "axum"))]

@@ -431,10 +431,18 @@ fn handle_of(key: &StorageKey) -> String {
 pub struct MissingAuthLayer;
 
 #[cfg(feature = "axum")]
+impl MissingAuthLayer {
+    /// The status sent: 500, since this is a wiring mistake in the app.
+    pub fn status(&self) -> http::StatusCode {
+        http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+#[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for MissingAuthLayer {
     fn into_response(self) -> axum_core::response::Response {
         tracing::error!(target: "tidysession::rejection", "{self}");
-        (http::StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+        (self.status(), self.to_string()).into_response()
     }
 }
 
@@ -451,5 +459,21 @@ impl<S: Send + Sync, B: AuthBackend> axum_core::extract::FromRequestParts<S> for
             .get::<Self>()
             .cloned()
             .ok_or(MissingAuthLayer)
+    }
+}
+
+/// `Option<AuthSession<B>>`: `None` on a route no [`AuthLayer`](super::AuthLayer) wraps,
+/// instead of a 500, for handlers shared by routes with and without login.
+#[cfg(feature = "axum")]
+impl<S: Send + Sync, B: AuthBackend> axum_core::extract::OptionalFromRequestParts<S>
+    for AuthSession<B>
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Self>().cloned())
     }
 }

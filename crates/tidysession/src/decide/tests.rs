@@ -1,7 +1,7 @@
 //! `decide`, row by row and then exhaustively: no I/O, no clock.
 
-use tidysession::decide::{decide, CookieOp, Facts, Incoming, Loaded, Plan, StoreOp, TestCookie};
-use tidysession::SessionConfig;
+use super::{decide, CookieOp, Facts, Incoming, Loaded, Plan, StoreOp, TestCookie};
+use crate::SessionConfig;
 
 fn plan(facts: Facts) -> Plan {
     decide(&facts, &SessionConfig::default())

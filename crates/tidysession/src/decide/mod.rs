@@ -3,37 +3,14 @@
 //! The whole behaviour of the layer (invariants I1–I5 and I8 of the design) is this one
 //! function from the request's [`Facts`] to a [`Plan`]; the layer only carries the plan out.
 //!
-//! | request | plan |
-//! |---|---|
-//! | session untouched | nothing (a malformed cookie is removed) |
-//! | read, no cookie | `Vary: Cookie` only |
-//! | read, record found | `Vary`; a touch and a refreshed cookie only when the touch window is due |
-//! | read, unknown or expired cookie | removal cookie, nothing created |
-//! | write, no record yet | create, new cookie |
-//! | write, record found | update with the changed keys; new expiry and refreshed cookie only when the touch window is due |
-//! | write that empties the data | update with the removals; the store deletes the record if nothing is left, and the cookie is removed |
-//! | flush | delete, removal cookie |
-//! | `cycle_id` on a found record | one atomic rename, new cookie |
-//! | response 5xx | nothing saved, no cookie (unless configured otherwise) |
-//!
-//! With the cookie tier ([`Anonymous::InCookie`](crate::Anonymous::InCookie), the default),
-//! data that may live in the cookie ([`Facts::sealable`]: not logged in, within the budget)
-//! never reaches the store:
-//!
-//! | request | plan |
-//! |---|---|
-//! | write, no record yet | no store I/O; the data sealed into the cookie |
-//! | read, sealed cookie | nothing; re-sealed with a new expiry only when the touch window is due |
-//! | write, sealed cookie | no store I/O; re-sealed (under the newest key) |
-//! | login, or outgrowing the cookie, on a sealed session | one create with all its data (promotion), new id |
-//! | flush of a stored record, then new anonymous data | delete; the new data sealed |
-//! | sealed cookie that does not open, or has expired | removal cookie, as for an unknown id |
+//! The table of what it decides is in the crate docs ("How a request is handled"), where
+//! users read it; `tests.rs` checks it row by row and then exhaustively.
 
 use crate::config::SessionConfig;
 
 /// What the request carried in the session cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     /// No session cookie.
     Absent,
     /// A session cookie that is not even a well-formed id.
@@ -46,7 +23,7 @@ pub enum Incoming {
 
 /// What loading the session found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loaded {
+pub(crate) enum Loaded {
     /// Never loaded: the handler did not need the stored data.
     NotLoaded,
     /// The store failed while loading; the handler saw an error.
@@ -63,36 +40,36 @@ pub enum Loaded {
 
 /// What a request did to its session, gathered by the layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// The incoming cookie.
-    pub incoming: Incoming,
+    pub(crate) incoming: Incoming,
     /// What loading found (the record as it was before any `flush`).
-    pub loaded: Loaded,
+    pub(crate) loaded: Loaded,
     /// The handler used the session at all (read or write).
-    pub accessed: bool,
+    pub(crate) accessed: bool,
     /// At least one key differs from what was loaded.
-    pub keys_changed: bool,
+    pub(crate) keys_changed: bool,
     /// The handler gave this session a new expiry (see [`Session::set_expiry`](crate::Session::set_expiry)).
-    pub expiry_set: bool,
+    pub(crate) expiry_set: bool,
     /// The session holds no data at the end of the request.
-    pub empty: bool,
+    pub(crate) empty: bool,
     /// The handler flushed the session.
-    pub flushed: bool,
+    pub(crate) flushed: bool,
     /// The handler cycled the session id.
-    pub cycled: bool,
+    pub(crate) cycled: bool,
     /// The data at the end of the request may live in the cookie: the cookie tier is on, the
     /// session is not a stored record, it is not logged in (or the layer is cookie-only), and
     /// it fits the budget.
-    pub sealable: bool,
+    pub(crate) sealable: bool,
     /// The test cookie was set or deleted.
-    pub test_cookie: TestCookie,
+    pub(crate) test_cookie: TestCookie,
     /// The response is a server error (5xx).
-    pub server_error: bool,
+    pub(crate) server_error: bool,
 }
 
 impl Facts {
     /// The facts of a request that never touched its session.
-    pub fn untouched(incoming: Incoming) -> Self {
+    pub(crate) fn untouched(incoming: Incoming) -> Self {
         Self {
             incoming,
             loaded: Loaded::NotLoaded,
@@ -111,7 +88,7 @@ impl Facts {
 
 /// What the handler did with the test cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TestCookie {
+pub(crate) enum TestCookie {
     /// Nothing.
     Unchanged,
     /// Asked to set it.
@@ -122,7 +99,7 @@ pub enum TestCookie {
 
 /// The one store call a request makes at its end, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreOp {
+pub(crate) enum StoreOp {
     /// No store I/O.
     None,
     /// Create a record under a fresh id.
@@ -141,7 +118,7 @@ pub enum StoreOp {
 
 /// What to do with a cookie in the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CookieOp {
+pub(crate) enum CookieOp {
     /// Send nothing.
     Keep,
     /// Send the cookie (new or refreshed).
@@ -155,19 +132,19 @@ pub enum CookieOp {
 /// The outcome of [`decide`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a plan does nothing until the layer carries it out"]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The store call.
-    pub store: StoreOp,
+    pub(crate) store: StoreOp,
     /// The session cookie.
-    pub cookie: CookieOp,
+    pub(crate) cookie: CookieOp,
     /// The test cookie.
-    pub test_cookie: CookieOp,
+    pub(crate) test_cookie: CookieOp,
     /// Whether the store call (or the sealed cookie) carries a new expiry (now plus the idle
     /// timeout, within the absolute timeout). Otherwise the session keeps its expiry, and the
     /// browser's cookie, which expires with it, needs no refresh.
-    pub moves_expiry: bool,
+    pub(crate) moves_expiry: bool,
     /// Whether the response gets `Vary: Cookie`.
-    pub vary: bool,
+    pub(crate) vary: bool,
 }
 
 impl Plan {
@@ -206,7 +183,7 @@ impl Plan {
 /// When a store call in the plan fails with [`StoreError::Gone`](crate::StoreError::Gone), or
 /// an update reports [`Updated::Deleted`](crate::Updated::Deleted), the layer sends a removal
 /// cookie instead of the planned one and re-creates nothing.
-pub fn decide(facts: &Facts, config: &SessionConfig) -> Plan {
+pub(crate) fn decide(facts: &Facts, config: &SessionConfig) -> Plan {
     if facts.server_error && !config.save_on_server_error {
         return Plan {
             vary: facts.accessed,
@@ -322,3 +299,6 @@ fn session_plan(facts: &Facts, config: &SessionConfig) -> Plan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
