@@ -120,12 +120,53 @@ impl Conn {
             .map_err(StoreError::backend)?;
         Ok((Conn::Cluster(conn), target.join(",")))
     }
+
+    /// A route to each node that holds keys: `None` (where the connection leads) on a single
+    /// server, each master on a cluster.
+    pub(super) async fn nodes(&self) -> Result<Vec<Option<SingleNodeRoutingInfo>>, StoreError> {
+        match self {
+            Conn::Single(_) | Conn::Managed(_) => Ok(vec![None]),
+            Conn::Cluster(conn) => Ok(masters(conn).await?.into_iter().map(Some).collect()),
+        }
+    }
+
+    /// Sends `cmd` to the node `route` names (if any, on a cluster).
+    pub(super) async fn command_on(
+        &self,
+        route: Option<&SingleNodeRoutingInfo>,
+        cmd: Cmd,
+    ) -> Result<Value, StoreError> {
+        match (self, route) {
+            (Conn::Cluster(c), Some(route)) => {
+                let route = RoutingInfo::SingleNode(route.clone());
+                c.clone().route_command(cmd, route).await
+            }
+            _ => cmd.query_async(&mut self.clone()).await,
+        }
+        .map_err(StoreError::backend)
+    }
+
+    /// Sends the `count` commands of `pipe` to the node `route` names (if any, on a cluster).
+    pub(super) async fn pipeline_on(
+        &self,
+        route: Option<&SingleNodeRoutingInfo>,
+        pipe: Pipeline,
+        count: usize,
+    ) -> Result<Vec<Value>, StoreError> {
+        match (self, route) {
+            (Conn::Cluster(c), Some(route)) => {
+                c.clone()
+                    .route_pipeline(pipe, 0, count, route.clone())
+                    .await
+            }
+            _ => pipe.query_async(&mut self.clone()).await,
+        }
+        .map_err(StoreError::backend)
+    }
 }
 
 /// The cluster's masters, as routes to each.
-pub(super) async fn masters(
-    conn: &ClusterConnection,
-) -> Result<Vec<SingleNodeRoutingInfo>, StoreError> {
+async fn masters(conn: &ClusterConnection) -> Result<Vec<SingleNodeRoutingInfo>, StoreError> {
     // A command sent to every master without a response policy answers with a map from
     // each node's address to its reply.
     let reply = conn

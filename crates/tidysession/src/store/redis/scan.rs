@@ -1,10 +1,9 @@
 //! Counting and sampling the store's records by `SCAN`, node by node on a cluster.
 
-use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use ::redis::cluster_routing::SingleNodeRoutingInfo;
 use ::redis::Value;
 use time::OffsetDateTime;
 
-use super::dispatch::{masters, Conn};
 use super::reply::{bytes, parse_i64, scan_reply, Stored};
 use super::RedisStore;
 use crate::id::StorageKey;
@@ -18,16 +17,10 @@ const SCAN_BATCH: usize = 500;
 impl RedisStore {
     /// [`count`](crate::store::SessionStore::count): every key under the prefix, scanned.
     pub(super) async fn count_live(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        let live = match &self.conn {
-            Conn::Single(_) | Conn::Managed(_) => self.count_node(None, now).await?,
-            Conn::Cluster(conn) => {
-                let mut live = 0;
-                for master in masters(conn).await? {
-                    live += self.count_node(Some(master), now).await?;
-                }
-                live
-            }
-        };
+        let mut live = 0;
+        for route in self.conn.nodes().await? {
+            live += self.count_node(route, now).await?;
+        }
         Ok(RecordCounts { live, expired: 0 })
     }
 
@@ -40,21 +33,15 @@ impl RedisStore {
     ) -> Result<Option<Stats>, StoreError> {
         let counts = self.count_live(now).await?;
         let want = usize::try_from(options.sample_size.max(1)).unwrap_or(usize::MAX);
-        let (stored, finished) = match &self.conn {
-            Conn::Single(_) | Conn::Managed(_) => self.sample_node(None, want).await?,
-            Conn::Cluster(conn) => {
-                let masters = masters(conn).await?;
-                let share = want.div_ceil(masters.len().max(1));
-                let mut all = Vec::new();
-                let mut finished = true;
-                for master in masters {
-                    let (stored, done) = self.sample_node(Some(master), share).await?;
-                    all.extend(stored);
-                    finished &= done;
-                }
-                (all, finished)
-            }
-        };
+        // On a cluster, an equal share from each master.
+        let routes = self.conn.nodes().await?;
+        let share = want.div_ceil(routes.len().max(1));
+        let (mut stored, mut finished) = (Vec::new(), true);
+        for route in routes {
+            let (found, done) = self.sample_node(route, share).await?;
+            stored.extend(found);
+            finished &= done;
+        }
         let mut builder = StatsBuilder::new(now, counts, *options);
         // Copies of an unfinished cluster rename are not sessions.
         let sessions = stored.into_iter().filter(|s| s.pending.is_none());
@@ -102,17 +89,7 @@ impl RedisStore {
             // A tombstone has neither field, so it never counts.
             pipe.cmd("HMGET").arg(k).arg("m:expires").arg("m:pending");
         }
-        let replies = match (&self.conn, route) {
-            (Conn::Cluster(c), Some(route)) => c
-                .clone()
-                .route_pipeline(pipe, 0, keys.len(), route.clone())
-                .await
-                .map_err(StoreError::backend)?,
-            _ => pipe
-                .query_async::<Vec<Value>>(&mut self.conn())
-                .await
-                .map_err(StoreError::backend)?,
-        };
+        let replies = self.conn.pipeline_on(route, pipe, keys.len()).await?;
         let now = millis(now);
         let mut live = 0;
         for (key, reply) in keys.iter().zip(replies) {
@@ -150,18 +127,7 @@ impl RedisStore {
             .arg(pattern)
             .arg("COUNT")
             .arg(SCAN_BATCH);
-        let reply = match (&self.conn, route) {
-            (Conn::Cluster(c), Some(route)) => c
-                .clone()
-                .route_command(scan, RoutingInfo::SingleNode(route.clone()))
-                .await
-                .map_err(StoreError::backend)?,
-            _ => scan
-                .query_async::<Value>(&mut self.conn())
-                .await
-                .map_err(StoreError::backend)?,
-        };
-        scan_reply(reply)
+        scan_reply(self.conn.command_on(route, scan).await?)
     }
 
     /// Scans the keys under the prefix on one node (or the single server) and counts the
@@ -219,17 +185,10 @@ impl RedisStore {
             for k in chunk {
                 pipe.cmd("HGETALL").arg(k);
             }
-            let replies = match (&self.conn, &route) {
-                (Conn::Cluster(c), Some(route)) => c
-                    .clone()
-                    .route_pipeline(pipe, 0, chunk.len(), route.clone())
-                    .await
-                    .map_err(StoreError::backend)?,
-                _ => pipe
-                    .query_async::<Vec<Value>>(&mut self.conn())
-                    .await
-                    .map_err(StoreError::backend)?,
-            };
+            let replies = self
+                .conn
+                .pipeline_on(route.as_ref(), pipe, chunk.len())
+                .await?;
             // The key only names a record in errors, which are skipped here.
             let key = StorageKey::from_bytes([0; 32]);
             stored.extend(
