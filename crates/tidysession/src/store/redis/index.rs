@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use ::redis::Value;
+use ::redis::{RedisError, Value};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -71,14 +71,24 @@ impl RedisStore {
         let Some(user) = user_of(&filed.user) else {
             return;
         };
-        let result = ::redis::cmd("ZREM")
-            .arg(self.user_index_key(&user))
-            .arg(key.to_hex())
-            .query_async::<Value>(&mut self.conn())
-            .await;
-        if let Err(e) = result {
+        if let Err(e) = self.unindex(&user, [key]).await {
             tracing::warn!(error = %e, "session deleted, but dropping its user index entry failed");
         }
+    }
+
+    /// Drops the entries of `keys` from `user`'s index.
+    async fn unindex(
+        &self,
+        user: &str,
+        keys: impl IntoIterator<Item = &StorageKey>,
+    ) -> Result<(), RedisError> {
+        let mut zrem = ::redis::cmd("ZREM");
+        zrem.arg(self.user_index_key(user));
+        for key in keys {
+            zrem.arg(key.to_hex());
+        }
+        zrem.query_async::<Value>(&mut self.conn()).await?;
+        Ok(())
     }
 
     /// The keys in `user`'s index.
@@ -202,12 +212,7 @@ impl RedisStore {
         }
         // A deleted key never comes back (ids are random), so its entry can go at once.
         if !settled.is_empty() {
-            let mut zrem = ::redis::cmd("ZREM");
-            zrem.arg(self.user_index_key(user));
-            for key in &settled {
-                zrem.arg(key.to_hex());
-            }
-            zrem.query_async::<Value>(&mut self.conn())
+            self.unindex(user, settled)
                 .await
                 .map_err(StoreError::backend)?;
         }
