@@ -16,7 +16,7 @@ use crate::store::{StoreError, UserIndex};
 
 /// How many times revoking a user's sessions reads the user's index again to find sessions
 /// renamed while it ran, before it gives up.
-const REVOKE_PASSES: usize = 32;
+pub(super) const REVOKE_PASSES: usize = 32;
 
 impl RedisStore {
     /// Files `key`, expiring at `expires_ms`, in `user`'s index, before the operation that
