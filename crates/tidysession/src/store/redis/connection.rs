@@ -380,7 +380,7 @@ fn line<'b>(buf: &'b [u8], at: &mut usize) -> Option<&'b [u8]> {
 }
 
 fn integer(digits: &[u8]) -> Result<i64, RedisError> {
-    super::parse_i64(digits).ok_or_else(|| malformed("bad integer in reply"))
+    super::reply::parse_i64(digits).ok_or_else(|| malformed("bad integer in reply"))
 }
 
 /// A length: -1 (nil) or a count that fits in memory.

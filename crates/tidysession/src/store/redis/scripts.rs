@@ -5,7 +5,7 @@
 //! Times are Unix milliseconds passed as decimal strings; the caller also passes "time plus
 //! the grace" for `PEXPIREAT`, so no session script formats a number. (The user index scripts
 //! pass numbers to `redis.call`, which Redis formats exactly for integers below 2^53.)
-//! Statuses are the first element of the reply array: see [`Status`](super::Status).
+//! Statuses are the first element of the reply array: see [`Status`](super::reply::Status).
 
 use std::sync::LazyLock;
 

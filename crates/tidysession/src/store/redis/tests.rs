@@ -5,9 +5,12 @@
 
 use std::sync::Arc;
 
+use ::redis::Value;
 use serde_json::json;
 use time::Duration;
 
+use super::ops::HOLD_MS;
+use super::reply::{held_record, Filed, Held};
 use super::*;
 use crate::id::SessionId;
 use crate::record::USER_KEY;
