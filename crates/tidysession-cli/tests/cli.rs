@@ -12,6 +12,7 @@ use time::{Duration, OffsetDateTime};
 
 mod common;
 use common::*;
+use tidysession::store::Maintenance as _;
 
 /// Drops a per-test PostgreSQL schema or MySQL table when the test ends.
 struct DropOnExit(&'static str, String);
@@ -63,6 +64,8 @@ async fn migrate_then_clear(url: &str, server: bool) {
     );
     assert_eq!(
         store
+            .maintenance()
+            .unwrap()
             .count(OffsetDateTime::now_utc())
             .await
             .unwrap()
@@ -97,7 +100,12 @@ async fn migrate_then_clear(url: &str, server: bool) {
     }
     // Each batch is followed by a pause as long as it took (the summary rounds to the ms).
     assert!(summary.paused_ms + 1.0 >= summary.longest_ms, "{out}");
-    let counts = store.count(OffsetDateTime::now_utc()).await.unwrap();
+    let counts = store
+        .maintenance()
+        .unwrap()
+        .count(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
     assert_eq!((counts.live, counts.expired), (200, 0));
 }
 
@@ -138,7 +146,12 @@ async fn clear_walks_the_expiry_index_when_few_sessions_are_expired() {
         out.contains("in expiry order, through the expiry index"),
         "{out}"
     );
-    let counts = store.count(OffsetDateTime::now_utc()).await.unwrap();
+    let counts = store
+        .maintenance()
+        .unwrap()
+        .count(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
     assert_eq!((counts.live, counts.expired), (100, 0));
 }
 

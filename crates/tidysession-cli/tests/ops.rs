@@ -10,6 +10,7 @@ use time::{Duration, OffsetDateTime};
 
 mod common;
 use common::*;
+use tidysession::store::Maintenance as _;
 
 /// Runs SQL on a server when the test ends (dropping its tables).
 struct Cleanup(String, String);
@@ -207,6 +208,8 @@ async fn native(url: &str) {
     assert!(out.contains("nothing was deleted"), "{out}");
     assert_eq!(
         store
+            .maintenance()
+            .unwrap()
             .count(OffsetDateTime::now_utc())
             .await
             .unwrap()
@@ -223,7 +226,12 @@ async fn native(url: &str) {
         started.elapsed() >= std::time::Duration::from_millis(1900),
         "{out}"
     );
-    let counts = store.count(OffsetDateTime::now_utc()).await.unwrap();
+    let counts = store
+        .maintenance()
+        .unwrap()
+        .count(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
     assert_eq!((counts.live, counts.expired), (14, 0));
 
     let (ok, out, _) = run(&["doctor", "--store", url]);

@@ -25,10 +25,7 @@ use tokio::sync::watch;
 
 use crate::id::{IdFormat, StorageKey};
 use crate::record::{Change, Record};
-use crate::store::{
-    ExclusiveGuard, ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError,
-    Updated, UserIndex,
-};
+use crate::store::{SessionStore, StoreError, Updated, UserIndex};
 
 /// A store whose concurrent updates of one record are sent as one (see the
 /// [module docs](self)). Every other operation passes straight through.
@@ -238,41 +235,15 @@ impl SessionStore for Coalescing {
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
         (*self.inner).delete(key).await
     }
-    async fn delete_expired(
-        &self,
-        from: Option<OffsetDateTime>,
-        now: OffsetDateTime,
-        limit: u32,
-    ) -> Result<ExpiredBatch, StoreError> {
-        (*self.inner).delete_expired(from, now, limit).await
-    }
-    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        (*self.inner).count(now).await
-    }
-    async fn migrate(&self) -> Result<(), StoreError> {
-        (*self.inner).migrate().await
-    }
-    fn removes_expired_itself(&self) -> bool {
-        (*self.inner).removes_expired_itself()
-    }
     fn user_index(&self) -> Option<&dyn UserIndex> {
         (*self.inner).user_index()
-    }
-    fn sweep(&self) -> Option<&dyn crate::store::Sweep> {
-        (*self.inner).sweep()
-    }
-    async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
-        (*self.inner).try_exclusive(name).await
     }
     fn id_format(&self) -> IdFormat {
         (*self.inner).id_format()
     }
-    async fn stats(
-        &self,
-        now: OffsetDateTime,
-        options: &StatsOptions,
-    ) -> Result<Option<Stats>, StoreError> {
-        (*self.inner).stats(now, options).await
+
+    fn maintenance(&self) -> Option<&dyn crate::store::Maintenance> {
+        (*self.inner).maintenance()
     }
 }
 
@@ -351,16 +322,8 @@ mod tests {
         async fn delete(&self, k: &StorageKey) -> Result<bool, StoreError> {
             self.inner.delete(k).await
         }
-        async fn delete_expired(
-            &self,
-            f: Option<OffsetDateTime>,
-            n: OffsetDateTime,
-            l: u32,
-        ) -> Result<ExpiredBatch, StoreError> {
-            self.inner.delete_expired(f, n, l).await
-        }
-        async fn count(&self, n: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-            self.inner.count(n).await
+        fn maintenance(&self) -> Option<&dyn crate::store::Maintenance> {
+            self.inner.maintenance()
         }
     }
 

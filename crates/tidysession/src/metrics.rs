@@ -26,9 +26,7 @@ use time::OffsetDateTime;
 use crate::id::{IdFormat, StorageKey};
 use crate::record::{Change, Record};
 use crate::seal::Rejected;
-use crate::store::{
-    ExclusiveGuard, ExpiredBatch, RecordCounts, SessionStore, StoreError, Updated, UserIndex,
-};
+use crate::store::{SessionStore, StoreError, Updated, UserIndex};
 
 /// Registers the descriptions and units of every metric in the [table](self) with the
 /// installed recorder. Optional; without it the metrics are still emitted.
@@ -253,47 +251,15 @@ impl SessionStore for Measured {
         result
     }
 
-    async fn delete_expired(
-        &self,
-        from: Option<OffsetDateTime>,
-        now: OffsetDateTime,
-        limit: u32,
-    ) -> Result<ExpiredBatch, StoreError> {
-        (*self.0).delete_expired(from, now, limit).await
-    }
-
-    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        (*self.0).count(now).await
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        (*self.0).migrate().await
-    }
-
-    fn removes_expired_itself(&self) -> bool {
-        (*self.0).removes_expired_itself()
-    }
-
     fn user_index(&self) -> Option<&dyn UserIndex> {
         (*self.0).user_index()
-    }
-    fn sweep(&self) -> Option<&dyn crate::store::Sweep> {
-        (*self.0).sweep()
     }
 
     fn id_format(&self) -> IdFormat {
         (*self.0).id_format()
     }
 
-    async fn stats(
-        &self,
-        now: OffsetDateTime,
-        options: &crate::store::StatsOptions,
-    ) -> Result<Option<crate::store::Stats>, StoreError> {
-        (*self.0).stats(now, options).await
-    }
-
-    async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
-        (*self.0).try_exclusive(name).await
+    fn maintenance(&self) -> Option<&dyn crate::store::Maintenance> {
+        (*self.0).maintenance()
     }
 }

@@ -47,7 +47,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::metrics::{self, ReaperRun};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{Maintenance, SessionStore, StoreError};
 
 /// The lock name reapers take unless told otherwise (see [`Reaper::lock_name`]).
 pub const DEFAULT_LOCK_NAME: &str = "tidysession_reaper";
@@ -241,18 +241,20 @@ impl Reaper {
         started: Instant,
         stop: Option<&watch::Receiver<bool>>,
     ) -> Result<ReaperRun, StoreError> {
-        if self.store.removes_expired_itself() {
+        let store = self
+            .store
+            .maintenance()
+            .ok_or_else(|| StoreError::backend(NoMaintenance))?;
+        if store.removes_expired_itself() {
             report.store_expires_itself = true;
             return Ok(ReaperRun::SelfExpiring);
         }
-        let lock = self
-            .within(self.store.try_exclusive(&self.lock_name))
-            .await?;
+        let lock = self.within(store.try_exclusive(&self.lock_name)).await?;
         let Some(mut lock) = lock else {
             report.skipped_because_locked = true;
             return Ok(ReaperRun::Locked);
         };
-        let result = self.batches(report, started, stop, &mut lock).await;
+        let result = self.batches(store, report, started, stop, &mut lock).await;
         // Released on every path; a release that fails is dropped, which frees it too.
         let _ = tokio::time::timeout(self.call_timeout, lock.release()).await;
         result.map(|()| ReaperRun::Done)
@@ -260,6 +262,7 @@ impl Reaper {
 
     async fn batches(
         &self,
+        store: &dyn Maintenance,
         report: &mut ReaperReport,
         started: Instant,
         stop: Option<&watch::Receiver<bool>>,
@@ -280,7 +283,7 @@ impl Reaper {
             let batch = Instant::now();
             let now = OffsetDateTime::now_utc();
             let done = self
-                .within(self.store.delete_expired(from, now, self.batch_size))
+                .within(store.delete_expired(from, now, self.batch_size))
                 .await?;
             metrics::reaper_batch(batch.elapsed());
             report.batches += 1;
@@ -538,3 +541,10 @@ mod tests {
         }
     }
 }
+
+/// The store offers no [`Maintenance`]: the reaper has nothing to run on it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this session store offers no maintenance (SessionStore::maintenance is None): nothing to reap"
+)]
+struct NoMaintenance;

@@ -602,7 +602,7 @@ impl Session {
                 Loaded::Found { touch_due: due }
             }
             LoadState::Found { .. } => Loaded::Found { touch_due: false },
-            LoadState::NotLoaded => Loaded::NotLoaded,
+            LoadState::NotLoaded => Loaded::Never,
             LoadState::Failed => Loaded::Failed,
             LoadState::Missing => Loaded::Missing,
         };

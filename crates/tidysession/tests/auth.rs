@@ -15,6 +15,7 @@ use tidysession::store::{CountingStore, SessionStore};
 use tidysession::{KeyRing, SessionLayer};
 
 use crate::util::{routes, Harness};
+use tidysession::store::Maintenance as _;
 
 /// Expands to the auth tests for the store `$make` builds, as `(store, guard)`.
 macro_rules! auth_suite {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tidysession::store::SessionStore;
 
 use crate::util::{Altered, Harness};
+use tidysession::store::Maintenance as _;
 
 /// Expands to the concurrency tests for the store `$make` builds, as `(store, guard)`.
 macro_rules! concurrency_suite {
@@ -135,7 +136,11 @@ pub async fn writes_racing_a_logout_never_bring_the_session_back<S: SessionStore
     for w in writers {
         w.await.unwrap();
     }
-    let counts = tidysession::SessionStore::count(&*h.store, time::OffsetDateTime::now_utc())
+    let counts = h
+        .store
+        .maintenance()
+        .unwrap()
+        .count(time::OffsetDateTime::now_utc())
         .await
         .unwrap();
     assert_eq!(counts.live, 0, "logged out stays logged out");

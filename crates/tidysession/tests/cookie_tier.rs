@@ -26,6 +26,8 @@ fn harness(config: SessionConfig) -> Harness<MemoryStore> {
 
 async fn records<S: SessionStore>(h: &Harness<S>) -> u64 {
     h.store
+        .maintenance()
+        .unwrap()
         .count(time::OffsetDateTime::now_utc())
         .await
         .unwrap()
@@ -237,7 +239,7 @@ async fn login_promotes_the_sealed_cart_into_one_record_and_logout_removes_it() 
         Arc::new(MemoryStore::default()) as Arc<dyn SessionStore>,
         Arc::new(SqliteStore::open(":memory:").await.unwrap()),
     ] {
-        store.migrate().await.unwrap();
+        store.maintenance().unwrap().migrate().await.unwrap();
         let keys = ring(1);
         let users = Users::new();
         let h = harness_with(store, &users, |l| l, &keys, config(&keys));

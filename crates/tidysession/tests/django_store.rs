@@ -420,7 +420,7 @@ async fn store_urls_select_the_django_store_and_need_the_secret() {
         format!("{DJANGO_OLD_SECRET}, other"),
     );
     let store = tidysession::store::open(&url).await.unwrap();
-    store.migrate().await.unwrap();
+    store.maintenance().unwrap().migrate().await.unwrap();
     assert!(format!("{store:?}").contains("DjangoStore"), "{store:?}");
     assert_eq!(store.id_format(), tidysession::IdFormat::Django);
     assert!(store.user_index().is_none());

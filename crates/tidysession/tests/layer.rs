@@ -8,6 +8,7 @@ use tidysession::{SessionConfig, SessionId};
 use time::Duration;
 
 use crate::util::{Altered, Harness};
+use tidysession::store::Maintenance as _;
 
 macro_rules! layer_suite {
     ($name:ident, $make:expr) => {
@@ -114,6 +115,8 @@ async fn assert_io<S: SessionStore>(h: &Harness<S>, before: OpCounts, expected: 
 
 async fn rows<S: SessionStore>(h: &Harness<S>) -> u64 {
     h.store
+        .maintenance()
+        .unwrap()
         .count(time::OffsetDateTime::now_utc())
         .await
         .unwrap()

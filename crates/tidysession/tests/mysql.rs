@@ -17,6 +17,7 @@ use crate::conformance::{data, fresh, key, load, now, set};
 use crate::util::proxy::Proxy;
 use crate::util::servers::{mysql, mysql_at, mysql_url as url, unique_name, DropOnExit};
 use crate::util::Harness;
+use tidysession::store::Maintenance as _;
 
 /// A connection of the test's own.
 async fn side_connection() -> MySqlConnection {
@@ -305,7 +306,7 @@ async fn store_urls_open_mysql_with_a_table_and_never_print_the_password() {
     let store = tidysession::store::open(&format!("{}{sep}table={name}", url()))
         .await
         .unwrap();
-    store.migrate().await.unwrap();
+    store.maintenance().unwrap().migrate().await.unwrap();
     assert!(format!("{store:?}").contains(&name));
     let mut db = side_connection().await;
     let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM `{name}`"))

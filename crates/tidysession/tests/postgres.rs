@@ -11,6 +11,7 @@ use crate::conformance::{fresh, key, now, record, set};
 use crate::util::proxy::Proxy;
 use crate::util::servers::{postgres, postgres_at, postgres_url, unique_name, DropOnExit};
 use crate::util::Harness;
+use tidysession::store::Maintenance as _;
 
 async fn side_connection() -> sqlx::PgConnection {
     sqlx::PgConnection::connect(&postgres_url()).await.unwrap()
@@ -99,7 +100,7 @@ async fn schema_names_are_checked_and_urls_choose_the_schema() {
     let _guard = DropOnExit::postgres_schema(&schema);
     let url = format!("{}?schema={schema}", postgres_url());
     let store = tidysession::store::open(&url).await.unwrap();
-    store.migrate().await.unwrap();
+    store.maintenance().unwrap().migrate().await.unwrap();
     store.create(&key(), &fresh(json!({"a": 1}))).await.unwrap();
     let mut db = side_connection().await;
     let n: i64 = sqlx::query_scalar(&format!(

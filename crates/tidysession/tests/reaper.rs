@@ -17,6 +17,7 @@ use tidysession::{Record, StorageKey};
 use time::{Duration, OffsetDateTime};
 
 use crate::conformance::{fresh, key_for, record};
+use tidysession::store::Maintenance as _;
 
 /// Expired and live records, created through `store`.
 async fn seed(store: &dyn SessionStore, expired: u32, live: u32) {
@@ -35,7 +36,12 @@ async fn seed(store: &dyn SessionStore, expired: u32, live: u32) {
 }
 
 async fn counts(store: &dyn SessionStore) -> RecordCounts {
-    store.count(OffsetDateTime::now_utc()).await.unwrap()
+    store
+        .maintenance()
+        .unwrap()
+        .count(OffsetDateTime::now_utc())
+        .await
+        .unwrap()
 }
 
 /// Waits until `done` holds, polling; fails the test after `limit`.
@@ -126,6 +132,14 @@ impl<S: SessionStore> SessionStore for Watched<S> {
     async fn delete(&self, k: &StorageKey) -> Result<bool, StoreError> {
         self.inner.delete(k).await
     }
+
+    fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> tidysession::store::Maintenance for Watched<S> {
     async fn delete_expired(
         &self,
         from: Option<OffsetDateTime>,
@@ -135,12 +149,17 @@ impl<S: SessionStore> SessionStore for Watched<S> {
         let active = self.overlap.active.fetch_add(1, Ordering::SeqCst) + 1;
         self.overlap.most.fetch_max(active, Ordering::SeqCst);
         tokio::time::sleep(StdDuration::from_millis(5)).await;
-        let result = self.inner.delete_expired(from, now, limit).await;
+        let result = self
+            .inner
+            .maintenance()
+            .unwrap()
+            .delete_expired(from, now, limit)
+            .await;
         self.overlap.active.fetch_sub(1, Ordering::SeqCst);
         result
     }
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        self.inner.count(now).await
+        self.inner.maintenance().unwrap().count(now).await
     }
     async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
         if self.unlocked {
@@ -148,7 +167,7 @@ impl<S: SessionStore> SessionStore for Watched<S> {
             let unique = format!("{name}.{}", N.fetch_add(1, Ordering::SeqCst));
             return Ok(ExclusiveGuard::in_process(&unique));
         }
-        self.inner.try_exclusive(name).await
+        self.inner.maintenance().unwrap().try_exclusive(name).await
     }
 }
 
@@ -504,6 +523,14 @@ impl SessionStore for Troubled {
     async fn delete(&self, k: &StorageKey) -> Result<bool, StoreError> {
         self.inner.delete(k).await
     }
+
+    fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl tidysession::store::Maintenance for Troubled {
     async fn delete_expired(
         &self,
         from: Option<OffsetDateTime>,
@@ -542,6 +569,8 @@ async fn shutdown_is_bounded_and_lets_the_current_batch_finish() {
         "the run holds the lock",
         || async {
             store
+                .maintenance()
+                .unwrap()
                 .try_exclusive("shutdown_test")
                 .await
                 .unwrap()
@@ -555,6 +584,8 @@ async fn shutdown_is_bounded_and_lets_the_current_batch_finish() {
         .expect("shut down within 2 s");
     eprintln!("shutdown mid-run took {:?}", start.elapsed());
     assert!(store
+        .maintenance()
+        .unwrap()
         .try_exclusive("shutdown_test")
         .await
         .unwrap()

@@ -3,6 +3,7 @@
 use tidysession::store::{SessionStore, SqliteStore};
 
 use crate::util::Harness;
+use tidysession::store::Maintenance as _;
 
 /// A connection of the test's own to the store's database file.
 async fn side_connection(path: &std::path::Path) -> sqlx::SqliteConnection {

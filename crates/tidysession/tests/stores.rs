@@ -1,5 +1,6 @@
 //! Every store runs the conformance suite, one line each.
 
+use tidysession::store::Maintenance as _;
 use tidysession::store::{MemoryStore, SessionStore, SqliteStore};
 
 crate::conformance_suite!(memory, async { (MemoryStore::default(), ()) });
@@ -137,7 +138,7 @@ async fn store_urls_open_the_named_store_or_explain() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
     let store = tidysession::store::open(&url).await.unwrap();
-    store.migrate().await.unwrap();
+    store.maintenance().unwrap().migrate().await.unwrap();
     assert!(format!("{store:?}").contains("SqliteStore"));
     assert!(
         format!("{:?}", tidysession::store::open("memory://").await.unwrap())

@@ -8,6 +8,7 @@ use tidysession::store::{SessionStore, SweptBatch};
 use time::Duration;
 
 use crate::conformance::{fresh, key_for, load, now, record};
+use tidysession::store::Maintenance as _;
 
 /// 300 records in creation order, every third live: the sweep deletes the 200 expired ones
 /// over several batches and keeps the live ones; a second sweep finds nothing.
@@ -25,7 +26,11 @@ async fn sweep_deletes_every_expired_record_and_nothing_else<S: SessionStore>(st
             store.create(&key, &r).await.unwrap();
         }
     }
-    let sweep = store.sweep().expect("this store sweeps");
+    let sweep = store
+        .maintenance()
+        .unwrap()
+        .sweep()
+        .expect("this store sweeps");
     let sweep_all = || async {
         let (mut from, mut batches, mut deleted) = (sweep.start().await.unwrap(), 0, 0);
         loop {
@@ -50,7 +55,7 @@ async fn sweep_deletes_every_expired_record_and_nothing_else<S: SessionStore>(st
         batches > 1,
         "a span of 50 records takes several batches ({batches})"
     );
-    let counts = store.count(t).await.unwrap();
+    let counts = store.maintenance().unwrap().count(t).await.unwrap();
     assert_eq!((counts.live, counts.expired), (100, 0));
     for key in &live {
         assert!(

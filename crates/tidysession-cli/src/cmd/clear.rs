@@ -73,7 +73,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use tidysession::store::{RecordCounts, SessionStore, Sweep, SweepPosition, SweptBatch};
+use tidysession::store::{Maintenance, RecordCounts, Sweep, SweepPosition, SweptBatch};
 
 /// Arguments of `clear`.
 #[derive(Debug, clap::Args)]
@@ -111,9 +111,10 @@ const MIN_BATCH: u32 = 10;
 const MAX_BATCH: u32 = 100_000;
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let store = super::open_maintenance_store(&args.store).await?;
+    let opened = super::open_maintenance_store(&args.store).await?;
     // A fixed cutoff bounds the work: sessions that expire during the run wait for the next.
     let cutoff = OffsetDateTime::now_utc();
+    let store = super::maintenance(&*opened)?;
     let counts = store.count(cutoff).await.context("counting sessions")?;
     if store.removes_expired_itself() {
         println!(
@@ -158,7 +159,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let done = match sweep {
         Some(sweep) => clear_by_sweep(sweep, cutoff, &plan, &progress).await?,
-        None => clear(&*store, cutoff, &plan, &progress).await?,
+        None => clear(store, cutoff, &plan, &progress).await?,
     };
     progress.finish();
     let secs = started.elapsed().as_secs_f64();
@@ -257,7 +258,7 @@ struct Done {
 /// batch from the cursor the one before returned, then a final pass over the same range in
 /// windows bounded by those cursors (see the module docs).
 async fn clear(
-    store: &dyn SessionStore,
+    store: &dyn Maintenance,
     cutoff: OffsetDateTime,
     plan: &Plan,
     progress: &Progress,
@@ -331,7 +332,7 @@ impl<'a> Walk<'a> {
     /// batch after batch; pushes each cursor it moves to onto `cursors`, when given.
     async fn range(
         &mut self,
-        store: &dyn SessionStore,
+        store: &dyn Maintenance,
         mut from: Option<OffsetDateTime>,
         upper: OffsetDateTime,
         mut cursors: Option<&mut Vec<OffsetDateTime>>,

@@ -93,7 +93,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     );
     let metrics = install_metrics()?;
     // SQL stores keep expired rows until something deletes them; Redis expires its own.
-    let reaper = if store.removes_expired_itself() {
+    let reaper = if store
+        .maintenance()
+        .is_none_or(|m| m.removes_expired_itself())
+    {
         None
     } else {
         let reaper = Reaper::from_arc(store.clone()).interval(REAPER_INTERVAL);

@@ -247,7 +247,7 @@ fn write_back_finding(db: &Innodb, total: u64) -> Finding {
 #[cfg(test)]
 mod tests {
     use tidysession::store::stats::{Figure, Innodb};
-    use tidysession::store::{MemoryStore, SessionStore as _, StatsOptions};
+    use tidysession::store::{Maintenance as _, MemoryStore, StatsOptions};
     use time::OffsetDateTime;
 
     use super::findings;

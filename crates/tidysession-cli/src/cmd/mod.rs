@@ -10,7 +10,7 @@ pub(crate) mod stats;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tidysession::store::{redact_url, SessionStore};
+use tidysession::store::{redact_url, Maintenance, SessionStore};
 
 /// Help text for `--store`.
 pub(crate) fn store_help() -> String {
@@ -29,11 +29,19 @@ pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn SessionStore
 /// Opens the store a URL names and brings its schema up to date.
 pub(crate) async fn open_migrated_store(url: &str) -> anyhow::Result<Arc<dyn SessionStore>> {
     let store = open_store(url).await?;
-    store
+    maintenance(&*store)?
         .migrate()
         .await
         .with_context(|| format!("migrating {}", redact_url(url)))?;
     Ok(store)
+}
+
+/// The maintenance capability of a store the command opened (every store a URL opens has
+/// one).
+pub(crate) fn maintenance(store: &dyn SessionStore) -> anyhow::Result<&dyn Maintenance> {
+    store
+        .maintenance()
+        .context("this store offers no maintenance (counting, cleanup, schema)")
 }
 
 /// Opens the store a URL names for statistics and cleanup: a Django URL opens without

@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use tower::ServiceExt as _;
 
 use super::demo::{router_with, Users};
+use tidysession::store::Maintenance as _;
 
 /// Arguments of `simulate`.
 #[derive(Debug, clap::Args)]
@@ -528,7 +529,7 @@ impl Target {
                 None,
             ),
         };
-        let counts = store
+        let counts = super::maintenance(&*store)?
             .count(OffsetDateTime::now_utc())
             .await
             .context("counting the store's sessions")?;
@@ -762,7 +763,7 @@ async fn run_policy(
             }
         }
         if (i + 1) % every == 0 || i + 1 == plan.steps.len() {
-            let live = store
+            let live = super::maintenance(&*store)?
                 .count(OffsetDateTime::now_utc())
                 .await
                 .context("counting sessions")?

@@ -36,7 +36,7 @@ pub(crate) async fn gather(url: &str, sample: u32) -> anyhow::Result<Stats> {
         sample_size: sample,
         ..StatsOptions::default()
     };
-    store
+    super::maintenance(&*store)?
         .stats(OffsetDateTime::now_utc(), &options)
         .await
         .with_context(|| format!("gathering statistics from {}", redact_url(url)))?

@@ -25,7 +25,7 @@ pub(crate) enum Incoming {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Loaded {
     /// Never loaded: the handler did not need the stored data.
-    NotLoaded,
+    Never,
     /// The store failed while loading; the handler saw an error.
     Failed,
     /// No live record for the cookie (unknown, expired, or never had one).
@@ -69,10 +69,11 @@ pub(crate) struct Facts {
 
 impl Facts {
     /// The facts of a request that never touched its session.
+    #[cfg(test)]
     pub(crate) fn untouched(incoming: Incoming) -> Self {
         Self {
             incoming,
-            loaded: Loaded::NotLoaded,
+            loaded: Loaded::Never,
             accessed: false,
             keys_changed: false,
             expiry_set: false,
@@ -281,7 +282,7 @@ fn session_plan(facts: &Facts, config: &SessionConfig) -> Plan {
         }
         // Never loaded: the handler did not need stored data (I1). Only a malformed cookie
         // earns a response cookie, and that costs no I/O.
-        Loaded::NotLoaded => {
+        Loaded::Never => {
             let cookie = match facts.incoming {
                 Incoming::Malformed => Remove,
                 _ => Keep,

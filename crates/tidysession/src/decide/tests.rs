@@ -300,7 +300,7 @@ fn every_combination_keeps_the_invariants() {
         Incoming::Sealed,
     ];
     let loads = [
-        Loaded::NotLoaded,
+        Loaded::Never,
         Loaded::Failed,
         Loaded::Missing,
         found(false),

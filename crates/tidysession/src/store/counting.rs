@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{ExpiredBatch, RecordCounts, SessionStore, StoreError, Updated, UserIndex};
+use super::{SessionStore, StoreError, Updated, UserIndex};
 use crate::id::StorageKey;
 use crate::record::{Change, Record};
 
@@ -145,41 +145,14 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         bump(&self.deletes);
         self.inner.delete(key).await
     }
-    async fn delete_expired(
-        &self,
-        from: Option<OffsetDateTime>,
-        now: OffsetDateTime,
-        limit: u32,
-    ) -> Result<ExpiredBatch, StoreError> {
-        self.inner.delete_expired(from, now, limit).await
-    }
-    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        self.inner.count(now).await
-    }
-    async fn migrate(&self) -> Result<(), StoreError> {
-        self.inner.migrate().await
-    }
-    fn removes_expired_itself(&self) -> bool {
-        self.inner.removes_expired_itself()
-    }
     fn user_index(&self) -> Option<&dyn UserIndex> {
         self.inner.user_index()
-    }
-    fn sweep(&self) -> Option<&dyn super::Sweep> {
-        self.inner.sweep()
     }
     fn id_format(&self) -> crate::id::IdFormat {
         self.inner.id_format()
     }
 
-    async fn stats(
-        &self,
-        now: OffsetDateTime,
-        options: &crate::store::StatsOptions,
-    ) -> Result<Option<crate::store::Stats>, StoreError> {
-        self.inner.stats(now, options).await
-    }
-    async fn try_exclusive(&self, name: &str) -> Result<Option<super::ExclusiveGuard>, StoreError> {
-        self.inner.try_exclusive(name).await
+    fn maintenance(&self) -> Option<&dyn crate::store::Maintenance> {
+        self.inner.maintenance()
     }
 }

@@ -217,6 +217,17 @@ impl SessionStore for MemoryStore {
         Ok(self.records().remove(key).is_some())
     }
 
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
+    fn maintenance(&self) -> Option<&dyn crate::store::Maintenance> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::store::Maintenance for MemoryStore {
     async fn delete_expired(
         &self,
         from: Option<OffsetDateTime>,
@@ -246,10 +257,6 @@ impl SessionStore for MemoryStore {
             live,
             expired: records.map.len() as u64 - live,
         })
-    }
-
-    fn user_index(&self) -> Option<&dyn UserIndex> {
-        Some(self)
     }
 
     /// Every record, so every figure is exact.

@@ -625,6 +625,17 @@ impl SessionStore for MySqlStore {
         Ok(done.rows_affected() > 0)
     }
 
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
+    fn maintenance(&self) -> Option<&dyn crate::store::Maintenance> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::store::Maintenance for MySqlStore {
     async fn delete_expired(
         &self,
         from: Option<OffsetDateTime>,
@@ -690,10 +701,6 @@ impl SessionStore for MySqlStore {
             live: live as u64,
             expired: expired as u64,
         })
-    }
-
-    fn user_index(&self) -> Option<&dyn UserIndex> {
-        Some(self)
     }
 
     fn sweep(&self) -> Option<&dyn Sweep> {

@@ -503,6 +503,17 @@ impl SessionStore for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
+    fn maintenance(&self) -> Option<&dyn crate::store::Maintenance> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::store::Maintenance for PostgresStore {
     async fn delete_expired(
         &self,
         from: Option<OffsetDateTime>,
@@ -537,10 +548,6 @@ impl SessionStore for PostgresStore {
             live: (total - expired) as u64,
             expired: expired as u64,
         })
-    }
-
-    fn user_index(&self) -> Option<&dyn UserIndex> {
-        Some(self)
     }
 
     fn sweep(&self) -> Option<&dyn Sweep> {

@@ -176,7 +176,7 @@ pub async fn update_that_empties_the_data_deletes_the_record<S: SessionStore>(st
         .await
         .unwrap();
     assert_eq!(load(&store, &k).await, None);
-    let counts = store.count(now()).await.unwrap();
+    let counts = store.maintenance().unwrap().count(now()).await.unwrap();
     assert_eq!(
         counts.live + counts.expired,
         0,
@@ -309,32 +309,63 @@ pub async fn delete_expired_is_bounded_and_spares_live_records<S: SessionStore>(
         .create(&live, &fresh(json!({"live": true})))
         .await
         .unwrap();
-    if store.removes_expired_itself() {
+    if store.maintenance().unwrap().removes_expired_itself() {
         // The expired records were never kept: nothing to count, nothing to delete.
-        assert_eq!(store.count(t).await.unwrap().expired, 0);
-        let done = store.delete_expired(None, t, 10).await.unwrap();
+        assert_eq!(
+            store.maintenance().unwrap().count(t).await.unwrap().expired,
+            0
+        );
+        let done = store
+            .maintenance()
+            .unwrap()
+            .delete_expired(None, t, 10)
+            .await
+            .unwrap();
         assert_eq!(done, ExpiredBatch::default());
     } else {
         // Oldest first, each batch handing the next its cursor: the last expiry it deleted.
-        let first = store.delete_expired(None, t, 10).await.unwrap();
+        let first = store
+            .maintenance()
+            .unwrap()
+            .delete_expired(None, t, 10)
+            .await
+            .unwrap();
         assert_eq!(first, batch(10, Some(expiry(9))));
-        assert_eq!(store.count(t).await.unwrap().expired, 15);
-        let second = store.delete_expired(first.next, t, 10).await.unwrap();
+        assert_eq!(
+            store.maintenance().unwrap().count(t).await.unwrap().expired,
+            15
+        );
+        let second = store
+            .maintenance()
+            .unwrap()
+            .delete_expired(first.next, t, 10)
+            .await
+            .unwrap();
         assert_eq!(second, batch(10, Some(expiry(19))));
         // Short of the limit: the end of the range, no cursor.
-        let third = store.delete_expired(second.next, t, 10).await.unwrap();
+        let third = store
+            .maintenance()
+            .unwrap()
+            .delete_expired(second.next, t, 10)
+            .await
+            .unwrap();
         assert_eq!(third, batch(5, None));
         assert_eq!(
-            store.delete_expired(None, t, 10).await.unwrap(),
+            store
+                .maintenance()
+                .unwrap()
+                .delete_expired(None, t, 10)
+                .await
+                .unwrap(),
             batch(0, None)
         );
     }
     assert!(load(&store, &live).await.is_some());
-    assert_eq!(store.count(t).await.unwrap().live, 1);
+    assert_eq!(store.maintenance().unwrap().count(t).await.unwrap().live, 1);
 }
 
 pub async fn delete_expired_keeps_to_its_range<S: SessionStore>(store: Arc<S>) {
-    if store.removes_expired_itself() {
+    if store.maintenance().unwrap().removes_expired_itself() {
         return;
     }
     let t = now();
@@ -350,16 +381,31 @@ pub async fn delete_expired_keeps_to_its_range<S: SessionStore>(store: Arc<S>) {
     }
     // Both ends are inclusive: from the cursor's own expiry to `now` itself.
     let one = store
+        .maintenance()
+        .unwrap()
         .delete_expired(Some(expiry(5)), expiry(5), 100)
         .await
         .unwrap();
     assert_eq!(one, batch(1, None));
-    let below = store.delete_expired(None, expiry(2), 100).await.unwrap();
+    let below = store
+        .maintenance()
+        .unwrap()
+        .delete_expired(None, expiry(2), 100)
+        .await
+        .unwrap();
     assert_eq!(below, batch(3, None), "expiries 0, 1 and 2");
-    assert_eq!(store.count(t).await.unwrap().expired, 6);
+    assert_eq!(
+        store.maintenance().unwrap().count(t).await.unwrap().expired,
+        6
+    );
     // A record written already expired behind a cursor is not seen from the cursor on, and
     // is found by a walk from the start.
-    let first = store.delete_expired(None, t, 2).await.unwrap();
+    let first = store
+        .maintenance()
+        .unwrap()
+        .delete_expired(None, t, 2)
+        .await
+        .unwrap();
     assert_eq!(first, batch(2, Some(expiry(4))));
     let behind = expiry(0) - Duration::hours(1);
     store
@@ -369,12 +415,28 @@ pub async fn delete_expired_keeps_to_its_range<S: SessionStore>(store: Arc<S>) {
         )
         .await
         .unwrap();
-    let rest = store.delete_expired(first.next, t, 100).await.unwrap();
+    let rest = store
+        .maintenance()
+        .unwrap()
+        .delete_expired(first.next, t, 100)
+        .await
+        .unwrap();
     assert_eq!(rest, batch(4, None), "expiries 6 to 9");
-    assert_eq!(store.count(t).await.unwrap().expired, 1);
-    let again = store.delete_expired(None, t, 100).await.unwrap();
+    assert_eq!(
+        store.maintenance().unwrap().count(t).await.unwrap().expired,
+        1
+    );
+    let again = store
+        .maintenance()
+        .unwrap()
+        .delete_expired(None, t, 100)
+        .await
+        .unwrap();
     assert_eq!(again, batch(1, None));
-    assert_eq!(store.count(t).await.unwrap().expired, 0);
+    assert_eq!(
+        store.maintenance().unwrap().count(t).await.unwrap().expired,
+        0
+    );
 }
 
 fn batch(deleted: u64, next: Option<time::OffsetDateTime>) -> ExpiredBatch {
@@ -400,16 +462,16 @@ pub async fn count_splits_live_and_expired<S: SessionStore>(store: Arc<S>) {
         )
         .await
         .unwrap();
-    let counts = store.count(t).await.unwrap();
-    let expired = u64::from(!store.removes_expired_itself());
+    let counts = store.maintenance().unwrap().count(t).await.unwrap();
+    let expired = u64::from(!store.maintenance().unwrap().removes_expired_itself());
     assert_eq!((counts.live, counts.expired), (3, expired));
 }
 
 pub async fn migrate_is_idempotent<S: SessionStore>(store: Arc<S>) {
     let k = key_for(&*store);
     store.create(&k, &fresh(json!({"a": 1}))).await.unwrap();
-    store.migrate().await.unwrap();
-    store.migrate().await.unwrap();
+    store.maintenance().unwrap().migrate().await.unwrap();
+    store.maintenance().unwrap().migrate().await.unwrap();
     assert!(
         load(&store, &k).await.is_some(),
         "migrating again keeps the data"

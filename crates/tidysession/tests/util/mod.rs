@@ -356,24 +356,36 @@ impl<S: SessionStore> SessionStore for Altered<S> {
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
         self.inner.delete(key).await
     }
+    fn user_index(&self) -> Option<&dyn tidysession::store::UserIndex> {
+        self.inner.user_index()
+    }
+    fn id_format(&self) -> tidysession::IdFormat {
+        self.inner.id_format()
+    }
+
+    fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: SessionStore> tidysession::store::Maintenance for Altered<S> {
     async fn delete_expired(
         &self,
         from: Option<OffsetDateTime>,
         now: OffsetDateTime,
         limit: u32,
     ) -> Result<ExpiredBatch, StoreError> {
-        self.inner.delete_expired(from, now, limit).await
+        self.inner
+            .maintenance()
+            .unwrap()
+            .delete_expired(from, now, limit)
+            .await
     }
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        self.inner.count(now).await
+        self.inner.maintenance().unwrap().count(now).await
     }
     fn removes_expired_itself(&self) -> bool {
-        self.inner.removes_expired_itself()
-    }
-    fn user_index(&self) -> Option<&dyn tidysession::store::UserIndex> {
-        self.inner.user_index()
-    }
-    fn id_format(&self) -> tidysession::IdFormat {
-        self.inner.id_format()
+        self.inner.maintenance().unwrap().removes_expired_itself()
     }
 }

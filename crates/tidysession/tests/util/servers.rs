@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each store's helpers are used only with its feature
 
+use tidysession::store::Maintenance as _;
+
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
@@ -119,7 +121,7 @@ impl Drop for DropOnExit {
 /// A migrated [`PostgresStore`] at `url` in a schema of its own, dropped when the guard goes.
 #[cfg(feature = "postgres")]
 pub async fn postgres_at(url: &str) -> (tidysession::store::PostgresStore, DropOnExit) {
-    use tidysession::store::{PostgresStore, SessionStore};
+    use tidysession::store::PostgresStore;
     let schema = unique_name("tidysession_test");
     let guard = DropOnExit::postgres_schema(&schema);
     let store = PostgresStore::connect(url)
@@ -140,7 +142,7 @@ pub async fn postgres() -> (tidysession::store::PostgresStore, DropOnExit) {
 /// A migrated [`MySqlStore`] at `url` over a table of its own, dropped when the guard goes.
 #[cfg(feature = "mysql")]
 pub async fn mysql_at(url: &str) -> (tidysession::store::MySqlStore, DropOnExit) {
-    use tidysession::store::{MySqlStore, SessionStore};
+    use tidysession::store::MySqlStore;
     let table = unique_name("tidysession_t");
     let guard = DropOnExit::mysql_table(&table);
     let store = MySqlStore::connect(url)
@@ -207,7 +209,7 @@ pub fn django_secrets() -> tidysession::django::Secrets {
 /// dropped when the guard goes.
 #[cfg(all(feature = "django", feature = "postgres"))]
 pub async fn django_postgres() -> (tidysession::store::DjangoStore, DropOnExit) {
-    use tidysession::store::{DjangoStore, SessionStore};
+    use tidysession::store::DjangoStore;
     let table = unique_name("django_session_t");
     let guard = DropOnExit::postgres_table(&table);
     let url = postgres_url();
@@ -224,7 +226,7 @@ pub async fn django_postgres() -> (tidysession::store::DjangoStore, DropOnExit) 
 /// dropped when the guard goes.
 #[cfg(all(feature = "django", feature = "mysql"))]
 pub async fn django_mysql() -> (tidysession::store::DjangoStore, DropOnExit) {
-    use tidysession::store::{DjangoStore, SessionStore};
+    use tidysession::store::DjangoStore;
     let table = unique_name("django_session_t");
     let guard = DropOnExit::mysql_table(&table);
     let url = mysql_url();
@@ -240,7 +242,7 @@ pub async fn django_mysql() -> (tidysession::store::DjangoStore, DropOnExit) {
 /// A migrated [`DjangoStore`] over `django_session` in a fresh SQLite file.
 #[cfg(all(feature = "django", feature = "sqlite"))]
 pub async fn django_sqlite() -> (tidysession::store::DjangoStore, tempfile::TempDir) {
-    use tidysession::store::{DjangoStore, SessionStore};
+    use tidysession::store::DjangoStore;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("django.db").display());
     let store = DjangoStore::connect(&url, django_secrets()).await.unwrap();

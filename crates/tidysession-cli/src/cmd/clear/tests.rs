@@ -104,6 +104,14 @@ impl SessionStore for Watched {
     async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
         self.inner.delete(key).await
     }
+
+    fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl tidysession::store::Maintenance for Watched {
     async fn delete_expired(
         &self,
         from: Option<OffsetDateTime>,
@@ -124,7 +132,12 @@ impl SessionStore for Watched {
         }
         let started = Instant::now();
         tokio::time::sleep(self.per_row * limit).await;
-        let batch = self.inner.delete_expired(from, now, limit).await?;
+        let batch = self
+            .inner
+            .maintenance()
+            .unwrap()
+            .delete_expired(from, now, limit)
+            .await?;
         self.calls.lock().unwrap().push(Call {
             from,
             limit,
@@ -134,7 +147,7 @@ impl SessionStore for Watched {
         Ok(batch)
     }
     async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        self.inner.count(now).await
+        self.inner.maintenance().unwrap().count(now).await
     }
 }
 
@@ -172,7 +185,7 @@ fn plan(first: u32, batch_ms: u64) -> Plan {
 }
 
 async fn counts(store: &dyn SessionStore, at: OffsetDateTime) -> (u64, u64) {
-    let c = store.count(at).await.unwrap();
+    let c = store.maintenance().unwrap().count(at).await.unwrap();
     (c.live, c.expired)
 }
 
@@ -328,7 +341,7 @@ fn secrets() -> tidysession::django::Secrets {
 /// the range until the first cleaner's final pass starts (SKIP LOCKED steps past them; on
 /// MySQL/MariaDB a batch would wait for them instead). Nothing expired may be left.
 async fn two_cleaners_leave_nothing_behind(store: Arc<dyn SessionStore>, hold: Option<&str>) {
-    store.migrate().await.unwrap();
+    store.maintenance().unwrap().migrate().await.unwrap();
     let now = OffsetDateTime::now_utc();
     let first = now - Span::hours(2);
     seed(&*store, 1500, first, Span::seconds(2)).await;
@@ -346,7 +359,7 @@ async fn two_cleaners_leave_nothing_behind(store: Arc<dyn SessionStore>, hold: O
     let progress = Progress::silent();
     let (done_a, done_b) = tokio::join!(
         clear(&a, now, &plan, &progress),
-        clear(&*store, now, &plan, &progress)
+        clear(store.maintenance().unwrap(), now, &plan, &progress)
     );
     let (done_a, done_b) = (done_a.unwrap(), done_b.unwrap());
     assert_eq!(counts(&*store, now).await, (50, 0));

@@ -16,7 +16,7 @@ use crate::store::stats::{
     random_django_start, sample_plan, ExpiryIndex, Payloads, SampledRecord, StatsBuilder,
 };
 use crate::store::{
-    SessionStore as _, Stats, StatsOptions, StoreError, Sweep, SweepPosition, SweptBatch,
+    Maintenance as _, Stats, StatsOptions, StoreError, Sweep, SweepPosition, SweptBatch,
 };
 
 /// By heap page on PostgreSQL, by `session_key` on MySQL/MariaDB (see [`Sweep`]).

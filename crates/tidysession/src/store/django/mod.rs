@@ -623,6 +623,17 @@ impl SessionStore for DjangoStore {
         })
     }
 
+    fn id_format(&self) -> IdFormat {
+        IdFormat::Django
+    }
+
+    fn maintenance(&self) -> Option<&dyn crate::store::Maintenance> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::store::Maintenance for DjangoStore {
     async fn delete_expired(
         &self,
         from: Option<OffsetDateTime>,
@@ -708,10 +719,6 @@ impl SessionStore for DjangoStore {
     /// On PostgreSQL and MySQL/MariaDB; SQLite has no use for one.
     fn sweep(&self) -> Option<&dyn Sweep> {
         (self.sql.dialect != Dialect::Sqlite).then_some(self as &dyn Sweep)
-    }
-
-    fn id_format(&self) -> IdFormat {
-        IdFormat::Django
     }
 
     /// See [`DjangoStore::sample_stats`].

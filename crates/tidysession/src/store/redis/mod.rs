@@ -416,6 +416,17 @@ impl SessionStore for RedisStore {
         }
     }
 
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
+    fn maintenance(&self) -> Option<&dyn crate::store::Maintenance> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::store::Maintenance for RedisStore {
     async fn delete_expired(
         &self,
         _from: Option<OffsetDateTime>,
@@ -432,10 +443,6 @@ impl SessionStore for RedisStore {
 
     fn removes_expired_itself(&self) -> bool {
         true
-    }
-
-    fn user_index(&self) -> Option<&dyn UserIndex> {
-        Some(self)
     }
 
     /// The live count from a full `SCAN` ([`count`](SessionStore::count)); the rest from the

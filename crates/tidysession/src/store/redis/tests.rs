@@ -14,6 +14,7 @@ use super::reply::{held_record, Filed, Held};
 use super::*;
 use crate::id::SessionId;
 use crate::record::USER_KEY;
+use crate::store::Maintenance as _;
 
 /// Failures a test makes the store go through.
 #[derive(Debug, Default)]

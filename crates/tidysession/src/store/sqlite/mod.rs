@@ -363,6 +363,17 @@ impl SessionStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
+    fn maintenance(&self) -> Option<&dyn crate::store::Maintenance> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::store::Maintenance for SqliteStore {
     async fn delete_expired(
         &self,
         from: Option<OffsetDateTime>,
@@ -404,10 +415,6 @@ impl SessionStore for SqliteStore {
             live: (total - expired) as u64,
             expired: expired as u64,
         })
-    }
-
-    fn user_index(&self) -> Option<&dyn UserIndex> {
-        Some(self)
     }
 
     /// Exact counts; the rest from a random range of ids (SHA-256 hashes, so uniformly
