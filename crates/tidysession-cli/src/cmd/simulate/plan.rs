@@ -110,6 +110,12 @@ impl Plan {
                 form: None,
                 login: false,
             };
+            let post = |sender, path: &str, form: String| Step {
+                method: "POST",
+                path: path.to_owned(),
+                form: Some(form),
+                ..get(sender, String::new())
+            };
             let step = match traffic {
                 Traffic::Health => get(Sender::Nobody, "/health".to_owned()),
                 Traffic::Bots => match BOT_PATHS[rng.below(BOT_PATHS.len())] {
@@ -132,12 +138,7 @@ impl Plan {
                         if rng.chance(50) {
                             get(Sender::Jar(v), format!("/cart/add?item={item}"))
                         } else {
-                            Step {
-                                method: "POST",
-                                path: "/cart/add".to_owned(),
-                                form: Some(format!("item={item}")),
-                                ..get(Sender::Jar(v), String::new())
-                            }
+                            post(Sender::Jar(v), "/cart/add", format!("item={item}"))
                         }
                     } else {
                         get(Sender::Jar(v), read.to_owned())
@@ -151,21 +152,14 @@ impl Plan {
                     if !logged_in[u] {
                         logged_in[u] = true;
                         plan.logged_in += 1;
+                        let form = format!("username=user{}&password=password", u + 1);
                         Step {
-                            method: "POST",
-                            path: "/login".to_owned(),
-                            form: Some(format!("username=user{}&password=password", u + 1)),
                             login: true,
-                            ..get(Sender::Jar(jar), String::new())
+                            ..post(Sender::Jar(jar), "/login", form)
                         }
                     } else if writes {
                         carts[jar] += 1;
-                        Step {
-                            method: "POST",
-                            path: "/cart/add".to_owned(),
-                            form: Some(format!("item={item}")),
-                            ..get(Sender::Jar(jar), String::new())
-                        }
+                        post(Sender::Jar(jar), "/cart/add", format!("item={item}"))
                     } else {
                         get(Sender::Jar(jar), read.to_owned())
                     }

@@ -40,24 +40,14 @@ pub(super) async fn simulate(
     })
 }
 
-fn diff(after: OpCounts, before: OpCounts) -> OpCounts {
-    OpCounts {
-        loads: after.loads - before.loads,
-        creates: after.creates - before.creates,
-        updates: after.updates - before.updates,
-        touches: after.touches - before.touches,
-        renames: after.renames - before.renames,
-        deletes: after.deletes - before.deletes,
-    }
-}
-
-fn add(into: &mut OpCounts, d: OpCounts) {
-    into.loads += d.loads;
-    into.creates += d.creates;
-    into.updates += d.updates;
-    into.touches += d.touches;
-    into.renames += d.renames;
-    into.deletes += d.deletes;
+/// Adds to `into` the operations counted between two readings, `before` and then `now`.
+fn add_since(into: &mut OpCounts, now: OpCounts, before: OpCounts) {
+    into.loads += now.loads - before.loads;
+    into.creates += now.creates - before.creates;
+    into.updates += now.updates - before.updates;
+    into.touches += now.touches - before.touches;
+    into.renames += now.renames - before.renames;
+    into.deletes += now.deletes - before.deletes;
 }
 
 async fn run_policy(
@@ -99,9 +89,10 @@ async fn run_policy(
             .oneshot(req)
             .await
             .unwrap_or_else(|never| match never {});
-        add(
+        add_since(
             &mut by_traffic[step.traffic.index()],
-            diff(store.counts(), before),
+            store.counts(),
+            before,
         );
         let status = res.status();
         // A bot's or a forged cookie's responses go nowhere.
