@@ -1,9 +1,20 @@
 //! `simulate` in process: every figure asserted is one the plan counted from the traffic it
 //! generated, checked against what the stores really hold.
 
+use std::path::Path;
 use std::sync::OnceLock;
 
-use super::*;
+use tidysession::store::OpCounts;
+
+use super::chart::nice_ceiling;
+use super::jar::Jar;
+use super::mix::{Mix, Traffic};
+use super::plan::{Plan, Sender};
+use super::policy::Policy;
+use super::report::{Outcome, Report};
+use super::runner::simulate;
+use super::target::{namespaced, sqlite_file, Target};
+use crate::cmd::demo::Users;
 
 /// Accounts for every test, hashed once (argon2 is slow in debug builds).
 fn users() -> Users {
