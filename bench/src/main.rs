@@ -717,7 +717,7 @@ mod bare {
 mod tidy {
     use super::*;
     use tidysession::store::{MemoryStore, MySqlStore, PostgresStore, RedisStore, SqliteStore};
-    use tidysession::{Session, SessionConfig, SessionError, SessionLayer, SessionStore};
+    use tidysession::{Session, SessionConfig, SessionError, SessionLayer, store::SessionStore};
 
     async fn untouched() -> &'static str {
         "ok"

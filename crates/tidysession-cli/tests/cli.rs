@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tidysession::store::SessionStore;
-use tidysession::{Record, SessionId};
+use tidysession::store::{Record, SessionId};
 use time::{Duration, OffsetDateTime};
 
 mod common;
@@ -532,7 +532,7 @@ fn simulate_on_mysql() {
 async fn migrate_then_clear_on_a_django_table() {
     use tidysession::django::Secrets;
     use tidysession::store::DjangoStore;
-    use tidysession::IdFormat;
+    use tidysession::store::IdFormat;
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("django+sqlite://{}", dir.path().join("django.db").display());

@@ -5,7 +5,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
 use tidysession::store::SessionStore;
-use tidysession::{IdFormat, Record, SessionId};
+use tidysession::store::{IdFormat, Record, SessionId};
 use time::{Duration, OffsetDateTime};
 
 mod common;
@@ -47,7 +47,7 @@ fn django_table(server: &str) -> (String, String, Cleanup) {
     (table, url, drop)
 }
 
-fn data(v: Value) -> tidysession::record::Data {
+fn data(v: Value) -> tidysession::store::Data {
     v.as_object().unwrap().clone()
 }
 
@@ -56,7 +56,7 @@ async fn seed(
     store: &dyn SessionStore,
     format: IdFormat,
     expired: bool,
-) -> Vec<tidysession::StorageKey> {
+) -> Vec<tidysession::store::StorageKey> {
     let mut keys = Vec::new();
     let now = OffsetDateTime::now_utc();
     let mut rows: Vec<(Value, bool)> = Vec::new();

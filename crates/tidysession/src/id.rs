@@ -22,12 +22,12 @@ const ID_LEN: usize = 32;
 /// `Debug` never prints the id, so logging a session cannot leak it.
 ///
 /// ```
-/// use tidysession::SessionId;
+/// use tidysession::store::SessionId;
 ///
 /// let id = SessionId::generate()?;
 /// assert_eq!(SessionId::parse(id.as_str()), Some(id.clone()));
 /// assert_eq!(SessionId::parse("not an id"), None);
-/// # Ok::<(), tidysession::IdError>(())
+/// # Ok::<(), tidysession::store::IdError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SessionId {

@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
-//! use tidysession::{store::{SessionStore, SqliteStore}, Session, SessionLayer};
+//! use tidysession::{store::{Maintenance, SqliteStore}, Session, SessionLayer};
 //!
 //! async fn add_to_cart(session: Session) -> Result<String, tidysession::SessionError> {
 //!     let mut cart: Vec<String> = session.get("cart").await?.unwrap_or_default();
@@ -65,7 +65,7 @@
 //! | `cycle_id` on a found record | one atomic rename, new cookie |
 //! | response 5xx | nothing saved, no cookie (unless configured otherwise) |
 //!
-//! With the cookie tier ([`Anonymous::InCookie`](crate::Anonymous::InCookie), the default),
+//! With the cookie tier ([`Anonymous::InCookie`], the default),
 //! data that may live in the cookie (not logged in, within the cookie budget)
 //! never reaches the store:
 //!
@@ -120,22 +120,21 @@ mod keyring;
 mod layer;
 pub mod metrics;
 pub mod reaper;
-pub mod record;
+mod record;
 mod seal;
 mod session;
 pub mod store;
+pub mod tooling;
 
 pub use client::ClientAddress;
 pub use config::{Anonymous, OverBudget, SessionConfig, DEFAULT_COOKIE_BUDGET};
 pub use cookie::SameSite;
 #[cfg(feature = "axum")]
 pub use extract::MissingSessionLayer;
-pub use id::{IdError, IdFormat, SessionId, StorageKey};
 pub use keyring::{KeyRing, KeyRingError, KEY_LEN};
 pub use layer::{SessionLayer, SessionService};
-pub use record::{Change, Record, RESERVED_PREFIX};
 pub use session::{Expiry, Session, SessionError};
-pub use store::{SessionStore, StoreError, Updated};
+pub use store::StoreError;
 
 /// The README's code must compile.
 #[cfg(doctest)]

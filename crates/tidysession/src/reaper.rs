@@ -3,10 +3,10 @@
 //! Expiry is enforced on every load (I9) whatever the reaper does; it only keeps the table
 //! from filling up with dead records. Every run:
 //!
-//! 1. takes the store's exclusive lock ([`SessionStore::try_exclusive`]) without waiting, so
+//! 1. takes the store's exclusive lock ([`Maintenance::try_exclusive`]) without waiting, so
 //!    that of all the processes sharing a store only one deletes at a time; the others skip
 //!    the run (`skipped_because_locked`) and try again at their next one;
-//! 2. calls [`delete_expired`](SessionStore::delete_expired) in batches of
+//! 2. calls [`delete_expired`](crate::store::Maintenance::delete_expired) in batches of
 //!    [`batch_size`](Reaper::batch_size), each starting where the one before stopped (the
 //!    cursor it returns), until a batch reaches the end, or
 //!    [`max_batches`](Reaper::max_batches) or [`max_duration`](Reaper::max_duration) is
@@ -24,7 +24,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), tidysession::StoreError> {
 //! use std::time::Duration;
-//! use tidysession::{reaper::Reaper, store::{PostgresStore, SessionStore}};
+//! use tidysession::{reaper::Reaper, store::{Maintenance, PostgresStore}};
 //!
 //! let store = std::sync::Arc::new(PostgresStore::connect("postgres://app@db/app").await?);
 //! store.migrate().await?;

@@ -11,7 +11,8 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 use tidysession::auth::{AuthBackend, AuthError, AuthLayer, AuthSession, AuthUser, ClientAddress};
-use tidysession::store::{CountingStore, SessionStore};
+use tidysession::store::SessionStore;
+use tidysession::tooling::CountingStore;
 use tidysession::{KeyRing, SessionLayer};
 
 use crate::util::{routes, Harness};

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tidysession::store::{CachedStore, CountingStore, MemoryStore, SessionStore};
+use tidysession::store::{CachedStore, MemoryStore, SessionStore};
+use tidysession::tooling::CountingStore;
 
 use crate::conformance::{fresh, key, now, set};
 use crate::util::Harness;

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use tidysession::store::{CountingStore, MemoryStore, OpCounts, SessionStore, SqliteStore};
+use tidysession::store::{MemoryStore, SessionStore, SqliteStore};
+use tidysession::tooling::{CountingStore, OpCounts};
 use tidysession::{ClientAddress, KeyRing, OverBudget, SessionConfig, SessionLayer};
 use time::Duration;
 
@@ -283,7 +284,7 @@ async fn cookie_only_layers_keep_logged_in_sessions_in_the_cookie() {
     // An id-shaped cookie is just unknown: nothing to load, removal cookie.
     let id = format!(
         "id={}",
-        tidysession::SessionId::generate().unwrap().as_str()
+        tidysession::store::SessionId::generate().unwrap().as_str()
     );
     assert!(h.get("/read?k=a", Some(&id)).await.removes_session());
 }

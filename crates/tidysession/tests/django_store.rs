@@ -11,7 +11,10 @@ use serde_json::{json, Value};
 use tidysession::django::Secrets;
 use tidysession::store::django::CREATED_KEY;
 use tidysession::store::{DjangoStore, SessionStore};
-use tidysession::{Change, Record, SessionId, StorageKey, StoreError};
+use tidysession::{
+    store::{Change, Record, SessionId, StorageKey},
+    StoreError,
+};
 use time::{Duration, OffsetDateTime};
 
 use crate::conformance::{data, fresh, key_for, now, record, set};
@@ -260,7 +263,7 @@ async fn the_store_reads_what_django_writes(db: Shared) {
         .unwrap();
     let change = Change {
         set: set(&[("b", json!(2))]).set,
-        expiry: Some(tidysession::record::ExpiryChange::Extend(
+        expiry: Some(tidysession::store::ExpiryChange::Extend(
             now() + Duration::days(14),
         )),
         ..Change::default()
@@ -422,7 +425,7 @@ async fn store_urls_select_the_django_store_and_need_the_secret() {
     let store = tidysession::store::open(&url).await.unwrap();
     store.maintenance().unwrap().migrate().await.unwrap();
     assert!(format!("{store:?}").contains("DjangoStore"), "{store:?}");
-    assert_eq!(store.id_format(), tidysession::IdFormat::Django);
+    assert_eq!(store.id_format(), tidysession::store::IdFormat::Django);
     assert!(store.user_index().is_none());
     // The fallback from the environment verifies what the old secret signed.
     let old = DjangoStore::connect(&url, Secrets::new(DJANGO_OLD_SECRET))

@@ -3,8 +3,9 @@
 
 use std::time::Duration as StdDuration;
 
-use tidysession::store::{MemoryStore, OpCounts, SessionStore, SqliteStore};
-use tidysession::{SessionConfig, SessionId};
+use tidysession::store::{MemoryStore, SessionStore, SqliteStore};
+use tidysession::tooling::OpCounts;
+use tidysession::{store::SessionId, SessionConfig};
 use time::Duration;
 
 use crate::util::{Altered, Harness};
@@ -440,7 +441,7 @@ pub async fn absolute_timeout_is_enforced_on_read<S: SessionStore>(make: impl As
     let h = Harness::new(make().await, cfg);
     let id = SessionId::generate().unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let record = tidysession::Record {
+    let record = tidysession::store::Record {
         data: serde_json::json!({"k": "v"}).as_object().unwrap().clone(),
         created_at: now - Duration::hours(1),
         expires_at: now + Duration::hours(1),
@@ -664,7 +665,7 @@ pub async fn a_stray_cookie_of_the_same_name_does_not_shadow_the_session<S: Sess
 
 #[tokio::test]
 async fn a_logout_after_a_failed_read_still_deletes_and_starts_afresh() {
-    use tidysession::Record;
+    use tidysession::store::Record;
     let store = crate::util::Altered::failing_loads(MemoryStore::default());
     let id = SessionId::generate().unwrap();
     let now = time::OffsetDateTime::now_utc();

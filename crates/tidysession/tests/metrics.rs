@@ -174,7 +174,7 @@ fn store_failures_count_as_errors() {
             );
             let cookie = format!(
                 "id={}",
-                tidysession::SessionId::generate().unwrap().as_str()
+                tidysession::store::SessionId::generate().unwrap().as_str()
             );
             h.get("/read?k=a", Some(&cookie)).await;
             assert_eq!(ops(&tally, "load", "error"), 1);

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::{Connection as _, MySqlConnection};
-use tidysession::record::Change;
+use tidysession::store::Change;
 use tidysession::store::{MySqlStore, SessionStore, Updated};
-use tidysession::{SessionId, StoreError};
+use tidysession::{store::SessionId, StoreError};
 
 use crate::conformance::{data, fresh, key, load, now, set};
 use crate::util::proxy::Proxy;
@@ -232,7 +232,7 @@ async fn an_update_that_changes_nothing_is_not_gone() {
     }
     let r = fresh(json!({}));
     let same_expiry = Change {
-        expiry: Some(tidysession::record::ExpiryChange::Extend(r.created_at)),
+        expiry: Some(tidysession::store::ExpiryChange::Extend(r.created_at)),
         ..Change::default()
     };
     let done = store.update(&k, &same_expiry, now()).await;
@@ -391,7 +391,7 @@ async fn a_mixed_concurrent_load_sees_no_backend_errors() {
                         }
                         _ => {
                             let mut change = set(&[(&format!("w{w}"), json!(n))]);
-                            change.expiry = Some(tidysession::record::ExpiryChange::Extend(later));
+                            change.expiry = Some(tidysession::store::ExpiryChange::Extend(later));
                             store.update(&k, &change, now()).await.map(drop)
                         }
                     };
@@ -473,7 +473,7 @@ async fn a_deadlock_victim_is_retried() {
 
 #[tokio::test]
 async fn a_corrupt_row_is_left_out_of_its_users_listing_with_a_warning() {
-    use tidysession::record::USER_KEY;
+    use tidysession::store::USER_KEY;
 
     crate::util::logs::captured();
     let (store, guard) = mysql().await;
@@ -510,7 +510,7 @@ async fn a_corrupt_row_is_left_out_of_its_users_listing_with_a_warning() {
 
 #[tokio::test]
 async fn a_user_id_longer_than_the_column_fails_the_save_rather_than_filing_it_wrongly() {
-    use tidysession::record::USER_KEY;
+    use tidysession::store::USER_KEY;
 
     let (store, _guard) = mysql().await;
     let long = "u".repeat(256);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqlx::Connection as _;
-use tidysession::record::Change;
+use tidysession::store::Change;
 use tidysession::store::{PostgresStore, SessionStore};
 
 use crate::conformance::{fresh, key, now, record, set};
@@ -34,7 +34,7 @@ async fn rows_hold_only_the_hash_of_the_id() {
     .await
     .unwrap();
     assert_eq!(rows.len(), 1, "the old id's row moved, not copied");
-    let key = tidysession::SessionId::parse(&cycled)
+    let key = tidysession::store::SessionId::parse(&cycled)
         .unwrap()
         .storage_key();
     assert_eq!(rows[0].0, key.as_bytes());
@@ -229,7 +229,7 @@ async fn a_corrupt_row_reads_as_no_session_and_is_left_in_place() {
 
 #[tokio::test]
 async fn a_corrupt_row_is_left_out_of_its_users_listing_with_a_warning() {
-    use tidysession::record::USER_KEY;
+    use tidysession::store::USER_KEY;
 
     crate::util::logs::captured();
     let (store, guard) = postgres().await;

@@ -9,11 +9,11 @@ use std::time::{Duration as StdDuration, Instant};
 use async_trait::async_trait;
 use serde_json::json;
 use tidysession::reaper::{Reaper, ReaperReport};
-use tidysession::record::Change;
+use tidysession::store::Change;
 use tidysession::store::{
     ExclusiveGuard, ExpiredBatch, MemoryStore, RecordCounts, SessionStore, StoreError, Updated,
 };
-use tidysession::{Record, StorageKey};
+use tidysession::store::{Record, StorageKey};
 use time::{Duration, OffsetDateTime};
 
 use crate::conformance::{fresh, key_for, record};

@@ -8,9 +8,12 @@ use std::sync::Arc;
 
 use redis::AsyncCommands;
 use serde_json::json;
-use tidysession::record::{Change, ExpiryChange, USER_KEY};
+use tidysession::store::{Change, ExpiryChange, USER_KEY};
 use tidysession::store::{RedisStore, SessionStore};
-use tidysession::{SessionId, StorageKey, StoreError};
+use tidysession::{
+    store::{SessionId, StorageKey},
+    StoreError,
+};
 use time::{Duration, OffsetDateTime};
 
 use crate::conformance::{data, fresh, key, load, now, record, set};
@@ -361,7 +364,7 @@ async fn pending_copy(
     side: &mut redis::cluster_async::ClusterConnection,
     from: &StorageKey,
     to: &StorageKey,
-    r: &tidysession::Record,
+    r: &tidysession::store::Record,
 ) {
     let created = millis(r.created_at).to_string();
     let expires = millis(r.expires_at).to_string();
@@ -930,7 +933,7 @@ async fn stale_entries_are_skipped_and_go_by_score<C: redis::aio::ConnectionLike
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    let listed = |sessions: Vec<(StorageKey, tidysession::Record)>| {
+    let listed = |sessions: Vec<(StorageKey, tidysession::store::Record)>| {
         sessions
             .into_iter()
             .map(|(k, _)| k.to_hex())

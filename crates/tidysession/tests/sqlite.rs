@@ -41,7 +41,7 @@ async fn no_raw_session_id_appears_anywhere_in_the_database_files() {
         assert!(!text.contains(id.as_str()), "raw id found at rest");
     }
     // What is there instead: the SHA-256 of the live id.
-    let key = tidysession::SessionId::parse(&ids[0])
+    let key = tidysession::store::SessionId::parse(&ids[0])
         .unwrap()
         .storage_key();
     assert!(
@@ -99,7 +99,7 @@ async fn a_store_that_fails_gives_a_503_and_untouched_requests_still_work() {
 async fn a_corrupt_row_is_left_out_of_its_users_listing_with_a_warning() {
     use crate::conformance::{fresh, key, now};
     use serde_json::json;
-    use tidysession::record::USER_KEY;
+    use tidysession::store::USER_KEY;
 
     crate::util::logs::captured();
     let dir = tempfile::tempdir().unwrap();

@@ -14,7 +14,7 @@
 //!   database busy at most about half the time and the site's own queries get the rest.
 //!   `--max-rate` caps rows per second on top of that.
 //! - **A big backlog in storage order**: when at least a quarter of the records are expired
-//!   and the store can ([`SessionStore::sweep`]: PostgreSQL by page, MySQL/MariaDB by primary
+//!   and the store can ([`Maintenance::sweep`]: PostgreSQL by page, MySQL/MariaDB by primary
 //!   key), `clear` sweeps the table in the order its rows sit on disk instead of walking the
 //!   expiry index. Each page is then written once, with all its expired rows, instead of once
 //!   per row in an order that is random on disk; on PostgreSQL that is also one full-page image
@@ -29,7 +29,7 @@
 //!   stepped past (PostgreSQL) and their ranges swept once more at the end. Rows written
 //!   already expired behind the sweep wait for the next run (no store writes those).
 //! - **One walk through the index** otherwise: each batch starts at the expiry where the one before
-//!   stopped (the cursor [`SessionStore::delete_expired`] returns), instead of stepping again
+//!   stopped (the cursor [`Maintenance::delete_expired`] returns), instead of stepping again
 //!   over the index entries of every row deleted so far, which PostgreSQL keeps until a
 //!   vacuum and InnoDB until its purge.
 //! - **Nothing left behind**: a cursor can step past a row another cleaner held, a batch

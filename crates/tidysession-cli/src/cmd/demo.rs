@@ -46,7 +46,7 @@ use serde_json::json;
 use tidysession::auth::{AuthBackend, AuthError, AuthLayer, AuthUser, ClientAddress};
 use tidysession::reaper::Reaper;
 use tidysession::store::SessionStore;
-use tidysession::{IdFormat, KeyRing, Session, SessionConfig, SessionError, SessionLayer};
+use tidysession::{store::IdFormat, KeyRing, Session, SessionConfig, SessionError, SessionLayer};
 
 type AuthSession = tidysession::auth::AuthSession<Users>;
 
@@ -85,7 +85,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "tidysession demo on http://{} (store: {}; users: alice, bob{}; password: password)",
         listener.local_addr()?,
-        tidysession::store::redact_url(&args.store),
+        tidysession::tooling::redact_url(&args.store),
         match args.seed_users {
             0 => String::new(),
             n => format!(", user1…user{n}"),

@@ -1,8 +1,8 @@
 //! `tidysession doctor`: a store's statistics turned into findings and advice, each naming
 //! the figure it rests on.
 
-use tidysession::store::redact_url;
 use tidysession::store::stats::{ExpiryIndex, Innodb, Payloads, Stats};
+use tidysession::tooling::redact_url;
 
 use super::stats::{fig, share, size};
 

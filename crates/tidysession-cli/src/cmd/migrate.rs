@@ -11,7 +11,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     super::open_migrated_store(&args.store).await?;
     println!(
         "{}: schema is up to date",
-        tidysession::store::redact_url(&args.store)
+        tidysession::tooling::redact_url(&args.store)
     );
     Ok(())
 }

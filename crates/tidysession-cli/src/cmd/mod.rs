@@ -10,7 +10,8 @@ pub(crate) mod stats;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tidysession::store::{redact_url, Maintenance, SessionStore};
+use tidysession::store::{Maintenance, SessionStore};
+use tidysession::tooling::redact_url;
 
 /// Help text for `--store`.
 pub(crate) fn store_help() -> String {
@@ -48,5 +49,5 @@ pub(crate) fn maintenance(store: &dyn SessionStore) -> anyhow::Result<&dyn Maint
 /// `DJANGO_SECRET_KEY` if it is unset (payloads are then read unverified; nothing is
 /// written but deletions of expired rows).
 pub(crate) async fn open_maintenance_store(url: &str) -> anyhow::Result<Arc<dyn SessionStore>> {
-    Ok(tidysession::store::open_for_maintenance(url).await?)
+    Ok(tidysession::tooling::open_for_maintenance(url).await?)
 }

@@ -3,7 +3,8 @@
 
 use anyhow::Context as _;
 use tidysession::store::stats::{Distribution, Figure, Payloads, Stats};
-use tidysession::store::{redact_url, StatsOptions};
+use tidysession::store::StatsOptions;
+use tidysession::tooling::redact_url;
 use time::OffsetDateTime;
 
 /// Arguments of `stats`.

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use tidysession::SessionId;
+use tidysession::store::SessionId;
 
 pub(crate) fn tidysession() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tidysession"))

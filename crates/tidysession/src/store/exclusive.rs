@@ -1,5 +1,5 @@
 //! Exclusive, named locks: at most one holder at a time (see
-//! [`SessionStore::try_exclusive`](super::SessionStore::try_exclusive)).
+//! [`Maintenance::try_exclusive`](super::Maintenance::try_exclusive)).
 
 use std::collections::HashSet;
 use std::fmt;

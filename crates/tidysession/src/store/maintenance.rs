@@ -179,7 +179,7 @@ pub struct SweptBatch {
     pub next: Option<SweepPosition>,
 }
 
-/// What one [`SessionStore::delete_expired`] call did.
+/// What one [`Maintenance::delete_expired`](crate::store::Maintenance::delete_expired) call did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExpiredBatch {
     /// How many records it deleted.

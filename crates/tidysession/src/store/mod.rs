@@ -1,6 +1,6 @@
 //! The [`SessionStore`] trait: a few primitive, atomic operations every store implements.
 //!
-//! The layer decides *what* to do (see [`decide`](crate::decide)); a store only has to do each
+//! The layer decides *what* to do (see the [crate docs](crate#how-a-request-is-handled)); a store only has to do each
 //! primitive atomically. Stores never see session ids, only their [`StorageKey`] (I6): for
 //! native ids a SHA-256 of the id; for stores whose [`id_format`](SessionStore::id_format) is
 //! [`IdFormat::Django`] (the Django store) Django's key itself, the documented exception.
@@ -16,12 +16,12 @@
 //! | [`rename`](SessionStore::rename) | moves the record to the new key and applies the change, in one step; if that leaves it empty, deletes it and reports [`StoreError::Gone`] | [`StoreError::Gone`] |
 //! | [`delete`](SessionStore::delete) | removes it, `true` | `false` |
 //!
-//! [`delete_expired`](SessionStore::delete_expired) removes at most `limit` expired records per
+//! [`delete_expired`](crate::store::Maintenance::delete_expired) removes at most `limit` expired records per
 //! call, so cleanup runs as many short steps rather than one giant `DELETE`; each call says
 //! where the next one should start ([`ExpiredBatch::next`]), so a run walks the expiry index
 //! once instead of stepping again over the entries of the records it already deleted. Stores
 //! whose records expire by themselves (Redis) say so through
-//! [`removes_expired_itself`](SessionStore::removes_expired_itself).
+//! [`removes_expired_itself`](crate::store::Maintenance::removes_expired_itself).
 //!
 //! The conformance suite in this crate's `tests/` runs every store against this table.
 //!
@@ -29,7 +29,7 @@
 //!
 //! Stores that can list a user's sessions say so through
 //! [`user_index`](SessionStore::user_index). A record is filed under the user named by its
-//! [`USER_KEY`](crate::record::USER_KEY) value, which stores read from the record on
+//! [`USER_KEY`] value, which stores read from the record on
 //! [`create`](SessionStore::create) and from the change ([`Change::user`]) on
 //! [`update`](SessionStore::update) and [`rename`](SessionStore::rename): the index follows the
 //! data in the same atomic step, with no separate write to forget.
@@ -40,12 +40,9 @@ use std::fmt;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::id::{IdFormat, StorageKey};
-use crate::record::{Change, Record};
-
 #[cfg(feature = "cached")]
 mod cached;
-mod counting;
+pub(crate) mod counting;
 #[cfg(all(
     feature = "django",
     any(feature = "sqlite", feature = "postgres", feature = "mysql")
@@ -73,13 +70,14 @@ pub(crate) mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub mod stats;
-mod url;
+pub(crate) mod url;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+pub use crate::id::{IdError, IdFormat, SessionId, StorageKey};
+pub use crate::record::{is_empty, Change, Data, ExpiryChange, Record, RESERVED_PREFIX, USER_KEY};
 #[cfg(feature = "cached")]
 pub use cached::CachedStore;
-pub use counting::{CountingStore, OpCounts};
 #[cfg(all(
     feature = "django",
     any(feature = "sqlite", feature = "postgres", feature = "mysql")
@@ -97,7 +95,7 @@ pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use stats::{Stats, StatsOptions};
-pub use url::{open, open_for_maintenance, redact_url, supported_urls, StoreUrlError};
+pub use url::{open, supported_urls, StoreUrlError};
 
 /// A place sessions live. See the [module docs](self) for the contract.
 ///

@@ -14,7 +14,7 @@
 //!
 //! `JSON` is a real binary type on MySQL 8 and an alias of `LONGTEXT` with a `JSON_VALID`
 //! check on MariaDB; the store only uses JSON functions both share. A second table,
-//! `<table>_schema`, records which [migrations](SessionStore::migrate) ran.
+//! `<table>_schema`, records which [migrations](crate::store::Maintenance::migrate) ran.
 //!
 //! # Per-key updates
 //!
@@ -25,7 +25,7 @@
 //! or holding `"`, `\`, `*` or control characters) are applied instead by reading the record
 //! with `SELECT … FOR UPDATE`, changing it and writing it back in one transaction.
 //!
-//! When an update removes keys it may leave only [reserved](crate::RESERVED_PREFIX) keys: the
+//! When an update removes keys it may leave only [reserved](crate::store::RESERVED_PREFIX) keys: the
 //! store then reads the remaining key names and deletes the record only if its `version` is
 //! still the one it read, so a key set meanwhile by another request survives.
 //!
@@ -46,7 +46,7 @@
 //!
 //! # Migrations
 //!
-//! [`migrate`](SessionStore::migrate) takes a named lock (`GET_LOCK`) for the table, so
+//! [`migrate`](crate::store::Maintenance::migrate) takes a named lock (`GET_LOCK`) for the table, so
 //! processes starting together migrate one after the other, and applies the steps newer than
 //! the version recorded; a schema newer than this build is refused.
 
@@ -81,7 +81,7 @@ const DEFAULT_TABLE: &str = "tidysession_sessions";
 /// Longest accepted table name: MySQL's 64-character identifier limit, minus `_schema`.
 const MAX_TABLE_LEN: usize = 64 - "_schema".len();
 
-/// Schema versions, applied in order by [`SessionStore::migrate`]; `{t}` is the quoted
+/// Schema versions, applied in order by [`Maintenance::migrate`](crate::store::Maintenance::migrate); `{t}` is the quoted
 /// sessions table. Never edit a released step; append a new one. Each step is idempotent
 /// (`IF NOT EXISTS`), because MySQL commits DDL at once: a step interrupted before its
 /// version is recorded runs again.
@@ -120,19 +120,19 @@ const EXPIRED: &str = "expires_at + 0 <= ?";
 ///
 /// `JSON` is a binary type on MySQL 8 and `LONGTEXT` with a `JSON_VALID` check on MariaDB;
 /// the store uses only JSON functions both have. `<table>_schema` records which
-/// [migrations](SessionStore::migrate) ran; `migrate` holds a named lock (`GET_LOCK`) while
+/// [migrations](crate::store::Maintenance::migrate) ran; `migrate` holds a named lock (`GET_LOCK`) while
 /// it works, so processes starting together migrate one after the other.
 ///
 /// A save is one `UPDATE` that edits the JSON inside the server (`JSON_REMOVE`, `JSON_SET`):
 /// only the changed keys travel, and concurrent requests writing different keys never lose
 /// each other's work (I5). Keys a JSON path cannot name exactly (empty, or holding `"`, `\`,
 /// `*` or control characters) are applied by a locked read-modify-write transaction instead.
-/// A removal that leaves only [reserved](crate::RESERVED_PREFIX) keys deletes the record,
+/// A removal that leaves only [reserved](crate::store::RESERVED_PREFIX) keys deletes the record,
 /// unless another request changed it meanwhile.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
-/// use tidysession::store::{MySqlStore, SessionStore};
+/// use tidysession::store::{Maintenance, MySqlStore};
 ///
 /// let store = MySqlStore::connect("mysql://app:secret@127.0.0.1/app")
 ///     .await?
@@ -216,7 +216,7 @@ impl MySqlStore {
     /// Connects to the database a `mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` URL names
     /// (any option sqlx accepts, e.g. `?ssl-mode=required`). An extra `table=NAME` query
     /// parameter chooses the sessions table, like [`table`](Self::table). Call
-    /// [`SessionStore::migrate`] before first use.
+    /// [`Maintenance::migrate`](crate::store::Maintenance::migrate) before first use.
     ///
     /// The store keeps up to 10 connections and gives up on an unreachable server after
     /// 5 seconds.

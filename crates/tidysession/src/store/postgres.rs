@@ -50,7 +50,7 @@ use super::{
 use crate::id::StorageKey;
 use crate::record::{Change, ExpiryChange, Record, RESERVED_PREFIX};
 
-/// Schema versions, applied in order by [`SessionStore::migrate`]; `{t}` is the qualified
+/// Schema versions, applied in order by [`Maintenance::migrate`](crate::store::Maintenance::migrate); `{t}` is the qualified
 /// table name. Never edit a released step; append a new one.
 const MIGRATIONS: &[&[&str]] = &[
     // 1: sessions keyed by SHA-256 of the id; times are Unix milliseconds.
@@ -78,7 +78,7 @@ const RACE_RETRIES: usize = 8;
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
-/// use tidysession::store::{PostgresStore, SessionStore};
+/// use tidysession::store::{Maintenance, PostgresStore};
 ///
 /// let store = PostgresStore::connect("postgres://app@db.internal/app")
 ///     .await?
@@ -109,7 +109,7 @@ impl PostgresStore {
     /// Connects to the database a `postgres://` URL names, keeping up to 16
     /// connections, and checks that it answers. Besides PostgreSQL's own URL parameters, a
     /// `schema=NAME` parameter chooses the [schema](Self::schema) (default `public`). Call
-    /// [`SessionStore::migrate`] before first use.
+    /// [`Maintenance::migrate`](crate::store::Maintenance::migrate) before first use.
     ///
     /// # Errors
     ///
@@ -130,7 +130,7 @@ impl PostgresStore {
         }
     }
 
-    /// Keeps the tables in `schema` (created by [`SessionStore::migrate`] if missing), so
+    /// Keeps the tables in `schema` (created by [`Maintenance::migrate`](crate::store::Maintenance::migrate) if missing), so
     /// several apps can share a database, or sessions can sit apart from the app's tables.
     ///
     /// # Errors

@@ -2,7 +2,7 @@
 //!
 //! # Exact and estimated figures
 //!
-//! Counts of live and expired records come from [`SessionStore::count`](super::SessionStore::count)
+//! Counts of live and expired records come from [`Maintenance::count`](super::Maintenance::count)
 //! (through the expiry index) and are exact. Everything that needs the records' data (who is
 //! logged in, what is empty, sizes, ages, users, creation times) comes from a bounded sample
 //! of at most [`StatsOptions::sample_size`] records:
@@ -43,7 +43,7 @@ pub const TEST_COOKIE_KEY: &str = "testcookie";
 /// Django's own metadata key inside session data; not data for the emptiness test.
 const DJANGO_EXPIRY_KEY: &str = "_session_expiry";
 
-/// How [`SessionStore::stats`](super::SessionStore::stats) gathers its figures.
+/// How [`Maintenance::stats`](super::Maintenance::stats) gathers its figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsOptions {
     /// The most records read for the sampled figures (default 10,000).
@@ -244,7 +244,7 @@ fn data_keys(data: &Data) -> impl Iterator<Item = &String> {
 }
 
 /// Builds [`Stats`] from exact counts and a sample. Stores call it from
-/// [`SessionStore::stats`](super::SessionStore::stats).
+/// [`Maintenance::stats`](super::Maintenance::stats).
 #[derive(Debug)]
 pub struct StatsBuilder {
     now: OffsetDateTime,

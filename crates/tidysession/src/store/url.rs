@@ -76,7 +76,7 @@ pub fn supported_urls() -> String {
 /// Redis URLs take an optional `prefix=` query parameter for the key prefix (percent-encoded),
 /// e.g. `redis://127.0.0.1/0?prefix=myapp:`.
 ///
-/// The store is not migrated; call [`SessionStore::migrate`] when the caller owns the schema.
+/// The store is not migrated; call [`Maintenance::migrate`](crate::store::Maintenance::migrate) when the caller owns the schema.
 ///
 /// ```
 /// # async fn run() -> Result<(), tidysession::store::StoreUrlError> {

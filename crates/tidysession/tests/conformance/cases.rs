@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tidysession::record::{Change, ExpiryChange};
+use tidysession::store::{Change, ExpiryChange};
 use tidysession::store::{ExpiredBatch, SessionStore, Updated};
-use tidysession::{StoreError, RESERVED_PREFIX};
+use tidysession::{store::RESERVED_PREFIX, StoreError};
 use time::Duration;
 
 use super::{data, fresh, is_gone, key_for, load, now, record, removed, set};

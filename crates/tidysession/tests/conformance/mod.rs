@@ -9,9 +9,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tidysession::record::{Change, Data};
 use tidysession::store::SessionStore;
-use tidysession::{Record, SessionId, StorageKey, StoreError};
+use tidysession::store::{Change, Data};
+use tidysession::{
+    store::{Record, SessionId, StorageKey},
+    StoreError,
+};
 use time::{Duration, OffsetDateTime};
 
 mod cases;

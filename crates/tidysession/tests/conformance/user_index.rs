@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::json;
-use tidysession::record::{Change, ExpiryChange, USER_KEY};
+use tidysession::store::StorageKey;
+use tidysession::store::{Change, ExpiryChange, USER_KEY};
 use tidysession::store::{SessionStore, UserIndex};
-use tidysession::StorageKey;
 use time::Duration;
 
 use super::{fresh, key, load, now, record, removed, set};

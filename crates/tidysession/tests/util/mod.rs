@@ -12,12 +12,14 @@ use axum::http::{header, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
-use tidysession::record::Change;
-use tidysession::store::{
-    CountingStore, ExpiredBatch, OpCounts, RecordCounts, SessionStore, Updated,
+use tidysession::store::Change;
+use tidysession::store::{ExpiredBatch, RecordCounts, SessionStore, Updated};
+use tidysession::tooling::{CountingStore, OpCounts};
+use tidysession::{
+    store::{Record, StorageKey},
+    StoreError,
 };
 use tidysession::{Expiry, Session, SessionConfig, SessionError, SessionLayer};
-use tidysession::{Record, StorageKey, StoreError};
 use time::OffsetDateTime;
 use tower::ServiceExt;
 
@@ -359,7 +361,7 @@ impl<S: SessionStore> SessionStore for Altered<S> {
     fn user_index(&self) -> Option<&dyn tidysession::store::UserIndex> {
         self.inner.user_index()
     }
-    fn id_format(&self) -> tidysession::IdFormat {
+    fn id_format(&self) -> tidysession::store::IdFormat {
         self.inner.id_format()
     }
 

@@ -41,7 +41,9 @@ pub fn redis_cluster_url() -> String {
 
 /// A short random name for a per-test schema, table or key prefix.
 pub fn unique_name(prefix: &str) -> String {
-    let id = tidysession::SessionId::generate().unwrap().storage_key();
+    let id = tidysession::store::SessionId::generate()
+        .unwrap()
+        .storage_key();
     format!("{prefix}_{}", &id.to_hex()[..16])
 }
 

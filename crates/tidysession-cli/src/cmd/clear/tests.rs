@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::json;
-use tidysession::record::Change;
+use tidysession::store::Change;
 use tidysession::store::{
     DjangoStore, ExpiredBatch, MemoryStore, MySqlStore, PostgresStore, RecordCounts, SessionStore,
     StoreError, Sweep, SweepPosition, SweptBatch, Updated,
 };
-use tidysession::{Record, SessionId, StorageKey};
+use tidysession::store::{Record, SessionId, StorageKey};
 use time::Duration as Span;
 
 use super::*;

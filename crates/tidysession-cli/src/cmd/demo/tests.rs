@@ -4,7 +4,8 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use tidysession::store::{CountingStore, MemoryStore, OpCounts};
+use tidysession::store::MemoryStore;
+use tidysession::tooling::{CountingStore, OpCounts};
 use tower::ServiceExt;
 
 use tidysession::KeyRing;
@@ -95,7 +96,7 @@ impl Demo {
     }
 
     async fn rows(&self) -> u64 {
-        use tidysession::SessionStore;
+        use tidysession::store::SessionStore;
         self.store
             .maintenance()
             .unwrap()

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use tidysession::store::OpCounts;
+use tidysession::tooling::OpCounts;
 
 use super::mix::Traffic;
 use super::plan::Plan;

@@ -36,7 +36,7 @@ impl Target {
             bail!(
                 "unsupported store URL {:?}: expected sqlite://PATH, sqlite://:memory:, memory://, \
                  postgres://…, mysql://… or redis://…",
-                tidysession::store::redact_url(url)
+                tidysession::tooling::redact_url(url)
             );
         };
         Ok(match scheme {
@@ -63,7 +63,7 @@ impl Target {
                 "unsupported store URL {:?}: simulate takes sqlite://PATH, sqlite://:memory:, \
                  memory://, or a PostgreSQL, MySQL or Redis URL (each policy then gets a fresh \
                  schema=, table= or prefix= of its own)",
-                tidysession::store::redact_url(url)
+                tidysession::tooling::redact_url(url)
             ),
         })
     }
@@ -80,7 +80,7 @@ impl Target {
             Target::Memory => "memory, a fresh store per policy".into(),
             Target::Server(url) => format!(
                 "{}, a fresh namespace per policy",
-                tidysession::store::redact_url(url)
+                tidysession::tooling::redact_url(url)
             ),
         }
     }

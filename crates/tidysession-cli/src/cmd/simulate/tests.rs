@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use tidysession::store::OpCounts;
+use tidysession::tooling::OpCounts;
 
 use super::chart::nice_ceiling;
 use super::jar::Jar;

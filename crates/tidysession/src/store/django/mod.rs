@@ -57,13 +57,13 @@
 //!
 //! # Schema
 //!
-//! [`migrate`](SessionStore::migrate) creates the table with Django's DDL (and its
+//! [`migrate`](crate::store::Maintenance::migrate) creates the table with Django's DDL (and its
 //! `expire_date` index) only if it does not exist: usually Django owns it. When Django's own
 //! `migrate` runs later against a table made here, it finds the table and applies its initial
 //! migration as already done (`--fake-initial`) only when asked to; run Django's migrations
 //! first where you can.
 //!
-//! Cleanup ([`delete_expired`](SessionStore::delete_expired)) deletes bounded batches through
+//! Cleanup ([`delete_expired`](crate::store::Maintenance::delete_expired)) deletes bounded batches through
 //! the `expire_date` index (PostgreSQL: keys picked `FOR UPDATE SKIP LOCKED`; MySQL:
 //! `DELETE … ORDER BY expire_date LIMIT n`), never Django's one unbounded `DELETE`.
 
@@ -115,7 +115,7 @@ const DEFAULT_AGE: Duration = Duration::seconds(1_209_600);
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
 /// use tidysession::django::Secrets;
-/// use tidysession::store::{DjangoStore, SessionStore};
+/// use tidysession::store::{DjangoStore, Maintenance};
 /// use tidysession::{SessionConfig, SessionLayer};
 ///
 /// let secrets = Secrets::new("django-insecure-…").with_fallbacks(["old-secret"]);
@@ -184,7 +184,7 @@ impl DjangoStore {
     /// `postgres://…` (or `postgresql://`), `mysql://…` (MySQL 8 or MariaDB), or
     /// `sqlite://PATH`, each optionally prefixed `django+` (the form [`open`](super::open)
     /// takes). A `table=NAME` query parameter chooses the table (default `django_session`,
-    /// see [`table`](Self::table)). Call [`SessionStore::migrate`] if Django has not created
+    /// see [`table`](Self::table)). Call [`Maintenance::migrate`](crate::store::Maintenance::migrate) if Django has not created
     /// the table.
     ///
     /// # Errors
@@ -196,8 +196,8 @@ impl DjangoStore {
     }
 
     /// Connects as [`connect`](Self::connect) does, without Django's secret, for maintenance
-    /// only: [`count`](SessionStore::count), [`delete_expired`](SessionStore::delete_expired)
-    /// and [`stats`](SessionStore::stats) (which then reads payloads *unverified*) work;
+    /// only: [`count`](crate::store::Maintenance::count), [`delete_expired`](crate::store::Maintenance::delete_expired)
+    /// and [`stats`](crate::store::Maintenance::stats) (which then reads payloads *unverified*) work;
     /// loading or writing a session fails with an error saying the secret is missing.
     ///
     /// # Errors
@@ -721,7 +721,7 @@ impl crate::store::Maintenance for DjangoStore {
         (self.sql.dialect != Dialect::Sqlite).then_some(self as &dyn Sweep)
     }
 
-    /// See [`DjangoStore::sample_stats`].
+    /// Exact counts; the rest from a random key range of `session_key` (see `sample_stats`).
     async fn stats(
         &self,
         now: OffsetDateTime,

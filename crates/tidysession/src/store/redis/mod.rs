@@ -445,7 +445,7 @@ impl crate::store::Maintenance for RedisStore {
         true
     }
 
-    /// The live count from a full `SCAN` ([`count`](SessionStore::count)); the rest from the
+    /// The live count from a full `SCAN` ([`count`](crate::store::Maintenance::count)); the rest from the
     /// first hashes `SCAN` returns (on a cluster, an equal share from each master). Expired
     /// hashes are dropped by Redis, so none are counted.
     async fn stats(

@@ -15,7 +15,7 @@ use crate::store::{RecordCounts, Stats, StatsOptions, StoreError};
 const SCAN_BATCH: usize = 500;
 
 impl RedisStore {
-    /// [`count`](crate::store::SessionStore::count): every key under the prefix, scanned.
+    /// [`count`](crate::store::Maintenance::count): every key under the prefix, scanned.
     pub(super) async fn count_live(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
         let mut live = 0;
         for route in self.conn.nodes().await? {
@@ -24,7 +24,7 @@ impl RedisStore {
         Ok(RecordCounts { live, expired: 0 })
     }
 
-    /// [`stats`](crate::store::SessionStore::stats): the live count and figures from the
+    /// [`stats`](crate::store::Maintenance::stats): the live count and figures from the
     /// first hashes `SCAN` returns.
     pub(super) async fn sampled_stats(
         &self,

@@ -1,6 +1,6 @@
 //! Exclusive locks on a shared server, each held by a connection of its own: the lock lives
 //! as long as its connection, so a process that dies or loses the server frees it (see
-//! [`SessionStore::try_exclusive`](crate::store::SessionStore::try_exclusive)).
+//! [`Maintenance::try_exclusive`](crate::store::Maintenance::try_exclusive)).
 
 use std::time::Duration;
 

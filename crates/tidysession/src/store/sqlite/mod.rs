@@ -18,7 +18,7 @@ use super::{
 use crate::id::StorageKey;
 use crate::record::{is_empty, Change, Record, RESERVED_PREFIX};
 
-/// Schema versions, applied in order by [`SessionStore::migrate`]. Never edit a released step;
+/// Schema versions, applied in order by [`Maintenance::migrate`](crate::store::Maintenance::migrate). Never edit a released step;
 /// append a new one.
 const MIGRATIONS: &[&[&str]] = &[
     // 1: sessions keyed by SHA-256 of the id; times are Unix milliseconds. A rowid table, not
@@ -51,7 +51,7 @@ const MIGRATIONS: &[&[&str]] = &[
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tidysession::StoreError> {
-/// use tidysession::store::{SessionStore, SqliteStore};
+/// use tidysession::store::{Maintenance, SqliteStore};
 ///
 /// let store = SqliteStore::open("tidysession.db").await?;
 /// store.migrate().await?;
@@ -64,7 +64,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path`, or `:memory:` for a private
-    /// in-memory database. Call [`SessionStore::migrate`] before first use.
+    /// in-memory database. Call [`Maintenance::migrate`](crate::store::Maintenance::migrate) before first use.
     ///
     /// # Errors
     ///
