@@ -16,7 +16,8 @@ use crate::record::{Change, Record};
 ///
 /// ```
 /// # #[cfg(feature = "memory")] {
-/// use tidysession::store::{CountingStore, MemoryStore};
+/// use tidysession::store::MemoryStore;
+/// use tidysession::tooling::CountingStore;
 ///
 /// let store = CountingStore::new(MemoryStore::default());
 /// assert_eq!(store.counts().total(), 0);

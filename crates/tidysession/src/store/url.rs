@@ -229,7 +229,7 @@ fn percent_decode(s: &str) -> Option<String> {
 /// name may hold `:` and `@`.
 ///
 /// ```
-/// use tidysession::store::redact_url;
+/// use tidysession::tooling::redact_url;
 ///
 /// assert_eq!(redact_url("postgres://app:s3cret@db/app"), "postgres://app:***@db/app");
 /// ```
