@@ -84,6 +84,7 @@ pub use cached::CachedStore;
 ))]
 pub use django::DjangoStore;
 pub use exclusive::{ExclusiveGuard, HeldLock};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) use maintenance::Place;
 pub use maintenance::{ExpiredBatch, Maintenance, RecordCounts, Sweep, SweepPosition, SweptBatch};
 #[cfg(feature = "memory")]

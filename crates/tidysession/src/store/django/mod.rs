@@ -79,9 +79,7 @@ use super::sql::db::{in_transaction, with_conn};
 use super::sql::error::is_unique_violation;
 use super::sql::retry::retry;
 use super::sql::{Db, Dialect};
-use super::{
-    ExpiredBatch, RecordCounts, SessionStore, Stats, StatsOptions, StoreError, Sweep, Updated,
-};
+use super::{SessionStore, StoreError, Updated};
 use crate::django::{decode_session_data, encode_session_data, Secrets};
 use crate::id::{IdFormat, StorageKey};
 use crate::record::{is_empty, minus, plus, Change, Data, ExpiryChange, Record};
@@ -629,121 +627,6 @@ impl SessionStore for DjangoStore {
 
     fn maintenance(&self) -> Option<&dyn crate::store::Maintenance> {
         Some(self)
-    }
-}
-
-#[async_trait]
-impl crate::store::Maintenance for DjangoStore {
-    async fn delete_expired(
-        &self,
-        from: Option<OffsetDateTime>,
-        now: OffsetDateTime,
-        limit: u32,
-    ) -> Result<ExpiredBatch, StoreError> {
-        if limit == 0 {
-            return Ok(ExpiredBatch::default());
-        }
-        let from_text = self.ts(from.unwrap_or_else(earliest));
-        let now_text = self.ts(now);
-        // How many rows went, the latest expiry reached, and whether more may follow.
-        let (deleted, latest, more): (u64, Option<String>, bool) = with_conn!(&*self.db, conn => {
-            if let Some(edge) = &self.sql.expired_edge {
-                let edge: Option<String> = sqlx::query_scalar(edge)
-                    .bind(&from_text)
-                    .bind(&now_text)
-                    .bind(i64::from(limit - 1))
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(StoreError::backend)?;
-                let until = edge.as_deref().and_then(parse_datetime).map(|t| self.ts(t));
-                let done = sqlx::query(&self.sql.delete_expired)
-                    .bind(&from_text)
-                    .bind(until.as_ref().unwrap_or(&now_text))
-                    .bind(i64::from(limit))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(StoreError::backend)?;
-                let more = edge.is_some();
-                Ok((done.rows_affected(), edge, more))
-            } else {
-                let expiries: Vec<String> = sqlx::query_scalar(&self.sql.delete_expired)
-                    .bind(&from_text)
-                    .bind(&now_text)
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(StoreError::backend)?;
-                let deleted = expiries.len() as u64;
-                // The same order as the database's: text on SQLite, fixed-width text from
-                // PostgreSQL.
-                Ok((deleted, expiries.into_iter().max(), deleted >= u64::from(limit)))
-            }
-        })?;
-        Ok(ExpiredBatch {
-            deleted,
-            next: latest.filter(|_| more).map(|text| {
-                // A form the parser does not know keeps the cursor where it was: no skipping.
-                parse_datetime(&text).unwrap_or(from.unwrap_or_else(earliest))
-            }),
-        })
-    }
-
-    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
-        let now = self.ts(now);
-        let (total, expired): (i64, i64) = with_conn!(&*self.db, conn => {
-            sqlx::query_as(&self.sql.count)
-                .bind(&now)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(StoreError::backend)
-        })?;
-        Ok(RecordCounts {
-            live: total.saturating_sub(expired).max(0) as u64,
-            expired: expired.max(0) as u64,
-        })
-    }
-
-    /// Creates the table with Django's DDL and its `expire_date` index, only if missing.
-    async fn migrate(&self) -> Result<(), StoreError> {
-        with_conn!(&*self.db, conn => {
-            for statement in &self.sql.create_table {
-                sqlx::query(statement)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(StoreError::backend)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// On PostgreSQL and MySQL/MariaDB; SQLite has no use for one.
-    fn sweep(&self) -> Option<&dyn Sweep> {
-        (self.sql.dialect != Dialect::Sqlite).then_some(self as &dyn Sweep)
-    }
-
-    /// Exact counts; the rest from a random key range of `session_key` (see `sample_stats`).
-    async fn stats(
-        &self,
-        now: OffsetDateTime,
-        options: &StatsOptions,
-    ) -> Result<Option<Stats>, StoreError> {
-        self.sample_stats(now, options).await.map(Some)
-    }
-
-    /// PostgreSQL: a session-level advisory lock; MySQL/MariaDB: a named lock (`GET_LOCK`),
-    /// each on a connection of its own and named after the table; SQLite: within this process.
-    async fn try_exclusive(&self, name: &str) -> Result<Option<super::ExclusiveGuard>, StoreError> {
-        let key = format!("tidysession.django.{}.{name}", self.table);
-        match &*self.db {
-            #[cfg(feature = "postgres")]
-            Db::Postgres(set) => {
-                crate::store::sql::lock::try_advisory_lock(set.options(), key).await
-            }
-            #[cfg(feature = "mysql")]
-            Db::MySql(set) => crate::store::sql::lock::try_named_lock(set.options(), key).await,
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(_) => Ok(super::ExclusiveGuard::in_process(&key)),
-        }
     }
 }
 
