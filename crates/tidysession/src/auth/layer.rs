@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::hash::{NativeAuthHash, SessionAuthHash};
-use super::session::{AuthSession, ClientInfo};
+use super::session::{Auth, AuthSession, ClientInfo};
 use super::AuthBackend;
 use crate::client::ClientAddress;
 use crate::keyring::KeyRing;
@@ -42,27 +42,6 @@ impl<B> std::fmt::Debug for AuthLayer<B> {
             .field("max_sessions_per_user", &self.auth.max_sessions_per_user)
             .field("client_metadata", &self.auth.client)
             .finish_non_exhaustive()
-    }
-}
-
-/// What every request's [`AuthSession`] shares.
-pub(crate) struct Auth<B> {
-    pub(crate) backend: Arc<B>,
-    /// How session auth hashes are made and checked.
-    pub(crate) hash: Arc<dyn SessionAuthHash>,
-    pub(crate) max_sessions_per_user: Option<usize>,
-    /// `Some` when client metadata is kept, with where the address comes from.
-    pub(crate) client: Option<ClientAddress>,
-}
-
-impl<B> Clone for Auth<B> {
-    fn clone(&self) -> Self {
-        Self {
-            backend: self.backend.clone(),
-            hash: self.hash.clone(),
-            max_sessions_per_user: self.max_sessions_per_user,
-            client: self.client.clone(),
-        }
     }
 }
 

@@ -9,9 +9,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
-use super::hash::Check;
-use super::layer::Auth;
+use super::hash::{Check, SessionAuthHash};
 use super::{AuthBackend, AuthError, AuthUser, HASH_KEY};
+use crate::client::ClientAddress;
 use crate::id::StorageKey;
 use crate::record::{Record, USER_KEY};
 use crate::session::{expiry_of, Expiry, Session, EXPIRY_KEY};
@@ -52,6 +52,27 @@ impl<B: AuthBackend> std::fmt::Debug for AuthSession<B> {
         f.debug_struct("AuthSession")
             .field("session", &self.inner.session)
             .finish_non_exhaustive()
+    }
+}
+
+/// What every request's [`AuthSession`] shares.
+pub(crate) struct Auth<B> {
+    pub(crate) backend: Arc<B>,
+    /// How session auth hashes are made and checked.
+    pub(crate) hash: Arc<dyn SessionAuthHash>,
+    pub(crate) max_sessions_per_user: Option<usize>,
+    /// `Some` when client metadata is kept, with where the address comes from.
+    pub(crate) client: Option<ClientAddress>,
+}
+
+impl<B> Clone for Auth<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            hash: self.hash.clone(),
+            max_sessions_per_user: self.max_sessions_per_user,
+            client: self.client.clone(),
+        }
     }
 }
 
