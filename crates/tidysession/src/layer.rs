@@ -184,7 +184,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let mut response = inner.call(req).await?;
-            finish(&session, &mut response).await;
+            save_and_set_cookie(&session, &mut response).await;
             Ok(response)
         })
     }
@@ -234,7 +234,9 @@ fn read_cookies(
     (session, test)
 }
 
-async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
+/// At the end of a request: decides what to do with the session and does it (one store call
+/// at most, one cookie at most).
+async fn save_and_set_cookie<B: Default>(session: &Session, response: &mut Response<B>) {
     let config = session.config();
     let untouched = !session.accessed() && !config.save_every_request;
     if untouched && session.incoming() != crate::decide::Incoming::Malformed {
@@ -254,14 +256,14 @@ async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
         session.load_for_layer().await;
     }
     let now = OffsetDateTime::now_utc();
-    let mut outcome = session.finish(now, server_error);
+    let mut outcome = session.outcome(now, server_error);
     let plan = decide(&outcome.facts, config);
-    if plan.moves_expiry {
+    if plan.touches {
         let at = outcome.record.expires_at;
         outcome.change.expiry = Some(if outcome.facts.expiry_set {
             ExpiryChange::Set(at)
         } else {
-            ExpiryChange::Extend(at)
+            ExpiryChange::Touch(at)
         });
     }
     let headers = response.headers_mut();
@@ -287,7 +289,7 @@ async fn finish<B: Default>(session: &Session, response: &mut Response<B>) {
             .and_then(|id| session_cookie(config, id.as_str(), &outcome)),
         Ok(Done::Kept) if plan.cookie == CookieOp::Remove => removal(config, &config.cookie_name),
         Ok(Done::Kept) if plan.cookie == CookieOp::Seal => {
-            match sealed_cookie(session, &outcome, plan.moves_expiry, now) {
+            match sealed_cookie(session, &outcome, plan.touches, now) {
                 Some(cookie) => Some(cookie),
                 None => {
                     tracing::error!("cannot seal the session into its cookie");
@@ -421,12 +423,12 @@ fn to_header(cookie: &Cookie<'_>) -> Option<HeaderValue> {
 fn sealed_cookie(
     session: &Session,
     outcome: &Outcome,
-    moves_expiry: bool,
+    touches: bool,
     now: OffsetDateTime,
 ) -> Option<HeaderValue> {
     let tier = session.tier()?;
     let record = &outcome.record;
-    let expires_at = if moves_expiry {
+    let expires_at = if touches {
         record.expires_at
     } else {
         outcome.current_expiry

@@ -73,9 +73,9 @@ pub struct Change {
 /// How a [`Change`] moves a record's expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpiryChange {
-    /// Refresh: move it to this time if that is later, never earlier (I9). A slow request
+    /// A touch: move it to this time if that is later, never earlier (I9). A slow request
     /// that finishes after a faster one cannot shorten the session.
-    Extend(OffsetDateTime),
+    Touch(OffsetDateTime),
     /// Set exactly this time, earlier or later: the handler asked for it
     /// ([`Session::set_expiry`](crate::Session::set_expiry)).
     Set(OffsetDateTime),
@@ -85,7 +85,7 @@ impl ExpiryChange {
     /// The record's expiry after the change, given its current one.
     pub fn apply_to(self, current: OffsetDateTime) -> OffsetDateTime {
         match self {
-            ExpiryChange::Extend(t) => t.max(current),
+            ExpiryChange::Touch(t) => t.max(current),
             ExpiryChange::Set(t) => t,
         }
     }
@@ -154,10 +154,10 @@ impl Change {
         self.expiry = match (self.expiry, later.expiry) {
             (first, None) => first,
             (None, then) => then,
-            (Some(ExpiryChange::Extend(a)), Some(ExpiryChange::Extend(b))) => {
-                Some(ExpiryChange::Extend(a.max(b)))
+            (Some(ExpiryChange::Touch(a)), Some(ExpiryChange::Touch(b))) => {
+                Some(ExpiryChange::Touch(a.max(b)))
             }
-            (Some(ExpiryChange::Set(a)), Some(ExpiryChange::Extend(b))) => {
+            (Some(ExpiryChange::Set(a)), Some(ExpiryChange::Touch(b))) => {
                 Some(ExpiryChange::Set(a.max(b)))
             }
             (Some(_), Some(set @ ExpiryChange::Set(_))) => Some(set),
@@ -355,8 +355,8 @@ mod tests {
                         }
                     }
                     c.expiry = match e {
-                        1 => Some(ExpiryChange::Extend(t(50))),
-                        2 => Some(ExpiryChange::Extend(t(150))),
+                        1 => Some(ExpiryChange::Touch(t(50))),
+                        2 => Some(ExpiryChange::Touch(t(150))),
                         3 => Some(ExpiryChange::Set(t(20))),
                         4 => Some(ExpiryChange::Set(t(200))),
                         _ => None,

@@ -566,7 +566,7 @@ impl Session {
 
     /// What the request did, for [`decide`](crate::decide), plus what carrying out the plan
     /// needs.
-    pub(crate) fn finish(&self, now: OffsetDateTime, server_error: bool) -> Outcome {
+    pub(crate) fn outcome(&self, now: OffsetDateTime, server_error: bool) -> Outcome {
         let state = self.state();
         let config = &*self.0.config;
         let original = self.original(&state);

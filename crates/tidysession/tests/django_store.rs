@@ -263,7 +263,7 @@ async fn the_store_reads_what_django_writes(db: Shared) {
         .unwrap();
     let change = Change {
         set: set(&[("b", json!(2))]).set,
-        expiry: Some(tidysession::store::ExpiryChange::Extend(
+        expiry: Some(tidysession::store::ExpiryChange::Touch(
             now() + Duration::days(14),
         )),
         ..Change::default()

@@ -232,7 +232,7 @@ async fn an_update_that_changes_nothing_is_not_gone() {
     }
     let r = fresh(json!({}));
     let same_expiry = Change {
-        expiry: Some(tidysession::store::ExpiryChange::Extend(r.created_at)),
+        expiry: Some(tidysession::store::ExpiryChange::Touch(r.created_at)),
         ..Change::default()
     };
     let done = store.update(&k, &same_expiry, now()).await;
@@ -391,7 +391,7 @@ async fn a_mixed_concurrent_load_sees_no_backend_errors() {
                         }
                         _ => {
                             let mut change = set(&[(&format!("w{w}"), json!(n))]);
-                            change.expiry = Some(tidysession::store::ExpiryChange::Extend(later));
+                            change.expiry = Some(tidysession::store::ExpiryChange::Touch(later));
                             store.update(&k, &change, now()).await.map(drop)
                         }
                     };

@@ -855,7 +855,7 @@ async fn index_expires_with_its_sessions<C: redis::aio::ConnectionLike + Send>(
     assert!(expires >= score);
     let latest = later + Duration::hours(2);
     let change = Change {
-        expiry: Some(ExpiryChange::Extend(latest)),
+        expiry: Some(ExpiryChange::Touch(latest)),
         ..set(&[("seen", json!(true))])
     };
     store.update(&k, &change, now()).await.unwrap();

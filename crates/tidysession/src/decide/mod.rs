@@ -143,7 +143,7 @@ pub(crate) struct Plan {
     /// Whether the store call (or the sealed cookie) carries a new expiry (now plus the idle
     /// timeout, within the absolute timeout). Otherwise the session keeps its expiry, and the
     /// browser's cookie, which expires with it, needs no refresh.
-    pub(crate) moves_expiry: bool,
+    pub(crate) touches: bool,
     /// Whether the response gets `Vary: Cookie`.
     pub(crate) vary: bool,
 }
@@ -153,7 +153,7 @@ impl Plan {
         store: StoreOp::None,
         cookie: CookieOp::Keep,
         test_cookie: CookieOp::Keep,
-        moves_expiry: false,
+        touches: false,
         vary: false,
     };
 
@@ -163,7 +163,7 @@ impl Plan {
             cookie,
             // New records and new ids get a fresh idle period (within the absolute timeout,
             // which still counts from creation); touches exist to move it.
-            moves_expiry: matches!(
+            touches: matches!(
                 store,
                 StoreOp::Create | StoreOp::DeleteThenCreate | StoreOp::Rename | StoreOp::Touch
             ),
@@ -174,7 +174,7 @@ impl Plan {
     /// New data sealed into the cookie, with a fresh idle period.
     const SEAL_NEW: Plan = Plan {
         cookie: CookieOp::Seal,
-        moves_expiry: true,
+        touches: true,
         ..Self::NOTHING
     };
 }
@@ -245,7 +245,7 @@ fn session_plan(facts: &Facts, config: &SessionConfig) -> Plan {
             } else if facts.sealable && (facts.keys_changed || facts.cycled || refresh) {
                 // A cycle re-seals too: the new value has a fresh nonce.
                 Plan {
-                    moves_expiry: refresh,
+                    touches: refresh,
                     ..Plan::SEAL_NEW
                 }
             } else if !facts.sealable && (facts.keys_changed || facts.cycled) {
@@ -271,7 +271,7 @@ fn session_plan(facts: &Facts, config: &SessionConfig) -> Plan {
                 Plan::with(StoreOp::Rename, Set)
             } else if facts.keys_changed {
                 Plan {
-                    moves_expiry: refresh,
+                    touches: refresh,
                     ..Plan::with(StoreOp::Update, if refresh { Set } else { Keep })
                 }
             } else if refresh {

@@ -132,12 +132,12 @@ fn write_without_record_creates() {
 fn write_to_found_record_updates_and_refreshes_expiry_only_when_due() {
     let p = plan(write(Incoming::Valid, found(false)));
     assert_eq!(
-        (p.store, p.cookie, p.moves_expiry),
+        (p.store, p.cookie, p.touches),
         (StoreOp::Update, CookieOp::Keep, false)
     );
     let p = plan(write(Incoming::Valid, found(true)));
     assert_eq!(
-        (p.store, p.cookie, p.moves_expiry),
+        (p.store, p.cookie, p.touches),
         (StoreOp::Update, CookieOp::Set, true)
     );
     let set_expiry = Facts {
@@ -146,7 +146,7 @@ fn write_to_found_record_updates_and_refreshes_expiry_only_when_due() {
     };
     let p = plan(set_expiry);
     assert_eq!(
-        (p.store, p.cookie, p.moves_expiry),
+        (p.store, p.cookie, p.touches),
         (StoreOp::Update, CookieOp::Set, true)
     );
 }
@@ -406,13 +406,13 @@ fn check(f: &Facts, p: &Plan, save_every_request: bool) {
     // exactly when its expiry moves or its id changes.
     if let Loaded::Found { touch_due } = f.loaded {
         let fresh_record = matches!(p.store, StoreOp::Delete | StoreOp::Create);
-        if p.moves_expiry && !f.flushed && !f.cycled && !fresh_record {
+        if p.touches && !f.flushed && !f.cycled && !fresh_record {
             assert!(touch_due || f.expiry_set || save_every_request, "{ctx}");
         }
     }
     if p.cookie == CookieOp::Set {
         assert!(
-            p.moves_expiry,
+            p.touches,
             "a cookie is only re-sent with a new lifetime: {ctx}"
         );
     }
@@ -482,13 +482,13 @@ fn cookie_tier_rows() {
     );
     let due = plan(sealable(read(Incoming::Sealed, found(true))));
     assert_eq!(
-        (due.store, due.cookie, due.moves_expiry),
+        (due.store, due.cookie, due.touches),
         (StoreOp::None, CookieOp::Seal, true)
     );
     // Writing it re-seals; the expiry stays unless due.
     let w = plan(sealable(write(Incoming::Sealed, found(false))));
     assert_eq!(
-        (w.store, w.cookie, w.moves_expiry),
+        (w.store, w.cookie, w.touches),
         (StoreOp::None, CookieOp::Seal, false)
     );
     // Login (or outgrowing the cookie): promotion, one create.

@@ -83,7 +83,7 @@ pub async fn update_extends_expiry_but_never_shortens_it<S: SessionStore>(store:
     store.create(&k, &r).await.unwrap();
     let later = r.expires_at + Duration::hours(5);
     let extend = |t| Change {
-        expiry: Some(ExpiryChange::Extend(t)),
+        expiry: Some(ExpiryChange::Touch(t)),
         ..Change::default()
     };
     store.update(&k, &extend(later), now()).await.unwrap();
@@ -221,7 +221,7 @@ pub async fn touch_extends_expiry<S: SessionStore>(store: Arc<S>) {
     assert_eq!(got.data, r.data, "a touch changes nothing but expiry");
 }
 
-pub async fn touch_never_moves_expiry_backwards<S: SessionStore>(store: Arc<S>) {
+pub async fn touch_never_touches_backwards<S: SessionStore>(store: Arc<S>) {
     let k = key_for(&*store);
     let r = fresh(json!({"a": 1}));
     store.create(&k, &r).await.unwrap();

@@ -47,7 +47,7 @@ macro_rules! conformance_suite {
                 update_after_delete_is_gone_and_recreates_nothing,
                 update_of_an_expired_record_is_gone,
                 touch_extends_expiry,
-                touch_never_moves_expiry_backwards,
+                touch_never_touches_backwards,
                 touch_of_a_missing_record_is_gone,
                 rename_moves_the_record_and_applies_the_change,
                 rename_of_a_missing_record_is_gone,

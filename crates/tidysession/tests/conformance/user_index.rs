@@ -185,7 +185,7 @@ pub async fn user_index_follows_touches<S: SessionStore>(store: Arc<S>) {
         .await
         .unwrap();
     let change = Change {
-        expiry: Some(ExpiryChange::Extend(later + Duration::hours(1))),
+        expiry: Some(ExpiryChange::Touch(later + Duration::hours(1))),
         ..set(&[("seen", json!(true))])
     };
     store.update(&updated, &change, t).await.unwrap();

@@ -34,7 +34,7 @@
 //! last save, `0` for "until the browser closes" (the row then lives
 //! [`SESSION_COOKIE_AGE`](DjangoStore::session_cookie_age)), or an ISO-8601 datetime. A
 //! refresh from Rust ([`touch`](SessionStore::touch), or an update's
-//! [`ExpiryChange::Extend`]) never moves `expire_date` past what that allows: now + seconds,
+//! [`ExpiryChange::Touch`]) never moves `expire_date` past what that allows: now + seconds,
 //! now + the cookie age for `0`, or the datetime itself. An expiry the handler sets exactly
 //! ([`ExpiryChange::Set`]) is written as asked.
 //!
@@ -405,7 +405,7 @@ impl DjangoStore {
         match expiry {
             None => {}
             Some(ExpiryChange::Set(t)) => record.expires_at = t,
-            Some(ExpiryChange::Extend(t)) => record.expires_at = self.refreshed(record, t, now),
+            Some(ExpiryChange::Touch(t)) => record.expires_at = self.refreshed(record, t, now),
         }
     }
 }

@@ -236,7 +236,7 @@ fn holds_data(d: &str, prefix: &str) -> String {
 fn set_expiry(expiry: Option<ExpiryChange>, param: &str) -> String {
     match expiry {
         None => String::new(),
-        Some(ExpiryChange::Extend(_)) => format!(", expires_at = GREATEST(expires_at, {param})"),
+        Some(ExpiryChange::Touch(_)) => format!(", expires_at = GREATEST(expires_at, {param})"),
         Some(ExpiryChange::Set(_)) => format!(", expires_at = {param}"),
     }
 }
@@ -366,7 +366,7 @@ fn set_pairs(change: &Change) -> String {
 
 fn expiry_millis(change: &Change) -> Option<i64> {
     match change.expiry {
-        Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) => Some(millis(at)),
+        Some(ExpiryChange::Touch(at) | ExpiryChange::Set(at)) => Some(millis(at)),
         None => None,
     }
 }

@@ -226,7 +226,7 @@ impl RedisStore {
 pub(super) fn provisional_expiry(change: &Change, now: OffsetDateTime) -> i64 {
     let now = millis(now).max(millis(OffsetDateTime::now_utc()));
     match change.expiry {
-        Some(ExpiryChange::Extend(t) | ExpiryChange::Set(t)) => millis(t).max(now),
+        Some(ExpiryChange::Touch(t) | ExpiryChange::Set(t)) => millis(t).max(now),
         None => now,
     }
 }

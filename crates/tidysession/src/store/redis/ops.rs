@@ -136,7 +136,7 @@ pub(super) fn change_args(
         .arg(format!("d:{RESERVED_PREFIX}"));
     match change.expiry {
         None => invocation.arg("").arg(0).arg(0),
-        Some(ExpiryChange::Extend(at)) => invocation.arg("extend").arg(millis(at)).arg(grace(at)),
+        Some(ExpiryChange::Touch(at)) => invocation.arg("extend").arg(millis(at)).arg(grace(at)),
         Some(ExpiryChange::Set(at)) => invocation.arg("set").arg(millis(at)).arg(grace(at)),
     };
     invocation.arg(sixth);

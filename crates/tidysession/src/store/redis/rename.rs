@@ -235,7 +235,7 @@ struct Move<'a> {
 fn expiry_after(change: &Change, current: i64) -> i64 {
     match change.expiry {
         None => current,
-        Some(ExpiryChange::Extend(t)) => millis(t).max(current),
+        Some(ExpiryChange::Touch(t)) => millis(t).max(current),
         Some(ExpiryChange::Set(t)) => millis(t),
     }
 }

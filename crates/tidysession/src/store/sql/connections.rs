@@ -118,7 +118,7 @@ impl<C: Connection> Connections<C> {
         let result = async {
             let mut tx = lease.conn()?.begin().await.map_err(StoreError::backend)?;
             let result = op(&mut tx).await;
-            finish(tx, result).await
+            commit_or_rollback(tx, result).await
         }
         .await;
         lease.checked(result)
@@ -193,7 +193,7 @@ impl<C: Connection> Lease<'_, C> {
 
 /// Commits `tx` if `result` is a success; otherwise rolls it back now, not when the
 /// connection is next used, so its locks do not outlive the operation.
-pub(crate) async fn finish<DB: sqlx::Database, T>(
+pub(crate) async fn commit_or_rollback<DB: sqlx::Database, T>(
     tx: sqlx::Transaction<'_, DB>,
     result: Result<T, StoreError>,
 ) -> Result<T, StoreError> {

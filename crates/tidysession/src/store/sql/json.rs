@@ -54,7 +54,7 @@ pub(crate) fn in_place_assignments(change: &Change, d: &JsonDialect) -> String {
     }
     let expiry = match change.expiry {
         None => String::new(),
-        Some(ExpiryChange::Extend(_)) => format!(", expires_at = {}(expires_at, ?)", d.max),
+        Some(ExpiryChange::Touch(_)) => format!(", expires_at = {}(expires_at, ?)", d.max),
         Some(ExpiryChange::Set(_)) => ", expires_at = ?".to_owned(),
     };
     let user = match change.user() {
@@ -83,7 +83,7 @@ where
     for (k, v) in &change.set {
         query = query.bind(json_path(k)).bind(v.to_string());
     }
-    if let Some(ExpiryChange::Extend(at) | ExpiryChange::Set(at)) = change.expiry {
+    if let Some(ExpiryChange::Touch(at) | ExpiryChange::Set(at)) = change.expiry {
         query = query.bind(millis(at));
     }
     match change.user() {
