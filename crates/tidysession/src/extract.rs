@@ -9,6 +9,8 @@ use crate::session::{Session, SessionError};
 
 /// The rejection when a handler asks for a [`Session`] but no [`SessionLayer`](crate::SessionLayer)
 /// wraps the route.
+///
+/// Needs the cargo feature `axum`.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("no session on this request: is `SessionLayer` installed around this route?")]
 pub struct MissingSessionLayer;

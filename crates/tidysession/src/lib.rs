@@ -106,6 +106,8 @@
 //! stores share one core (connections, transactions, migrations, error classes, locks) and
 //! never import each other; [`django`] reads and writes Django's formats byte for byte.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod auth;
 mod client;
 mod coalesce;

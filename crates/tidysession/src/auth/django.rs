@@ -41,6 +41,8 @@ const KEY_SALT: &str = "django.contrib.auth.models.AbstractBaseUser.get_session_
 /// assert_eq!(hash.check("1", password, &old.make("1", password)), HashCheck::ValidOldKey);
 /// assert_eq!(hash.check("1", b"another password", &made), HashCheck::Invalid);
 /// ```
+///
+/// Needs the cargo feature `django`.
 #[derive(Clone)]
 pub struct DjangoAuthHash {
     secrets: Secrets,
@@ -139,6 +141,8 @@ mod users {
 
     /// A row of Django's `auth_user` table (or a custom user table with its columns `id`,
     /// `username`, `password` and `is_active`).
+    ///
+    /// Needs the cargo features `django`, with `postgres`, `mysql` or `sqlite`.
     #[derive(Clone, PartialEq, Eq)]
     #[non_exhaustive]
     pub struct DjangoUser {
@@ -210,6 +214,8 @@ mod users {
     /// let sessions = SessionLayer::new(store).with_config(SessionConfig::django());
     /// # Ok(()) }
     /// ```
+    ///
+    /// Needs the cargo features `django`, with `postgres`, `mysql` or `sqlite`.
     #[derive(Clone)]
     pub struct DjangoUsers {
         db: Arc<Db>,

@@ -446,6 +446,8 @@ fn handle_of(key: &StorageKey) -> String {
 
 /// The rejection when a handler asks for an [`AuthSession`] but no [`AuthLayer`](super::AuthLayer)
 /// (inside a [`SessionLayer`](crate::SessionLayer)) wraps the route.
+///
+/// Needs the cargo feature `axum`.
 #[cfg(feature = "axum")]
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("no auth session on this request: is `AuthLayer` installed inside `SessionLayer`?")]

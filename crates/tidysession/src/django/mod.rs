@@ -28,6 +28,8 @@
 //!
 //! Compressed output matches Django's byte for byte when Python uses classic zlib (as
 //! CPython does by default); Django reads it either way.
+//!
+//! Needs the cargo feature `django`.
 
 mod cookies;
 mod json;

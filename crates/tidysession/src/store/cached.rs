@@ -56,6 +56,8 @@ struct Stripe {
 ///     .with_capacity(50_000);
 /// # }
 /// ```
+///
+/// Needs the cargo feature `cached`.
 pub struct CachedStore<S> {
     inner: S,
     cache: Cache<StorageKey, Arc<Record>>,

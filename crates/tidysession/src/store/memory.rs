@@ -25,6 +25,8 @@ use crate::record::{is_empty, Change, Record};
 /// let store = MemoryStore::with_capacity(10_000);
 /// assert_eq!(store.capacity(), 10_000);
 /// ```
+///
+/// Needs the cargo feature `memory`.
 pub struct MemoryStore {
     records: Mutex<Records>,
     capacity: usize,

@@ -122,6 +122,8 @@ const DEFAULT_AGE: Duration = Duration::seconds(1_209_600);
 /// let layer = SessionLayer::new(store).with_config(SessionConfig::django());
 /// # Ok(()) }
 /// ```
+///
+/// Needs the cargo features `django`, with `postgres`, `mysql` or `sqlite` for the database.
 pub struct DjangoStore {
     db: Arc<Db>,
     table: String,

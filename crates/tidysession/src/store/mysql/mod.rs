@@ -142,6 +142,8 @@ const EXPIRED: &str = "expires_at + 0 <= ?";
 /// store.migrate().await?;
 /// # Ok(()) }
 /// ```
+///
+/// Needs the cargo feature `mysql`.
 pub struct MySqlStore {
     connections: Connections<MySqlConnection>,
     table: Table,

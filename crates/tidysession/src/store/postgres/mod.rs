@@ -88,6 +88,8 @@ const RACE_RETRIES: usize = 8;
 /// store.migrate().await?;
 /// # Ok(()) }
 /// ```
+///
+/// Needs the cargo feature `postgres`.
 pub struct PostgresStore {
     connections: Connections<PgConnection>,
     schema: String,

@@ -195,6 +195,8 @@ const DEFAULT_PREFIX: &str = "tidysession:";
 ///     .await?;
 /// # Ok(()) }
 /// ```
+///
+/// Needs the cargo feature `redis`.
 pub struct RedisStore {
     conn: Conn,
     prefix: String,

@@ -59,6 +59,8 @@ const MIGRATIONS: &[&[&str]] = &[
 /// store.migrate().await?;
 /// # Ok(()) }
 /// ```
+///
+/// Needs the cargo feature `sqlite`.
 #[derive(Debug)]
 pub struct SqliteStore {
     connections: Connections<SqliteConnection>,
