@@ -28,8 +28,6 @@
 //!
 //! Compressed output matches Django's byte for byte when Python uses classic zlib (as
 //! CPython does by default); Django reads it either way.
-//!
-//! Needs the cargo feature `django`.
 
 mod cookies;
 mod json;
