@@ -770,7 +770,7 @@ mod tidy {
 
     /// `PostgresStore::connect` (a pool of up to 16 connections), tables in `schema`.
     pub(super) async fn router_postgres(url: &str, schema: &str) -> Result<Router, BoxError> {
-        let store = PostgresStore::connect(url).await?.schema(schema)?;
+        let store = PostgresStore::connect(url).await?.with_schema(schema)?;
         SessionStore::migrate(&store).await?;
         Ok(router(SessionLayer::new(store)))
     }
@@ -778,14 +778,14 @@ mod tidy {
     /// `MySqlStore::connect` (a pool of up to 10 connections), sessions in `table` (and its
     /// migrations in `table_schema`).
     pub(super) async fn router_mysql(url: &str, table: &str) -> Result<Router, BoxError> {
-        let store = MySqlStore::connect(url).await?.table(table)?;
+        let store = MySqlStore::connect(url).await?.with_table(table)?;
         SessionStore::migrate(&store).await?;
         Ok(router(SessionLayer::new(store)))
     }
 
     /// `RedisStore::connect` (one multiplexed connection), keys under `prefix`.
     pub(super) async fn router_redis(url: &str, prefix: &str) -> Result<Router, BoxError> {
-        let store = RedisStore::connect(url).await?.key_prefix(prefix);
+        let store = RedisStore::connect(url).await?.with_key_prefix(prefix);
         Ok(router(SessionLayer::new(store)))
     }
 }

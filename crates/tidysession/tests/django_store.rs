@@ -348,9 +348,9 @@ async fn browser_close_expiry_refreshes_to_the_cookie_age(db: Shared) {
     let store = DjangoStore::connect(&db.database_url, servers::django_secrets())
         .await
         .unwrap()
-        .table(&db.table)
+        .with_table(&db.table)
         .unwrap()
-        .session_cookie_age(Duration::hours(1));
+        .with_session_cookie_age(Duration::hours(1));
     let k = key_for(&store);
     let r = record(
         json!({"a": 1, "_session_expiry": 0}),

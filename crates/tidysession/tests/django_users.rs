@@ -81,7 +81,7 @@ async fn sqlite_auth_user() {
         .await
         .unwrap();
     check(&users).await;
-    assert!(users.clone().table("no such; table").is_err());
+    assert!(users.clone().with_table("no such; table").is_err());
 }
 
 #[cfg(feature = "mysql")]

@@ -131,7 +131,7 @@ async fn the_schema_version_is_recorded_and_migrating_concurrently_is_safe() {
         MySqlStore::connect(&url())
             .await
             .unwrap()
-            .table(&name)
+            .with_table(&name)
             .unwrap()
     };
     // Four processes starting at once.
@@ -284,14 +284,14 @@ async fn table_names_are_checked_before_any_io() {
     assert_eq!(store.table_name(), "tidysession_sessions");
     for bad in ["", "a-b", "x`; DROP TABLE t; --", "db.t", &"x".repeat(58)] {
         let store = MySqlStore::connect(&url()).await.unwrap();
-        let err = store.table(bad).unwrap_err().to_string();
+        let err = store.with_table(bad).unwrap_err().to_string();
         assert!(err.contains("invalid session table name"), "{bad}: {err}");
     }
     let name = unique_name("tidysession_t");
     let store = MySqlStore::connect(&url())
         .await
         .unwrap()
-        .table(&name)
+        .with_table(&name)
         .unwrap();
     assert_eq!(store.table_name(), name);
     let debug = format!("{store:?}");

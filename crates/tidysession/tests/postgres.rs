@@ -88,7 +88,7 @@ async fn schema_names_are_checked_and_urls_choose_the_schema() {
         let err = PostgresStore::connect(&postgres_url())
             .await
             .unwrap()
-            .schema(bad)
+            .with_schema(bad)
             .unwrap_err();
         assert!(
             err.to_string().contains("invalid schema name"),
@@ -122,7 +122,7 @@ async fn processes_migrating_at_once_migrate_once() {
             let schema = schema.clone();
             tokio::spawn(async move {
                 let store = PostgresStore::connect(&postgres_url()).await.unwrap();
-                store.schema(&schema).unwrap().migrate().await
+                store.with_schema(&schema).unwrap().migrate().await
             })
         })
         .collect();

@@ -252,7 +252,7 @@ async fn two_processes_on_postgres_never_delete_at_the_same_time() {
     let b = PostgresStore::connect(&crate::util::servers::postgres_url())
         .await
         .unwrap()
-        .schema(&guard.name)
+        .with_schema(&guard.name)
         .unwrap();
     assert_eq!(two_reapers_take_turns(a, b, false).await, 1);
 }
@@ -265,7 +265,7 @@ async fn two_processes_on_mariadb_never_delete_at_the_same_time() {
     let b = MySqlStore::connect(&crate::util::servers::mysql_url())
         .await
         .unwrap()
-        .table(&guard.name)
+        .with_table(&guard.name)
         .unwrap();
     assert_eq!(two_reapers_take_turns(a, b, false).await, 1);
 }
@@ -281,7 +281,7 @@ async fn two_processes_on_a_django_table_in_postgres_never_delete_at_the_same_ti
     )
     .await
     .unwrap()
-    .table(&guard.name)
+    .with_table(&guard.name)
     .unwrap();
     let held = a.try_exclusive("x").await.unwrap().expect("free");
     assert!(b.try_exclusive("x").await.unwrap().is_none(), "held by a");
@@ -300,7 +300,7 @@ async fn two_processes_on_a_django_table_in_mariadb_never_delete_at_the_same_tim
     )
     .await
     .unwrap()
-    .table(&guard.name)
+    .with_table(&guard.name)
     .unwrap();
     let held = a.try_exclusive("x").await.unwrap().expect("free");
     assert!(b.try_exclusive("x").await.unwrap().is_none(), "held by a");
@@ -316,7 +316,7 @@ async fn postgres_locks_exclude_other_connections_and_free_on_release_or_drop() 
     let b = PostgresStore::connect(&crate::util::servers::postgres_url())
         .await
         .unwrap()
-        .schema(&guard.name)
+        .with_schema(&guard.name)
         .unwrap();
     let mut held = a.try_exclusive("x").await.unwrap().expect("free");
     assert!(held.still_held().await);
@@ -350,7 +350,7 @@ async fn mariadb_locks_exclude_other_connections_and_free_on_release_or_drop() {
     let b = MySqlStore::connect(&crate::util::servers::mysql_url())
         .await
         .unwrap()
-        .table(&guard.name)
+        .with_table(&guard.name)
         .unwrap();
     let mut held = a.try_exclusive("x").await.unwrap().expect("free");
     assert!(held.still_held().await);

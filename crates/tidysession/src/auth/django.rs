@@ -250,7 +250,7 @@ mod users {
             let (db, table) = Db::connect(url).await?;
             let users = Self::new(Arc::new(db), secrets);
             match table {
-                Some(name) => users.table(&name),
+                Some(name) => users.with_table(&name),
                 None => Ok(users),
             }
         }
@@ -289,7 +289,7 @@ mod users {
         ///
         /// [`StoreError::Backend`] unless `name` is 1 to 63 ASCII letters, digits or
         /// underscores.
-        pub fn table(mut self, name: &str) -> Result<Self, StoreError> {
+        pub fn with_table(mut self, name: &str) -> Result<Self, StoreError> {
             let valid = (1..=63).contains(&name.len())
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {

@@ -60,9 +60,9 @@ pub fn supported_urls() -> String {
 /// - `memory://`: in this process only.
 /// - `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (or `postgresql://`), with any of
 ///   PostgreSQL's own URL parameters, plus `schema=NAME` for where the tables live (see
-///   [`PostgresStore::schema`](super::PostgresStore::schema)).
+///   [`PostgresStore::with_schema`](super::PostgresStore::with_schema)).
 /// - `mysql://USER[:PASSWORD]@HOST[:PORT]/DB`: MySQL 8 or MariaDB, plus `table=NAME` for the
-///   sessions table (see [`MySqlStore::table`](super::MySqlStore::table)).
+///   sessions table (see [`MySqlStore::with_table`](super::MySqlStore::with_table)).
 /// - `redis://[USER:PASSWORD@]HOST[:PORT][/DB]`: one Redis server.
 /// - `redis+cluster://[USER:PASSWORD@]HOST:PORT,HOST:PORT,...`: a Redis Cluster, through
 ///   some of its nodes.

@@ -129,7 +129,7 @@ pub async fn postgres_at(url: &str) -> (tidysession::store::PostgresStore, DropO
     let store = PostgresStore::connect(url)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"))
-        .schema(&schema)
+        .with_schema(&schema)
         .unwrap();
     store.migrate().await.unwrap();
     (store, guard)
@@ -150,7 +150,7 @@ pub async fn mysql_at(url: &str) -> (tidysession::store::MySqlStore, DropOnExit)
     let store = MySqlStore::connect(url)
         .await
         .unwrap_or_else(|e| panic!("MySQL at {url}: {e}"))
-        .table(&table)
+        .with_table(&table)
         .unwrap();
     store.migrate().await.unwrap();
     (store, guard)
@@ -169,7 +169,7 @@ pub async fn redis_at(url: &str) -> tidysession::store::RedisStore {
     tidysession::store::RedisStore::connect(url)
         .await
         .unwrap_or_else(|e| panic!("Redis at {url} (run scripts/services.sh): {e}"))
-        .key_prefix(format!("{}:", unique_name("tidysession-test")))
+        .with_key_prefix(format!("{}:", unique_name("tidysession-test")))
 }
 
 /// A [`RedisStore`] on the single test server, under a key prefix of its own.
@@ -218,7 +218,7 @@ pub async fn django_postgres() -> (tidysession::store::DjangoStore, DropOnExit) 
     let store = DjangoStore::connect(&url, django_secrets())
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"))
-        .table(&table)
+        .with_table(&table)
         .unwrap();
     store.migrate().await.unwrap();
     (store, guard)
@@ -235,7 +235,7 @@ pub async fn django_mysql() -> (tidysession::store::DjangoStore, DropOnExit) {
     let store = DjangoStore::connect(&url, django_secrets())
         .await
         .unwrap_or_else(|e| panic!("MySQL at {url}: {e}"))
-        .table(&table)
+        .with_table(&table)
         .unwrap();
     store.migrate().await.unwrap();
     (store, guard)

@@ -385,7 +385,7 @@ async fn two_cleaners_leave_nothing_behind_on_a_django_postgres_table() {
     let store = DjangoStore::connect(&postgres_url(), secrets())
         .await
         .unwrap()
-        .table(&table)
+        .with_table(&table)
         .unwrap();
     let hold = format!(
         "SELECT session_key FROM \"{table}\" WHERE expire_date < now()
@@ -404,7 +404,7 @@ async fn two_cleaners_leave_nothing_behind_on_mysql() {
     let store = MySqlStore::connect(&mysql_url())
         .await
         .unwrap()
-        .table(&table)
+        .with_table(&table)
         .unwrap();
     two_cleaners_leave_nothing_behind(Arc::new(store), None).await;
 }
@@ -416,7 +416,7 @@ async fn two_cleaners_leave_nothing_behind_on_a_django_mysql_table() {
     let store = DjangoStore::connect(&mysql_url(), secrets())
         .await
         .unwrap()
-        .table(&table)
+        .with_table(&table)
         .unwrap();
     two_cleaners_leave_nothing_behind(Arc::new(store), None).await;
 }
@@ -520,7 +520,7 @@ async fn postgres_store(prefix: &str) -> (PostgresStore, String, Cleanup) {
     let store = PostgresStore::connect(&postgres_url())
         .await
         .unwrap()
-        .schema(&schema)
+        .with_schema(&schema)
         .unwrap();
     (store, schema, drop)
 }

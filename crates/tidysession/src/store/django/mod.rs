@@ -25,14 +25,14 @@
 //! (`_tidysession.created`, Unix milliseconds); Django ignores keys it does not know and keeps
 //! them when it saves. A session Django made has no such key: its creation time is taken as
 //! the last time Django saved it, `expire_date` minus the session's age (its integer
-//! `_session_expiry`, else [`session_cookie_age`](DjangoStore::session_cookie_age)), and never
+//! `_session_expiry`, else [`session_cookie_age`](DjangoStore::with_session_cookie_age)), and never
 //! later than now. The first save from Rust pins that value in the data.
 //!
 //! # Django's per-session expiry
 //!
 //! Django keeps a per-session expiry in the data under `_session_expiry`: seconds after the
 //! last save, `0` for "until the browser closes" (the row then lives
-//! [`SESSION_COOKIE_AGE`](DjangoStore::session_cookie_age)), or an ISO-8601 datetime. A
+//! [`SESSION_COOKIE_AGE`](DjangoStore::with_session_cookie_age)), or an ISO-8601 datetime. A
 //! refresh from Rust ([`touch`](SessionStore::touch), or an update's
 //! [`ExpiryChange::Touch`]) never moves `expire_date` past what that allows: now + seconds,
 //! now + the cookie age for `0`, or the datetime itself. An expiry the handler sets exactly
@@ -184,7 +184,7 @@ impl DjangoStore {
     /// `postgres://…` (or `postgresql://`), `mysql://…` (MySQL 8 or MariaDB), or
     /// `sqlite://PATH`, each optionally prefixed `django+` (the form [`open`](super::open)
     /// takes). A `table=NAME` query parameter chooses the table (default `django_session`,
-    /// see [`table`](Self::table)). Call [`Maintenance::migrate`](crate::store::Maintenance::migrate) if Django has not created
+    /// see [`table`](Self::with_table)). Call [`Maintenance::migrate`](crate::store::Maintenance::migrate) if Django has not created
     /// the table.
     ///
     /// # Errors
@@ -218,7 +218,7 @@ impl DjangoStore {
             age: DEFAULT_AGE,
         };
         match table {
-            Some(name) => store.table(&name),
+            Some(name) => store.with_table(&name),
             None => Ok(store),
         }
     }
@@ -261,7 +261,7 @@ impl DjangoStore {
     /// # Errors
     ///
     /// [`StoreError::Backend`] unless `name` is 1 to 63 ASCII letters, digits or underscores.
-    pub fn table(mut self, name: &str) -> Result<Self, StoreError> {
+    pub fn with_table(mut self, name: &str) -> Result<Self, StoreError> {
         let valid = (1..=63).contains(&name.len())
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
@@ -280,7 +280,7 @@ impl DjangoStore {
     /// Django's `SESSION_COOKIE_AGE` (default two weeks): how long a row lives when its
     /// `_session_expiry` is `0`, and the age used to estimate when a Django-made session was
     /// last saved (see the [module docs](self#creation-time)).
-    pub fn session_cookie_age(mut self, age: Duration) -> Self {
+    pub fn with_session_cookie_age(mut self, age: Duration) -> Self {
         self.age = age;
         self
     }

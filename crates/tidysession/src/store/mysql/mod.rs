@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //!
-//! One InnoDB table (default `tidysession_sessions`, see [`MySqlStore::table`]):
+//! One InnoDB table (default `tidysession_sessions`, see [`MySqlStore::with_table`]):
 //!
 //! | column | type | holds |
 //! |---|---|---|
@@ -77,7 +77,7 @@ use crate::record::{is_empty, only_reserved, Change, Record};
 
 mod maintenance;
 
-/// The sessions table when [`MySqlStore::table`] names no other.
+/// The sessions table when [`MySqlStore::with_table`] names no other.
 const DEFAULT_TABLE: &str = "tidysession_sessions";
 
 /// Longest accepted table name: MySQL's 64-character identifier limit, minus `_schema`.
@@ -110,7 +110,7 @@ const EXPIRED: &str = "expires_at + 0 <= ?";
 
 /// Sessions in a MySQL 8 or MariaDB 10.11 database.
 ///
-/// One InnoDB table (see [`table`](Self::table)):
+/// One InnoDB table (see [`table`](Self::with_table)):
 ///
 /// | column | type | holds |
 /// |---|---|---|
@@ -138,7 +138,7 @@ const EXPIRED: &str = "expires_at + 0 <= ?";
 ///
 /// let store = MySqlStore::connect("mysql://app:secret@127.0.0.1/app")
 ///     .await?
-///     .table("web_sessions")?;
+///     .with_table("web_sessions")?;
 /// store.migrate().await?;
 /// # Ok(()) }
 /// ```
@@ -219,7 +219,7 @@ impl fmt::Debug for MySqlStore {
 impl MySqlStore {
     /// Connects to the database a `mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` URL names
     /// (any option sqlx accepts, e.g. `?ssl-mode=required`). An extra `table=NAME` query
-    /// parameter chooses the sessions table, like [`table`](Self::table). Call
+    /// parameter chooses the sessions table, like [`table`](Self::with_table). Call
     /// [`Maintenance::migrate`](crate::store::Maintenance::migrate) before first use.
     ///
     /// The store keeps up to 10 connections and gives up on an unreachable server after
@@ -269,7 +269,7 @@ impl MySqlStore {
     ///
     /// [`StoreError::Backend`] unless `name` is 1 to 57 ASCII letters, digits or
     /// underscores; the name is never sent to the server otherwise.
-    pub fn table(mut self, name: &str) -> Result<Self, StoreError> {
+    pub fn with_table(mut self, name: &str) -> Result<Self, StoreError> {
         self.table = Table::new(name).map_err(StoreError::backend)?;
         Ok(self)
     }

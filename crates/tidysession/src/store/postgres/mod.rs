@@ -84,7 +84,7 @@ const RACE_RETRIES: usize = 8;
 ///
 /// let store = PostgresStore::connect("postgres://app@db.internal/app")
 ///     .await?
-///     .schema("sessions")?;
+///     .with_schema("sessions")?;
 /// store.migrate().await?;
 /// # Ok(()) }
 /// ```
@@ -112,7 +112,7 @@ impl fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connects to the database a `postgres://` URL names, keeping up to 16
     /// connections, and checks that it answers. Besides PostgreSQL's own URL parameters, a
-    /// `schema=NAME` parameter chooses the [schema](Self::schema) (default `public`). Call
+    /// `schema=NAME` parameter chooses the [schema](Self::with_schema) (default `public`). Call
     /// [`Maintenance::migrate`](crate::store::Maintenance::migrate) before first use.
     ///
     /// # Errors
@@ -129,7 +129,7 @@ impl PostgresStore {
             sql: Statements::new("public"),
         };
         match schema {
-            Some(schema) => store.schema(&schema),
+            Some(schema) => store.with_schema(&schema),
             None => Ok(store),
         }
     }
@@ -141,7 +141,7 @@ impl PostgresStore {
     ///
     /// [`StoreError::Backend`] unless the name is 1 to 63 ASCII letters, digits and
     /// underscores, not starting with a digit.
-    pub fn schema(mut self, schema: &str) -> Result<Self, StoreError> {
+    pub fn with_schema(mut self, schema: &str) -> Result<Self, StoreError> {
         let valid = (1..=63).contains(&schema.len())
             && !schema.starts_with(|c: char| c.is_ascii_digit())
             && schema

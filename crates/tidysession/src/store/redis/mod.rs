@@ -190,7 +190,7 @@ const DEFAULT_PREFIX: &str = "tidysession:";
 ///
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/0")
 ///     .await?
-///     .key_prefix("myapp:session:");
+///     .with_key_prefix("myapp:session:");
 /// let cluster = RedisStore::connect_cluster(&["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
 ///     .await?;
 /// # Ok(()) }
@@ -229,7 +229,7 @@ impl RedisStore {
     ///   through some of its nodes (see [`connect_cluster`](Self::connect_cluster)).
     ///
     /// An optional `prefix=` query parameter (percent-encoded) sets the
-    /// [key prefix](Self::key_prefix); other query parameters go to the `redis` crate's
+    /// [key prefix](Self::with_key_prefix); other query parameters go to the `redis` crate's
     /// URL parser, e.g. `redis://127.0.0.1/0?prefix=myapp:&protocol=resp3` (RESP3, which
     /// the store then speaks through that crate's connection manager rather than its own
     /// connection). The connection is re-established by itself after the server restarts: a
@@ -250,7 +250,7 @@ impl RedisStore {
             None => Self::connect_single(&url).await?,
         };
         Ok(match prefix {
-            Some(prefix) => store.key_prefix(prefix),
+            Some(prefix) => store.with_key_prefix(prefix),
             None => store,
         })
     }
@@ -285,7 +285,7 @@ impl RedisStore {
     /// Files sessions under keys starting with `prefix` instead of `tidysession:`, e.g. to
     /// share one Redis between applications. No I/O.
     #[must_use]
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }

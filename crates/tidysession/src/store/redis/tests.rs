@@ -46,7 +46,7 @@ async fn cluster(faults: Faults) -> RedisStore {
     let mut store = RedisStore::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("Redis Cluster at {url} (run scripts/services.sh): {e}"))
-        .key_prefix(format!("tidysession-unit-{}:", &key().to_hex()[..12]));
+        .with_key_prefix(format!("tidysession-unit-{}:", &key().to_hex()[..12]));
     store.faults = faults;
     store
 }
@@ -225,7 +225,7 @@ async fn single() -> RedisStore {
     RedisStore::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("Redis at {url} (run scripts/services.sh): {e}"))
-        .key_prefix(format!("tidysession-unit-{}:", &key().to_hex()[..12]))
+        .with_key_prefix(format!("tidysession-unit-{}:", &key().to_hex()[..12]))
 }
 
 /// Revoking alice's sessions reads her index, then a login's id cycle moves her session to a
