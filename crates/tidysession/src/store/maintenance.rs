@@ -221,6 +221,18 @@ pub struct RecordCounts {
     pub expired: u64,
 }
 
+impl RecordCounts {
+    /// From a database's two counts: every record, and the expired among them.
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "django"))]
+    pub(crate) fn of_total(total: i64, expired: i64) -> Self {
+        let expired = expired.max(0);
+        Self {
+            live: total.saturating_sub(expired).max(0) as u64,
+            expired: expired as u64,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,21 +82,15 @@ impl DjangoStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let start = random_django_start();
         let (rows, indexed): (Vec<(String, String)>, i64) = with_conn!(&*self.db, conn => {
-            let rows: Vec<(String, String)> = if complete {
-                sqlx::query_as(&self.sql.sample_all)
-                    .bind(limit)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(StoreError::backend)?
-            } else {
-                crate::store::sql::row::key_range_sample!(
-                    conn,
-                    &self.sql.sample_from,
-                    &self.sql.sample_before,
-                    &start,
-                    limit
-                )
-            };
+            let rows: Vec<(String, String)> = crate::store::sql::row::sample_rows!(
+                conn,
+                complete,
+                &self.sql.sample_all,
+                &self.sql.sample_from,
+                &self.sql.sample_before,
+                &start,
+                limit
+            );
             let indexed: i64 = sqlx::query_scalar(&self.sql.index_check)
                 .bind(&self.sql.index_target)
                 .fetch_one(&mut *conn)
@@ -223,10 +217,7 @@ impl Maintenance for DjangoStore {
                 .await
                 .map_err(StoreError::backend)
         })?;
-        Ok(RecordCounts {
-            live: total.saturating_sub(expired).max(0) as u64,
-            expired: expired.max(0) as u64,
-        })
+        Ok(RecordCounts::of_total(total, expired))
     }
 
     /// Creates the table with Django's DDL and its `expire_date` index, only if missing.

@@ -1,6 +1,7 @@
 //! The MySQL/MariaDB store's maintenance: counting, cleanup (through the expiry index or by primary key), statistics, schema and the cleaners' lock.
 
 use super::*;
+use crate::store::sql::row::sample_rows;
 use crate::store::Maintenance;
 
 #[async_trait]
@@ -93,21 +94,15 @@ impl Maintenance for MySqlStore {
         let (rows, indexed, innodb) = self
             .connections
             .with(async |conn| {
-                let rows: Vec<(String, i64, i64)> = if complete {
-                    sqlx::query_as(&format!("{columns} LIMIT ?"))
-                        .bind(limit)
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?
-                } else {
-                    key_range_sample!(
-                        conn,
-                        &format!("{columns} WHERE id >= ? ORDER BY id LIMIT ?"),
-                        &format!("{columns} WHERE id < ? ORDER BY id LIMIT ?"),
-                        start.as_slice(),
-                        limit
-                    )
-                };
+                let rows: Vec<(String, i64, i64)> = sample_rows!(
+                    conn,
+                    complete,
+                    &format!("{columns} LIMIT ?"),
+                    &format!("{columns} WHERE id >= ? ORDER BY id LIMIT ?"),
+                    &format!("{columns} WHERE id < ? ORDER BY id LIMIT ?"),
+                    start.as_slice(),
+                    limit
+                );
                 let indexed: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM information_schema.statistics
                  WHERE table_schema = DATABASE() AND table_name = ?

@@ -1,6 +1,7 @@
 //! The PostgreSQL store's maintenance: counting, cleanup (through the expiry index or by heap page), statistics, schema and the cleaners' lock.
 
 use super::*;
+use crate::store::sql::row::key_range_sample;
 use crate::store::Maintenance;
 
 #[async_trait]
@@ -35,10 +36,7 @@ impl Maintenance for PostgresStore {
             .transpose()
             .map_err(StoreError::backend)?
             .unwrap_or_default();
-        Ok(RecordCounts {
-            live: (total - expired) as u64,
-            expired: expired as u64,
-        })
+        Ok(RecordCounts::of_total(total, expired))
     }
 
     fn sweep(&self) -> Option<&dyn Sweep> {

@@ -37,9 +37,7 @@ use time::OffsetDateTime;
 
 use super::sql::error::is_unique_violation;
 use super::sql::migrate::Migrations;
-use super::sql::row::{
-    cursor_from_millis, key_range_sample, listed_from, millis, record_from, to_json,
-};
+use super::sql::row::{cursor_from_millis, listed_from, millis, record_from, to_json};
 use super::sql::sweep::PgSweep;
 use super::sql::{connect, lock, migrate, Connections};
 use super::stats::{native_stats, random_start, sample_plan, ExpiryIndex};

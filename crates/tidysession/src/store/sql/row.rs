@@ -91,3 +91,22 @@ macro_rules! key_range_sample {
     }};
 }
 pub(crate) use key_range_sample;
+
+/// Every row (statement `all`, binding the row limit) when `complete`, else
+/// [`key_range_sample`]'s sample.
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "django"))]
+macro_rules! sample_rows {
+    ($conn:expr, $complete:expr, $all:expr, $from:expr, $before:expr, $start:expr, $limit:expr) => {{
+        if $complete {
+            sqlx::query_as($all)
+                .bind($limit)
+                .fetch_all(&mut *$conn)
+                .await
+                .map_err(StoreError::backend)?
+        } else {
+            $crate::store::sql::row::key_range_sample!($conn, $from, $before, $start, $limit)
+        }
+    }};
+}
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "django"))]
+pub(crate) use sample_rows;

@@ -1,6 +1,7 @@
 //! The SQLite store's maintenance: counting, cleanup through the expiry index, statistics and schema.
 
 use super::*;
+use crate::store::sql::row::sample_rows;
 use crate::store::Maintenance;
 
 #[async_trait]
@@ -42,10 +43,7 @@ impl Maintenance for SqliteStore {
             .connections
             .with(async |conn| query.fetch_one(conn).await.map_err(StoreError::backend))
             .await?;
-        Ok(RecordCounts {
-            live: (total - expired) as u64,
-            expired: expired as u64,
-        })
+        Ok(RecordCounts::of_total(total, expired))
     }
 
     /// Exact counts; the rest from a random range of ids (SHA-256 hashes, so uniformly
@@ -64,21 +62,15 @@ impl Maintenance for SqliteStore {
             .with(async |conn| {
                 const COLUMNS: &str =
                     "SELECT data, created_at, expires_at FROM tidysession_sessions";
-                let rows: Vec<(String, i64, i64)> = if complete {
-                    sqlx::query_as(&format!("{COLUMNS} LIMIT ?"))
-                        .bind(limit)
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?
-                } else {
-                    key_range_sample!(
-                        conn,
-                        &format!("{COLUMNS} WHERE id >= ? ORDER BY id LIMIT ?"),
-                        &format!("{COLUMNS} WHERE id < ? ORDER BY id LIMIT ?"),
-                        start.as_slice(),
-                        limit
-                    )
-                };
+                let rows: Vec<(String, i64, i64)> = sample_rows!(
+                    conn,
+                    complete,
+                    &format!("{COLUMNS} LIMIT ?"),
+                    &format!("{COLUMNS} WHERE id >= ? ORDER BY id LIMIT ?"),
+                    &format!("{COLUMNS} WHERE id < ? ORDER BY id LIMIT ?"),
+                    start.as_slice(),
+                    limit
+                );
                 let indexed: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM sqlite_master m, pragma_index_info(m.name) i
                  WHERE m.type = 'index' AND m.tbl_name = 'tidysession_sessions'

@@ -7,9 +7,7 @@ use time::OffsetDateTime;
 
 use super::sql::json::{bind_change, in_place_assignments, JsonDialect};
 use super::sql::migrate::Migrations;
-use super::sql::row::{
-    cursor_from_millis, key_range_sample, listed_from, millis, record_from, to_json,
-};
+use super::sql::row::{cursor_from_millis, listed_from, millis, record_from, to_json};
 use super::sql::{connect, migrate, Connections};
 use super::stats::{key_range_method, native_stats, random_start, sample_plan, ExpiryIndex};
 use super::{
