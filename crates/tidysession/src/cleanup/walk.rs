@@ -1,0 +1,61 @@
+//! The walk through the expiry index, and its final pass.
+
+use time::OffsetDateTime;
+
+use super::run::Runner;
+use crate::store::{SessionStore, StoreError};
+
+/// Deletes every record that expired by `cutoff`: one walk through the expiry index, each
+/// batch from the cursor the one before returned, then a final pass over the same range in
+/// windows bounded by those cursors.
+pub(super) async fn by_index(
+    run: &mut Runner<'_>,
+    store: &dyn SessionStore,
+    cutoff: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let mut cursors = Vec::new();
+    if !range(run, store, None, cutoff, Some(&mut cursors)).await? || !run.start_final_pass() {
+        return Ok(());
+    }
+    let mut from = None;
+    for upper in cursors.into_iter().chain([cutoff]) {
+        if !range(run, store, from, upper, None).await? {
+            return Ok(());
+        }
+        from = Some(upper);
+    }
+    Ok(())
+}
+
+/// Clears expiries from `from` to `upper` (both included), batch after batch; pushes each
+/// cursor it moves to onto `cursors`, when given. `Ok(false)` when the run was stopped first.
+async fn range(
+    run: &mut Runner<'_>,
+    store: &dyn SessionStore,
+    mut from: Option<OffsetDateTime>,
+    upper: OffsetDateTime,
+    mut cursors: Option<&mut Vec<OffsetDateTime>>,
+) -> Result<bool, StoreError> {
+    loop {
+        if !run.proceed().await? {
+            return Ok(false);
+        }
+        let size = run.size;
+        let batch = run
+            .batch(size, store.delete_expired(from, upper, size), |b| {
+                (b.deleted, b.next.is_some())
+            })
+            .await?;
+        // Rows a stalled cursor stepped past are another cleaner's; the final pass looks
+        // again.
+        let Some(next) = batch.continue_from(from) else {
+            return Ok(true);
+        };
+        if let Some(cursors) = cursors.as_deref_mut() {
+            if cursors.last() != Some(&next) {
+                cursors.push(next);
+            }
+        }
+        from = Some(next);
+    }
+}
