@@ -6,14 +6,25 @@
 //! 1. takes the store's exclusive lock ([`SessionStore::try_exclusive`]) without waiting, so
 //!    that of all the processes sharing a store only one deletes at a time; the others skip
 //!    the run (`skipped_because_locked`) and try again at their next one;
-//! 2. calls [`delete_expired`](SessionStore::delete_expired) in batches of
-//!    [`batch_size`](Reaper::batch_size), each starting where the one before stopped (the
-//!    cursor it returns), until a batch reaches the end, or
-//!    [`max_batches`](Reaper::max_batches) or [`max_duration`](Reaper::max_duration) is
-//!    reached, checking before each batch that the lock is still held;
+//! 2. runs the [cleanup engine](crate::cleanup) through the expiry index: batches of
+//!    [`delete_expired`](SessionStore::delete_expired), each starting where the one before
+//!    stopped (the cursor it returns), the first of [`batch_size`](Reaper::batch_size)
+//!    records and each next one sized to take about [`batch_time`](Reaper::batch_time)
+//!    (20 ms; never more than `batch_size`), with a pause as long as each batch took, until a
+//!    batch reaches the end, or [`max_batches`](Reaper::max_batches) or
+//!    [`max_duration`](Reaper::max_duration) is reached, checking before each batch that the
+//!    lock is still held;
 //! 3. releases the lock and reports what it did ([`ReaperReport`]: through
 //!    [`ReaperHandle::reports`], an [`on_report`](Reaper::on_report) callback, `tracing`
 //!    and the [metrics]).
+//!
+//! A run always walks the index, never sweeps in storage order, and has no final pass. A
+//! reaper that keeps up holds a small backlog (what expired since the last run), which the
+//! index finds without reading the rest of the table; deciding to sweep would take a count of
+//! the whole table every run, and a sweep must go through all of it to be worth anything,
+//! which a bounded run does not. What a cursor steps past (a row another transaction held) is
+//! found by the next run, which starts from the beginning. A big backlog (a table never
+//! cleaned, a long outage) is `tidysession clear`'s job: it sweeps in storage order.
 //!
 //! Runs start on a jittered interval (±[`jitter`](Reaper::jitter) of
 //! [`interval`](Reaper::interval)), so that processes started together do not all wake at
@@ -46,8 +57,9 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cleanup::{Batch, Cleanup, CleanupReport, Hooks, Order, TimedOut, INDEX_BATCH_TIME};
 use crate::metrics::{self, ReaperRun};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{ExclusiveGuard, SessionStore, StoreError};
 
 /// The lock name reapers take unless told otherwise (see [`Reaper::lock_name`]).
 pub const DEFAULT_LOCK_NAME: &str = "tidysession_reaper";
@@ -62,6 +74,7 @@ pub struct Reaper {
     jitter: f64,
     first_run: Option<Duration>,
     batch_size: u32,
+    batch_time: Duration,
     max_batches: u32,
     max_duration: Duration,
     call_timeout: Duration,
@@ -79,6 +92,7 @@ impl fmt::Debug for Reaper {
             .field("interval", &self.interval)
             .field("jitter", &self.jitter)
             .field("batch_size", &self.batch_size)
+            .field("batch_time", &self.batch_time)
             .field("max_batches", &self.max_batches)
             .field("max_duration", &self.max_duration)
             .field("lock_name", &self.lock_name)
@@ -106,6 +120,14 @@ pub struct ReaperReport {
     pub error: Option<String>,
     /// How long the run took.
     pub duration: Duration,
+    /// The smallest batch, in records (0 without batches).
+    pub smallest_batch: u32,
+    /// The largest batch, in records.
+    pub largest_batch: u32,
+    /// How long the longest batch took.
+    pub longest_batch: Duration,
+    /// How long the run paused between batches, in all.
+    pub paused: Duration,
 }
 
 impl Reaper {
@@ -123,6 +145,7 @@ impl Reaper {
             jitter: 0.1,
             first_run: None,
             batch_size: 1000,
+            batch_time: INDEX_BATCH_TIME,
             max_batches: 100,
             max_duration: Duration::from_secs(30),
             call_timeout: Duration::from_secs(30),
@@ -158,9 +181,21 @@ impl Reaper {
         self
     }
 
-    /// Records deleted per batch, each one short statement (default 1000). At least 1.
+    /// Records in a run's first batch, and the most a batch grows to (default 1000; at least
+    /// 1). Each batch is one short statement; one that runs longer than
+    /// [`batch_time`](Self::batch_time) shrinks the next to fit (down to
+    /// [`MIN_BATCH`](crate::cleanup::MIN_BATCH), or this size if smaller), and full batches
+    /// that run short grow back, up to this size.
     pub fn batch_size(mut self, size: u32) -> Self {
         self.batch_size = size.max(1);
+        self
+    }
+
+    /// How long a batch should take (default [`INDEX_BATCH_TIME`], 20 ms): its locks and the
+    /// write burst of its commit last about that long, whatever a record costs on this
+    /// database, this table and this load. The run pauses as long as each batch took.
+    pub fn batch_time(mut self, time: Duration) -> Self {
+        self.batch_time = time;
         self
     }
 
@@ -263,35 +298,41 @@ impl Reaper {
         report: &mut ReaperReport,
         started: Instant,
         stop: Option<&watch::Receiver<bool>>,
-        lock: &mut crate::store::ExclusiveGuard,
+        lock: &mut ExclusiveGuard,
     ) -> Result<(), StoreError> {
-        // Each batch starts where the one before stopped. What the cursor steps past (a row
-        // another process held) is found by the next run, which starts from the beginning.
-        let mut from = None;
-        for i in 0..self.max_batches {
-            let stopping = stop.is_some_and(|stop| *stop.borrow());
-            if stopping || started.elapsed() >= self.max_duration {
-                report.more_left = true;
-                return Ok(());
-            }
-            if i > 0 && !lock.still_held().await {
-                return Err(StoreError::backend(LockLost));
-            }
-            let batch = Instant::now();
-            let now = OffsetDateTime::now_utc();
-            let done = self
-                .within(self.store.delete_expired(from, now, self.batch_size))
-                .await?;
-            metrics::reaper_batch(batch.elapsed());
-            report.batches += 1;
-            report.deleted += done.deleted;
-            match done.continue_from(from) {
-                Some(next) => from = Some(next),
-                None => return Ok(()),
-            }
+        let mut plan = Cleanup::new()
+            .first_batch(self.batch_size)
+            .largest_batch(self.batch_size)
+            .batch_time(self.batch_time)
+            .order(Order::Index)
+            // Each run starts from the beginning: what a cursor stepped past (a row another
+            // process held) is the next run's, without reading the range twice in this one.
+            .final_pass(false)
+            .max_batches(u64::from(self.max_batches))
+            .max_duration(self.max_duration.saturating_sub(started.elapsed()))
+            .call_timeout(self.call_timeout);
+        if let Some(stop) = stop {
+            plan = plan.stop_on(stop.clone());
         }
-        report.more_left = true;
-        Ok(())
+        let mut hooks = RunHooks {
+            lock,
+            so_far: CleanupReport::default(),
+        };
+        let result = plan
+            .run_with(&*self.store, OffsetDateTime::now_utc(), &mut hooks)
+            .await;
+        let done = match &result {
+            Ok(done) => done,
+            Err(_) => &hooks.so_far,
+        };
+        report.deleted = done.deleted;
+        report.batches = done.batches;
+        report.more_left = done.more_left;
+        report.smallest_batch = done.smallest;
+        report.largest_batch = done.largest;
+        report.longest_batch = done.longest;
+        report.paused = done.paused;
+        result.map(|_| ())
     }
 
     async fn within<T>(
@@ -492,10 +533,28 @@ pub struct NoRuntime;
 #[error("the reaper's lock was lost (its connection went away); stopping this run")]
 struct LockLost;
 
-/// A store call took too long.
-#[derive(Debug, thiserror::Error)]
-#[error("the store did not answer within {0:?}")]
-struct TimedOut(Duration);
+/// What a run needs around each batch: the lock still held before it (but the first, just
+/// taken), the batch's latency in the metrics after it, and the totals so far (the report of
+/// a run that fails).
+struct RunHooks<'a> {
+    lock: &'a mut ExclusiveGuard,
+    so_far: CleanupReport,
+}
+
+#[async_trait::async_trait]
+impl Hooks for RunHooks<'_> {
+    async fn before_batch(&mut self, so_far: &CleanupReport) -> Result<bool, StoreError> {
+        if so_far.batches > 0 && !self.lock.still_held().await {
+            return Err(StoreError::backend(LockLost));
+        }
+        Ok(true)
+    }
+
+    fn after_batch(&mut self, batch: &Batch, so_far: &CleanupReport) {
+        metrics::reaper_batch(batch.took);
+        self.so_far = so_far.clone();
+    }
+}
 
 #[cfg(all(test, feature = "memory"))]
 mod tests {
