@@ -22,9 +22,13 @@
 //! reaper that keeps up holds a small backlog (what expired since the last run), which the
 //! index finds without reading the rest of the table; deciding to sweep would take a count of
 //! the whole table every run, and a sweep must go through all of it to be worth anything,
-//! which a bounded run does not. What a cursor steps past (a row another transaction held) is
-//! found by the next run, which starts from the beginning. A big backlog (a table never
-//! cleaned, a long outage) is `tidysession clear`'s job: it sweeps in storage order.
+//! which a bounded run does not. A run that stops at a limit leaves its cursor to the next run
+//! of the same reaper, which goes on from there: starting over would step again over the index
+//! entries of every record deleted so far (PostgreSQL keeps them until a vacuum, InnoDB until
+//! its purge), a cost that grows with each run. A run that reaches the end (or fails) leaves
+//! none, so the next starts from the beginning and finds what a cursor stepped past (a row
+//! another transaction held, one written already expired behind it). A big backlog (a table
+//! never cleaned, a long outage) is `tidysession clear`'s job: it sweeps in storage order.
 //!
 //! Runs start on a jittered interval (±[`jitter`](Reaper::jitter) of
 //! [`interval`](Reaper::interval)), so that processes started together do not all wake at
@@ -50,7 +54,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -83,6 +87,8 @@ pub struct Reaper {
     shutdown_grace: Duration,
     lock_name: String,
     on_report: Option<Callback>,
+    /// Where the last run's walk stopped short, for the next run to go on from.
+    cursor: Arc<Mutex<Option<OffsetDateTime>>>,
 }
 
 impl fmt::Debug for Reaper {
@@ -154,6 +160,7 @@ impl Reaper {
             shutdown_grace: Duration::from_secs(5),
             lock_name: DEFAULT_LOCK_NAME.to_owned(),
             on_report: None,
+            cursor: Arc::default(),
         }
     }
 
@@ -305,8 +312,12 @@ impl Reaper {
             .largest_batch(self.batch_size)
             .batch_time(self.batch_time)
             .order(Order::Index)
-            // Each run starts from the beginning: what a cursor stepped past (a row another
-            // process held) is the next run's, without reading the range twice in this one.
+            // Where the last run stopped short: not again over the index entries of what it
+            // deleted, which PostgreSQL keeps until a vacuum and InnoDB until its purge.
+            .start_at(*self.cursor.lock().unwrap_or_else(PoisonError::into_inner))
+            // What a cursor stepped past (a row another process held) is found by the first
+            // run after one that reached the end, which starts from the beginning, without
+            // reading the range twice in this one.
             .final_pass(false)
             .max_batches(u64::from(self.max_batches))
             .max_duration(self.max_duration.saturating_sub(started.elapsed()))
@@ -325,6 +336,9 @@ impl Reaper {
             Ok(done) => done,
             Err(_) => &hooks.so_far,
         };
+        // After a failure, from the beginning.
+        *self.cursor.lock().unwrap_or_else(PoisonError::into_inner) =
+            result.as_ref().ok().and_then(|done| done.cursor);
         report.deleted = done.deleted;
         report.batches = done.batches;
         report.more_left = done.more_left;

@@ -254,6 +254,35 @@ async fn the_final_pass_finds_rows_written_behind_the_cursor() {
     assert!(walk.windows(2).all(|w| w[0].from <= w[1].from));
 }
 
+/// A run stopped at a limit says where its walk stopped; a run started there goes on from it
+/// and deletes the rest.
+#[tokio::test(start_paused = true)]
+async fn a_run_stopped_short_hands_its_cursor_to_the_next() {
+    let (inner, now) = memory(500).await;
+    let store = Watched::new(inner, Duration::ZERO);
+    let first = plan(100, 20)
+        .largest_batch(100)
+        .max_batches(2)
+        .run(&store, now)
+        .await
+        .unwrap();
+    assert!(first.more_left);
+    assert_eq!(first.deleted, 200);
+    assert!(first.cursor.is_some());
+    let second = plan(100, 20)
+        .final_pass(false)
+        .start_at(first.cursor)
+        .run(&store, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.deleted, second.more_left, second.cursor),
+        (300, false, None)
+    );
+    assert_eq!(store.calls()[2].from, first.cursor);
+    assert_eq!(counts(&store, now).await, (5, 0));
+}
+
 // --- against the real servers ------------------------------------------------------------
 
 /// 1,500 expired records (two seconds apart) and 50 live ones; then two cleaners at once,

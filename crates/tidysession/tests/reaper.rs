@@ -659,12 +659,19 @@ async fn stores_that_expire_records_themselves_get_one_report_and_an_idle_reaper
 }
 
 /// A store whose `delete_expired` takes a set time (of tokio's clock) per record it may
-/// delete, 1 ms at first and 10 µs from call `cheap_from` on, and notes every limit.
+/// delete, 1 ms at first and 10 µs from call `cheap_from` on, and notes every call's cursor
+/// and limit.
 #[derive(Debug, Default)]
 struct PerRecord {
     inner: MemoryStore,
     cheap_from: usize,
-    limits: Mutex<Vec<u32>>,
+    calls: Mutex<Vec<(Option<OffsetDateTime>, u32)>>,
+}
+
+impl PerRecord {
+    fn limits(&self) -> Vec<u32> {
+        self.calls.lock().unwrap().iter().map(|c| c.1).collect()
+    }
 }
 
 #[async_trait]
@@ -714,9 +721,9 @@ impl SessionStore for PerRecord {
         limit: u32,
     ) -> Result<ExpiredBatch, StoreError> {
         let call = {
-            let mut limits = self.limits.lock().unwrap();
-            limits.push(limit);
-            limits.len() - 1
+            let mut calls = self.calls.lock().unwrap();
+            calls.push((from, limit));
+            calls.len() - 1
         };
         let per_record = if call >= self.cheap_from {
             StdDuration::from_micros(10)
@@ -750,7 +757,7 @@ async fn the_reaper_sizes_its_batches_by_the_time_target() {
         .run_once()
         .await;
     assert!(report.error.is_none(), "{report:?}");
-    let limits = store.limits.lock().unwrap().clone();
+    let limits = store.limits();
     assert_eq!(limits[..4], [1000, 20, 20, 20], "{limits:?}");
     let growing = &limits[4..];
     assert_eq!(growing[..4], [20, 23, 26, 30], "{limits:?}");
@@ -769,5 +776,34 @@ async fn the_reaper_sizes_its_batches_by_the_time_target() {
     assert!(
         report.paused >= StdDuration::from_millis(1060),
         "{report:?}"
+    );
+}
+
+/// A run that stops at a limit leaves its cursor to the next, which goes on from there
+/// instead of from the beginning; a run that reaches the end leaves none.
+#[tokio::test(start_paused = true)]
+async fn the_next_run_goes_on_where_the_last_stopped_short() {
+    let store = Arc::new(PerRecord {
+        cheap_from: 0,
+        ..PerRecord::default()
+    });
+    seed(&*store, 25, 2).await;
+    let reaper = Reaper::new(store.clone())
+        .lock_name("cursor_test")
+        .batch_size(10)
+        .max_batches(2);
+    let first = reaper.run_once().await;
+    assert_eq!((first.deleted, first.more_left), (20, true));
+    let second = reaper.run_once().await;
+    assert_eq!((second.deleted, second.more_left), (5, false));
+    seed(&*store, 3, 0).await;
+    assert_eq!(reaper.run_once().await.deleted, 3);
+    let froms: Vec<_> = store.calls.lock().unwrap().iter().map(|c| c.0).collect();
+    assert_eq!(froms.len(), 4, "{froms:?}");
+    assert!(froms[0].is_none() && froms[1].is_some());
+    assert!(froms[2] >= froms[1], "the second run went on: {froms:?}");
+    assert!(
+        froms[3].is_none(),
+        "after the end, from the beginning: {froms:?}"
     );
 }

@@ -142,6 +142,10 @@ pub struct CleanupReport {
     /// The run stopped at a limit, a stop signal or [`Hooks::before_batch`] before it was
     /// done: more expired records may remain.
     pub more_left: bool,
+    /// Where a walk through the index stopped short (with [`more_left`](Self::more_left)):
+    /// a next run given it ([`Cleanup::start_at`]) goes on from there instead of stepping
+    /// again over what this one deleted. `None` after a sweep or a finished walk.
+    pub cursor: Option<OffsetDateTime>,
 }
 
 /// One batch, as [`Hooks::after_batch`] sees it.
@@ -187,6 +191,7 @@ pub struct Cleanup {
     batch_time: Option<Duration>,
     max_rate: Option<u32>,
     order: Order,
+    start_at: Option<OffsetDateTime>,
     final_pass: bool,
     max_batches: Option<u64>,
     max_duration: Option<Duration>,
@@ -211,6 +216,7 @@ impl Cleanup {
             batch_time: None,
             max_rate: None,
             order: Order::Index,
+            start_at: None,
             final_pass: true,
             max_batches: None,
             max_duration: None,
@@ -250,6 +256,14 @@ impl Cleanup {
     /// [`Order::for_backlog`]).
     pub fn order(mut self, order: Order) -> Self {
         self.order = order;
+        self
+    }
+
+    /// Starts a walk through the index at this expiry (a [`CleanupReport::cursor`]) instead
+    /// of the beginning; its final pass starts there too. Records that expired before it are
+    /// left to a later walk from the beginning. A sweep ignores it.
+    pub fn start_at(mut self, cursor: Option<OffsetDateTime>) -> Self {
+        self.start_at = cursor;
         self
     }
 
@@ -339,7 +353,7 @@ impl Cleanup {
         let mut run = run::Runner::new(self, order, hooks);
         match sweep {
             Some(sweep) => sweep::by_sweep(&mut run, sweep, cutoff).await?,
-            None => walk::by_index(&mut run, store, cutoff).await?,
+            None => walk::by_index(&mut run, store, cutoff, self.start_at).await?,
         }
         Ok(run.finish())
     }

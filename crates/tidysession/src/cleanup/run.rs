@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::size::Sizing;
@@ -48,6 +49,11 @@ impl<'a> Runner<'a> {
     pub(super) fn start_final_pass(&mut self) -> bool {
         self.in_final_pass = true;
         self.plan.final_pass
+    }
+
+    /// A walk through the index stopped before a batch from `cursor`.
+    pub(super) fn stopped_at(&mut self, cursor: Option<OffsetDateTime>) {
+        self.report.cursor = cursor;
     }
 
     /// Whether the next batch may start: no limit reached, no stop asked for, and the hooks

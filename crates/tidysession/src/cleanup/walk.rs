@@ -12,14 +12,19 @@ pub(super) async fn by_index(
     run: &mut Runner<'_>,
     store: &dyn SessionStore,
     cutoff: OffsetDateTime,
+    start: Option<OffsetDateTime>,
 ) -> Result<(), StoreError> {
     let mut cursors = Vec::new();
-    if !range(run, store, None, cutoff, Some(&mut cursors)).await? || !run.start_final_pass() {
+    if let Stopped(at) = range(run, store, start, cutoff, Some(&mut cursors)).await? {
+        run.stopped_at(at);
         return Ok(());
     }
-    let mut from = None;
+    if !run.start_final_pass() {
+        return Ok(());
+    }
+    let mut from = start;
     for upper in cursors.into_iter().chain([cutoff]) {
-        if !range(run, store, from, upper, None).await? {
+        if let Stopped(_) = range(run, store, from, upper, None).await? {
             return Ok(());
         }
         from = Some(upper);
@@ -27,18 +32,26 @@ pub(super) async fn by_index(
     Ok(())
 }
 
+/// How a range ended.
+enum Ended {
+    Done,
+    /// Stopped before a batch that would have started at this cursor.
+    Stopped(Option<OffsetDateTime>),
+}
+use Ended::{Done, Stopped};
+
 /// Clears expiries from `from` to `upper` (both included), batch after batch; pushes each
-/// cursor it moves to onto `cursors`, when given. `Ok(false)` when the run was stopped first.
+/// cursor it moves to onto `cursors`, when given.
 async fn range(
     run: &mut Runner<'_>,
     store: &dyn SessionStore,
     mut from: Option<OffsetDateTime>,
     upper: OffsetDateTime,
     mut cursors: Option<&mut Vec<OffsetDateTime>>,
-) -> Result<bool, StoreError> {
+) -> Result<Ended, StoreError> {
     loop {
         if !run.proceed().await? {
-            return Ok(false);
+            return Ok(Stopped(from));
         }
         let size = run.size;
         let batch = run
@@ -49,7 +62,7 @@ async fn range(
         // Rows a stalled cursor stepped past are another cleaner's; the final pass looks
         // again.
         let Some(next) = batch.continue_from(from) else {
-            return Ok(true);
+            return Ok(Done);
         };
         if let Some(cursors) = cursors.as_deref_mut() {
             if cursors.last() != Some(&next) {
