@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Scale benchmark: `tidysession clear` against the single unbounded DELETE (what Django's
-# `clearsessions` issues) on big session tables, while a probe reads, inserts and updates
-# sessions in the same table.
+# Scale benchmark: `tidysession clear` and the library's Reaper against the single unbounded
+# DELETE (what Django's `clearsessions` issues) on big session tables, while a probe reads,
+# inserts and updates sessions in the same table.
 #
 #   bash bench/scale.sh                          # 10 million rows, all four combinations
 #   SCALE_ROWS=200000 bash bench/scale.sh        # a quick validation run
@@ -10,11 +10,13 @@
 # Environment:
 #   SCALE_ROWS              rows per table, 90% expired (default 10000000)
 #   SCALE_COMBOS            of postgres:native postgres:django mysql:native mysql:django (default all)
-#   SCALE_METHODS           of clear delete (default both)
+#   SCALE_METHODS           of clear reaper delete (default all three)
 #   SCALE_BASELINE_SECONDS  probe window before each method starts (default 20)
 #   SCALE_PROBE_RATE        probe operations per second, read/insert/update in turn (default 20)
 #   SCALE_STATEMENT_TIMEOUT bound on every statement the script issues, seconds (default 1800)
 #   SCALE_CLEAR_ARGS        extra arguments for `tidysession clear` (e.g. "--batch 500")
+#   SCALE_REAPER_ARGS       extra arguments for bench/scale-reaper (e.g. "--batch-size 500
+#                           --batch-ms 10"; its defaults are the Reaper's)
 #   SCALE_POSTGRES_URL      default postgres://root@127.0.0.1/test
 #   SCALE_MYSQL_URL         default mysql://root@127.0.0.1/test (MariaDB or MySQL)
 #   SCALE_MYSQL_SETTINGS    InnoDB settings for the MariaDB/MySQL runs, `name=value` separated
@@ -38,7 +40,9 @@
 #      InnoDB: until at most 1% of the buffer pool is dirty);
 #   2. starts bench/scale-probe (built here, release) and lets it run SCALE_BASELINE_SECONDS;
 #   3. runs `tidysession clear --store URL`, timed, the probe still running; stops the probe;
-#   4. empties and refills the table, and does the same for the single DELETE;
+#   4. empties and refills the table, and does the same for the Reaper (bench/scale-reaper,
+#      built here, release: `Reaper::run_once` back to back, no interval, until a run leaves
+#      nothing) and for the single DELETE;
 #   5. prints the table (also kept in bench/results/scale-*/table.md, raw probe samples beside it).
 # Probe percentiles cover every completed operation (errors and timeouts included, with the
 # time they took to fail); failed, timed-out and skipped operations (the probe skips a tick
@@ -50,15 +54,18 @@ ROOT="$(cd "$BENCH_DIR/.." && pwd)"
 RESULTS="$BENCH_DIR/results"
 PROBE_DIR="$BENCH_DIR/scale-probe"
 PROBE="$PROBE_DIR/target/release/scale-probe"
+REAPER_DIR="$BENCH_DIR/scale-reaper"
+REAPER="$REAPER_DIR/target/release/scale-reaper"
 TIDYSESSION="${TIDYSESSION:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tidysession}"
 
 SCALE_ROWS="${SCALE_ROWS:-10000000}"
 read -r -a COMBOS <<<"${SCALE_COMBOS:-postgres:native postgres:django mysql:native mysql:django}"
-read -r -a METHODS <<<"${SCALE_METHODS:-clear delete}"
+read -r -a METHODS <<<"${SCALE_METHODS:-clear reaper delete}"
 BASELINE="${SCALE_BASELINE_SECONDS:-20}"
 RATE="${SCALE_PROBE_RATE:-20}"
 STMT_TIMEOUT="${SCALE_STATEMENT_TIMEOUT:-1800}"
 read -r -a CLEAR_ARGS <<<"${SCALE_CLEAR_ARGS:-}"
+read -r -a REAPER_ARGS <<<"${SCALE_REAPER_ARGS:-}"
 PG_URL="${SCALE_POSTGRES_URL:-postgres://root@127.0.0.1/test}"
 MY_URL="${SCALE_MYSQL_URL:-mysql://root@127.0.0.1/test}"
 read -r -a MY_SETTINGS <<<"${SCALE_MYSQL_SETTINGS-innodb_buffer_pool_size=2147483648 innodb_log_file_size=1073741824 innodb_io_capacity_max=4000 innodb_io_capacity=2000 innodb_max_dirty_pages_pct_lwm=10}"
@@ -73,8 +80,13 @@ log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 now_ms() { date +%s%3N; }
 
 [[ -x "$TIDYSESSION" ]] || { echo "no CLI binary at $TIDYSESSION (see the header)" >&2; exit 2; }
+# Each in its own target/ (a CARGO_TARGET_DIR in the environment would move the binaries).
 log "building scale-probe"
-(cd "$PROBE_DIR" && timeout 1200 cargo build --release --quiet)
+(cd "$PROBE_DIR" && timeout 1200 cargo build --release --quiet --target-dir "$PROBE_DIR/target")
+if [[ " ${METHODS[*]} " == *" reaper "* ]]; then
+    log "building scale-reaper"
+    (cd "$REAPER_DIR" && timeout 1800 cargo build --release --quiet --target-dir "$REAPER_DIR/target")
+fi
 
 mkdir -p "$RESULTS"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -325,6 +337,14 @@ run_one() {
         deleted=$(sed -n 's/^deleted \([0-9]*\) expired.*/\1/p' "$RAW/$tag.out")
         longest=$(sed -n 's/.*longest batch \([0-9.]*\) ms.*/\1/p' "$RAW/$tag.out")
         src="clear's longest batch"
+    elif [[ $method == reaper ]]; then
+        timeout "$STMT_TIMEOUT" "$REAPER" --store "$STORE" "${REAPER_ARGS[@]}" \
+            >"$RAW/$tag.out" 2>"$RAW/$tag.progress"
+        end=$(now_ms)
+        # The same summary line as clear's.
+        deleted=$(sed -n 's/^deleted \([0-9]*\) expired.*/\1/p' "$RAW/$tag.out")
+        longest=$(sed -n 's/.*longest batch \([0-9.]*\) ms.*/\1/p' "$RAW/$tag.out")
+        src="the Reaper's longest batch"
     else
         local sql; sql=$(single_delete_sql "$db" "$schema")
         if [[ $db == postgres ]]; then
@@ -341,7 +361,7 @@ run_one() {
     # A short tail so that the probe's last samples of the run are complete.
     sleep 2
     kill -TERM "$PROBE_PID"; wait "$PROBE_PID" || true; PROBE_PID=""
-    if [[ $method == clear ]]; then log "$tag: $(cat "$RAW/$tag.out")"; fi
+    if [[ $method != delete ]]; then log "$tag: $(cat "$RAW/$tag.out")"; fi
     log "$tag: deleted $deleted in $(( end - start )) ms, longest transaction $longest ms"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$db" "$schema" "$method" "$SCALE_ROWS" \
         "$deleted" "$(awk "BEGIN{printf \"%.3f\", ($end - $start) / 1000}")" "$longest" "$src" \
@@ -390,7 +410,7 @@ def fmt(v):
     return "—" if v is None else ("%.1f" % v if v < 100 else "{:,.0f}".format(v))
 
 names = {"postgres": "PostgreSQL", "mysql": "MariaDB", "native": "native", "django": "Django",
-         "clear": "tidysession clear", "delete": "single DELETE"}
+         "clear": "tidysession clear", "reaper": "tidysession Reaper", "delete": "single DELETE"}
 out = ["| database | schema | method | rows deleted | duration (s) | rows/s | longest transaction (ms) | probe p50 / p99 / max before (ms) | probe p50 / p99 / max during (ms) | probe ops during (failed or skipped) |",
        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
 for r in csv.DictReader(open(sys.argv[1]), delimiter="\t"):

@@ -43,7 +43,8 @@
 //! # Operations
 //!
 //! [`reaper::Reaper`] deletes expired sessions in the background, in short batches, one process
-//! at a time; [`metrics`](mod@metrics) lists what the library reports through the `metrics`
+//! at a time, with the [`cleanup`] engine that `tidysession clear` runs too;
+//! [`metrics`](mod@metrics) lists what the library reports through the `metrics`
 //! facade.
 //!
 //! # How a request is handled
@@ -109,6 +110,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
+pub mod cleanup;
 mod client;
 mod coalesce;
 mod config;

@@ -6,14 +6,29 @@
 //! 1. takes the store's exclusive lock ([`Maintenance::try_exclusive`]) without waiting, so
 //!    that of all the processes sharing a store only one deletes at a time; the others skip
 //!    the run (`skipped_because_locked`) and try again at their next one;
-//! 2. calls [`delete_expired`](crate::store::Maintenance::delete_expired) in batches of
-//!    [`batch_size`](Reaper::batch_size), each starting where the one before stopped (the
-//!    cursor it returns), until a batch reaches the end, or
-//!    [`max_batches`](Reaper::max_batches) or [`max_duration`](Reaper::max_duration) is
-//!    reached, checking before each batch that the lock is still held;
+//! 2. runs the [cleanup engine](crate::cleanup) through the expiry index: batches of
+//!    [`delete_expired`](Maintenance::delete_expired), each starting where the one before
+//!    stopped (the cursor it returns), the first of [`batch_size`](Reaper::batch_size)
+//!    records and each next one sized to take about [`batch_time`](Reaper::batch_time)
+//!    (20 ms; never more than `batch_size`), with a pause as long as each batch took, until a
+//!    batch reaches the end, or [`max_batches`](Reaper::max_batches) or
+//!    [`max_duration`](Reaper::max_duration) is reached, checking before each batch that the
+//!    lock is still held;
 //! 3. releases the lock and reports what it did ([`ReaperReport`]: through
 //!    [`ReaperHandle::reports`], an [`on_report`](Reaper::on_report) callback, `tracing`
 //!    and the [metrics]).
+//!
+//! A run always walks the index, never sweeps in storage order, and has no final pass. A
+//! reaper that keeps up holds a small backlog (what expired since the last run), which the
+//! index finds without reading the rest of the table; deciding to sweep would take a count of
+//! the whole table every run, and a sweep must go through all of it to be worth anything,
+//! which a bounded run does not. A run that stops at a limit leaves its cursor to the next run
+//! of the same reaper, which goes on from there: starting over would step again over the index
+//! entries of every record deleted so far (PostgreSQL keeps them until a vacuum, InnoDB until
+//! its purge), a cost that grows with each run. A run that reaches the end (or fails) leaves
+//! none, so the next starts from the beginning and finds what a cursor stepped past (a row
+//! another transaction held, one written already expired behind it). A big backlog (a table
+//! never cleaned, a long outage) is `tidysession clear`'s job: it sweeps in storage order.
 //!
 //! Runs start on a jittered interval (±[`jitter`](Reaper::jitter) of
 //! [`interval`](Reaper::interval)), so that processes started together do not all wake at
@@ -39,15 +54,16 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cleanup::{Batch, Cleanup, CleanupReport, Hooks, Order, TimedOut, INDEX_BATCH_TIME};
 use crate::metrics::{self, ReaperRun};
-use crate::store::{Maintenance, SessionStore, StoreError};
+use crate::store::{ExclusiveGuard, Maintenance, SessionStore, StoreError};
 
 /// The lock name reapers take unless told otherwise (see [`Reaper::lock_name`]).
 pub const DEFAULT_LOCK_NAME: &str = "tidysession_reaper";
@@ -62,6 +78,7 @@ pub struct Reaper {
     jitter: f64,
     first_run: Option<Duration>,
     batch_size: u32,
+    batch_time: Duration,
     max_batches: u32,
     max_duration: Duration,
     call_timeout: Duration,
@@ -70,6 +87,8 @@ pub struct Reaper {
     shutdown_grace: Duration,
     lock_name: String,
     on_report: Option<Callback>,
+    /// Where the last run's walk stopped short, for the next run to go on from.
+    cursor: Arc<Mutex<Option<OffsetDateTime>>>,
 }
 
 impl fmt::Debug for Reaper {
@@ -79,6 +98,7 @@ impl fmt::Debug for Reaper {
             .field("interval", &self.interval)
             .field("jitter", &self.jitter)
             .field("batch_size", &self.batch_size)
+            .field("batch_time", &self.batch_time)
             .field("max_batches", &self.max_batches)
             .field("max_duration", &self.max_duration)
             .field("lock_name", &self.lock_name)
@@ -106,6 +126,14 @@ pub struct ReaperReport {
     pub error: Option<String>,
     /// How long the run took.
     pub duration: Duration,
+    /// The smallest batch, in records (0 without batches).
+    pub smallest_batch: u32,
+    /// The largest batch, in records.
+    pub largest_batch: u32,
+    /// How long the longest batch took.
+    pub longest_batch: Duration,
+    /// How long the run paused between batches, in all.
+    pub paused: Duration,
 }
 
 impl Reaper {
@@ -123,6 +151,7 @@ impl Reaper {
             jitter: 0.1,
             first_run: None,
             batch_size: 1000,
+            batch_time: INDEX_BATCH_TIME,
             max_batches: 100,
             max_duration: Duration::from_secs(30),
             call_timeout: Duration::from_secs(30),
@@ -131,6 +160,7 @@ impl Reaper {
             shutdown_grace: Duration::from_secs(5),
             lock_name: DEFAULT_LOCK_NAME.to_owned(),
             on_report: None,
+            cursor: Arc::default(),
         }
     }
 
@@ -158,9 +188,21 @@ impl Reaper {
         self
     }
 
-    /// Records deleted per batch, each one short statement (default 1000). At least 1.
+    /// Records in a run's first batch, and the most a batch grows to (default 1000; at least
+    /// 1). Each batch is one short statement; one that runs longer than
+    /// [`batch_time`](Self::batch_time) shrinks the next to fit (down to
+    /// [`MIN_BATCH`](crate::cleanup::MIN_BATCH), or this size if smaller), and full batches
+    /// that run short grow back, up to this size.
     pub fn batch_size(mut self, size: u32) -> Self {
         self.batch_size = size.max(1);
+        self
+    }
+
+    /// How long a batch should take (default [`INDEX_BATCH_TIME`], 20 ms): its locks and the
+    /// write burst of its commit last about that long, whatever a record costs on this
+    /// database, this table and this load. The run pauses as long as each batch took.
+    pub fn batch_time(mut self, time: Duration) -> Self {
+        self.batch_time = time;
         self
     }
 
@@ -266,35 +308,48 @@ impl Reaper {
         report: &mut ReaperReport,
         started: Instant,
         stop: Option<&watch::Receiver<bool>>,
-        lock: &mut crate::store::ExclusiveGuard,
+        lock: &mut ExclusiveGuard,
     ) -> Result<(), StoreError> {
-        // Each batch starts where the one before stopped. What the cursor steps past (a row
-        // another process held) is found by the next run, which starts from the beginning.
-        let mut from = None;
-        for i in 0..self.max_batches {
-            let stopping = stop.is_some_and(|stop| *stop.borrow());
-            if stopping || started.elapsed() >= self.max_duration {
-                report.more_left = true;
-                return Ok(());
-            }
-            if i > 0 && !lock.still_held().await {
-                return Err(StoreError::backend(LockLost));
-            }
-            let batch = Instant::now();
-            let now = OffsetDateTime::now_utc();
-            let done = self
-                .within(store.delete_expired(from, now, self.batch_size))
-                .await?;
-            metrics::reaper_batch(batch.elapsed());
-            report.batches += 1;
-            report.deleted += done.deleted;
-            match done.continue_from(from) {
-                Some(next) => from = Some(next),
-                None => return Ok(()),
-            }
+        let mut plan = Cleanup::new()
+            .first_batch(self.batch_size)
+            .largest_batch(self.batch_size)
+            .batch_time(self.batch_time)
+            .order(Order::Index)
+            // Where the last run stopped short: not again over the index entries of what it
+            // deleted, which PostgreSQL keeps until a vacuum and InnoDB until its purge.
+            .start_at(*self.cursor.lock().unwrap_or_else(PoisonError::into_inner))
+            // What a cursor stepped past (a row another process held) is found by the first
+            // run after one that reached the end, which starts from the beginning, without
+            // reading the range twice in this one.
+            .final_pass(false)
+            .max_batches(u64::from(self.max_batches))
+            .max_duration(self.max_duration.saturating_sub(started.elapsed()))
+            .call_timeout(self.call_timeout);
+        if let Some(stop) = stop {
+            plan = plan.stop_on(stop.clone());
         }
-        report.more_left = true;
-        Ok(())
+        let mut hooks = RunHooks {
+            lock,
+            so_far: CleanupReport::default(),
+        };
+        let result = plan
+            .run_with(store, OffsetDateTime::now_utc(), &mut hooks)
+            .await;
+        let done = match &result {
+            Ok(done) => done,
+            Err(_) => &hooks.so_far,
+        };
+        // After a failure, from the beginning.
+        *self.cursor.lock().unwrap_or_else(PoisonError::into_inner) =
+            result.as_ref().ok().and_then(|done| done.cursor);
+        report.deleted = done.deleted;
+        report.batches = done.batches;
+        report.more_left = done.more_left;
+        report.smallest_batch = done.smallest;
+        report.largest_batch = done.largest;
+        report.longest_batch = done.longest;
+        report.paused = done.paused;
+        result.map(|_| ())
     }
 
     async fn within<T>(
@@ -495,10 +550,28 @@ pub struct NoRuntime;
 #[error("the reaper's lock was lost (its connection went away); stopping this run")]
 struct LockLost;
 
-/// A store call took too long.
-#[derive(Debug, thiserror::Error)]
-#[error("the store did not answer within {0:?}")]
-struct TimedOut(Duration);
+/// What a run needs around each batch: the lock still held before it (but the first, just
+/// taken), the batch's latency in the metrics after it, and the totals so far (the report of
+/// a run that fails).
+struct RunHooks<'a> {
+    lock: &'a mut ExclusiveGuard,
+    so_far: CleanupReport,
+}
+
+#[async_trait::async_trait]
+impl Hooks for RunHooks<'_> {
+    async fn before_batch(&mut self, so_far: &CleanupReport) -> Result<bool, StoreError> {
+        if so_far.batches > 0 && !self.lock.still_held().await {
+            return Err(StoreError::backend(LockLost));
+        }
+        Ok(true)
+    }
+
+    fn after_batch(&mut self, batch: &Batch, so_far: &CleanupReport) {
+        metrics::reaper_batch(batch.took);
+        self.so_far = so_far.clone();
+    }
+}
 
 #[cfg(all(test, feature = "memory"))]
 mod tests {

@@ -1,5 +1,7 @@
 //! tidysession's integration tests, in one binary.
 //!
+//! - `cleanup`: the cleanup engine's batch sizes, pacing and final pass, on the memory store
+//!   under a paused clock and on the servers with two cleaners at once.
 //! - `conformance`: the store contract, written once; `stores` plugs each store into it.
 //! - `layer`: the decision table again through the real layer, counting store I/O.
 //! - `cookie_tier`: anonymous sessions sealed in the cookie (I10), promotion, key rotation.
@@ -28,6 +30,7 @@ mod util;
 mod auth;
 #[cfg(feature = "cached")]
 mod cached;
+mod cleanup;
 mod concurrency;
 mod cookie_tier;
 #[cfg(feature = "django")]

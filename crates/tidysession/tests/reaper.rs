@@ -688,3 +688,161 @@ async fn stores_that_expire_records_themselves_get_one_report_and_an_idle_reaper
         .await
         .expect("shut down within 2 s");
 }
+
+/// A store whose `delete_expired` takes a set time (of tokio's clock) per record it may
+/// delete, 1 ms at first and 10 µs from call `cheap_from` on, and notes every call's cursor
+/// and limit.
+#[derive(Debug, Default)]
+struct PerRecord {
+    inner: MemoryStore,
+    cheap_from: usize,
+    calls: Mutex<Vec<(Option<OffsetDateTime>, u32)>>,
+}
+
+impl PerRecord {
+    fn limits(&self) -> Vec<u32> {
+        self.calls.lock().unwrap().iter().map(|c| c.1).collect()
+    }
+}
+
+#[async_trait]
+impl SessionStore for PerRecord {
+    async fn load(
+        &self,
+        k: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        self.inner.load(k, now).await
+    }
+    async fn create(&self, k: &StorageKey, r: &Record) -> Result<(), StoreError> {
+        self.inner.create(k, r).await
+    }
+    async fn update(
+        &self,
+        k: &StorageKey,
+        c: &Change,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        self.inner.update(k, c, now).await
+    }
+    async fn touch(
+        &self,
+        k: &StorageKey,
+        at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.inner.touch(k, at, now).await
+    }
+    async fn rename(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+        c: &Change,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.inner.rename(from, to, c, now).await
+    }
+    async fn delete(&self, k: &StorageKey) -> Result<bool, StoreError> {
+        self.inner.delete(k).await
+    }
+
+    fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl tidysession::store::Maintenance for PerRecord {
+    async fn delete_expired(
+        &self,
+        from: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<ExpiredBatch, StoreError> {
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push((from, limit));
+            calls.len() - 1
+        };
+        let per_record = if call >= self.cheap_from {
+            StdDuration::from_micros(10)
+        } else {
+            StdDuration::from_millis(1)
+        };
+        tokio::time::sleep(per_record * limit).await;
+        self.inner.delete_expired(from, now, limit).await
+    }
+    async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+        self.inner.count(now).await
+    }
+}
+
+/// The first batch has `batch_size` records; at 1 ms a record it takes a second, fifty
+/// times the 20 ms a batch should take, so the next ones hold 20. Once records cost 10 µs,
+/// full batches grow back by an eighth at a time, up to `batch_size` and no further. (With
+/// fixed-size batches every limit would be 1000.)
+#[tokio::test(start_paused = true)]
+async fn the_reaper_sizes_its_batches_by_the_time_target() {
+    let store = Arc::new(PerRecord {
+        cheap_from: 4,
+        ..PerRecord::default()
+    });
+    seed(&*store, 15_000, 3).await;
+    let report = Reaper::new(store.clone())
+        .lock_name("sizing_test")
+        .batch_size(1000)
+        .max_batches(40)
+        .max_duration(StdDuration::from_secs(3600))
+        .run_once()
+        .await;
+    assert!(report.error.is_none(), "{report:?}");
+    let limits = store.limits();
+    assert_eq!(limits[..4], [1000, 20, 20, 20], "{limits:?}");
+    let growing = &limits[4..];
+    assert_eq!(growing[..4], [20, 23, 26, 30], "{limits:?}");
+    assert!(
+        growing
+            .windows(2)
+            .all(|w| w[0] <= w[1] && w[1] <= w[0] + w[0].div_ceil(8)),
+        "{limits:?}"
+    );
+    assert_eq!(limits.last(), Some(&1000), "back to batch_size: {limits:?}");
+    assert!(limits.iter().all(|&n| n <= 1000), "{limits:?}");
+    assert_eq!(report.batches, limits.len() as u64);
+    assert_eq!((report.smallest_batch, report.largest_batch), (20, 1000));
+    assert_eq!(report.longest_batch, StdDuration::from_secs(1));
+    // Paced: a pause as long as each batch took.
+    assert!(
+        report.paused >= StdDuration::from_millis(1060),
+        "{report:?}"
+    );
+}
+
+/// A run that stops at a limit leaves its cursor to the next, which goes on from there
+/// instead of from the beginning; a run that reaches the end leaves none.
+#[tokio::test(start_paused = true)]
+async fn the_next_run_goes_on_where_the_last_stopped_short() {
+    let store = Arc::new(PerRecord {
+        cheap_from: 0,
+        ..PerRecord::default()
+    });
+    seed(&*store, 25, 2).await;
+    let reaper = Reaper::new(store.clone())
+        .lock_name("cursor_test")
+        .batch_size(10)
+        .max_batches(2);
+    let first = reaper.run_once().await;
+    assert_eq!((first.deleted, first.more_left), (20, true));
+    let second = reaper.run_once().await;
+    assert_eq!((second.deleted, second.more_left), (5, false));
+    seed(&*store, 3, 0).await;
+    assert_eq!(reaper.run_once().await.deleted, 3);
+    let froms: Vec<_> = store.calls.lock().unwrap().iter().map(|c| c.0).collect();
+    assert_eq!(froms.len(), 4, "{froms:?}");
+    assert!(froms[0].is_none() && froms[1].is_some());
+    assert!(froms[2] >= froms[1], "the second run went on: {froms:?}");
+    assert!(
+        froms[3].is_none(),
+        "after the end, from the beginning: {froms:?}"
+    );
+}

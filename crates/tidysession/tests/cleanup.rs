@@ -1,21 +1,23 @@
-//! How `clear` sizes, paces and checks its batches: on the memory store with the clock
-//! paused (a batch "takes" a set time per row, so every figure is exact), and against the
-//! real servers, with two cleaners at once, rows held by another transaction and rows
-//! written already expired behind the cursor.
+//! The cleanup engine ([`tidysession::cleanup`]): how it sizes, paces and checks its
+//! batches: on the memory store with the clock paused (a batch "takes" a set time per row,
+//! so every figure is exact), and against the real servers, with two cleaners at once, rows
+//! held by another transaction and rows written already expired behind the cursor.
 
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde_json::json;
+use tidysession::cleanup::{worth_sweeping, Cleanup, Order};
 use tidysession::store::Change;
+use tidysession::store::Maintenance as _;
 use tidysession::store::{
-    DjangoStore, ExpiredBatch, MemoryStore, MySqlStore, PostgresStore, RecordCounts, SessionStore,
-    StoreError, Sweep, SweepPosition, SweptBatch, Updated,
+    ExpiredBatch, MemoryStore, RecordCounts, SessionStore, StoreError, Updated,
 };
 use tidysession::store::{Record, SessionId, StorageKey};
-use time::Duration as Span;
-
-use super::*;
+use time::{Duration as Span, OffsetDateTime};
+use tokio::time::Instant;
 
 /// One `delete_expired` call as the store saw it.
 #[derive(Debug, Clone, Copy)]
@@ -176,12 +178,10 @@ async fn memory(expired: u32) -> (Arc<dyn SessionStore>, OffsetDateTime) {
     (store, now)
 }
 
-fn plan(first: u32, batch_ms: u64) -> Plan {
-    Plan {
-        first,
-        batch_time: Duration::from_millis(batch_ms),
-        max_rate: None,
-    }
+fn plan(first: u32, batch_ms: u64) -> Cleanup {
+    Cleanup::new()
+        .first_batch(first)
+        .batch_time(Duration::from_millis(batch_ms))
 }
 
 async fn counts(store: &dyn SessionStore, at: OffsetDateTime) -> (u64, u64) {
@@ -194,9 +194,7 @@ async fn a_batch_that_runs_long_shrinks_the_next_to_fit_at_once() {
     let (inner, now) = memory(3000).await;
     let store = Watched::new(inner, Duration::from_millis(1));
     // 1,000 rows at 1 ms a row: 1 s, fifty times the 20 ms a batch should take.
-    let done = clear(&store, now, &plan(1000, 20), &Progress::silent())
-        .await
-        .unwrap();
+    let done = plan(1000, 20).run(&store, now).await.unwrap();
     let calls = store.calls();
     assert_eq!(calls[0].limit, 1000);
     assert!(
@@ -216,9 +214,7 @@ async fn a_batch_that_runs_long_shrinks_the_next_to_fit_at_once() {
 async fn a_full_batch_that_runs_short_grows_the_next_by_an_eighth_at_most() {
     let (inner, now) = memory(2000).await;
     let store = Watched::new(inner, Duration::from_millis(1));
-    clear(&store, now, &plan(10, 50), &Progress::silent())
-        .await
-        .unwrap();
+    plan(10, 50).run(&store, now).await.unwrap();
     let calls = store.calls();
     let main: Vec<u32> = calls
         .iter()
@@ -236,9 +232,7 @@ async fn clear_pauses_as_long_as_each_batch_took() {
     let (inner, now) = memory(500).await;
     let store = Watched::new(inner, Duration::from_millis(1));
     let started = Instant::now();
-    let done = clear(&store, now, &plan(100, 1000), &Progress::silent())
-        .await
-        .unwrap();
+    let done = plan(100, 1000).run(&store, now).await.unwrap();
     let busy: Duration = store.calls().iter().map(|c| c.took).sum();
     assert!(busy >= Duration::from_millis(500));
     assert_eq!(done.paused, busy);
@@ -250,13 +244,8 @@ async fn max_rate_still_caps_rows_per_second() {
     let (inner, now) = memory(500).await;
     let store = Watched::new(inner, Duration::ZERO);
     let started = Instant::now();
-    let plan = Plan {
-        max_rate: Some(100),
-        ..plan(1000, 50)
-    };
-    let done = clear(&store, now, &plan, &Progress::silent())
-        .await
-        .unwrap();
+    let plan = plan(1000, 50).max_rate(100);
+    let done = plan.run(&store, now).await.unwrap();
     assert_eq!(done.largest, 100, "a batch holds a second's worth at most");
     assert_eq!(done.deleted, 500);
     assert!(started.elapsed() >= Duration::from_secs(5));
@@ -268,9 +257,7 @@ async fn the_final_pass_finds_rows_written_behind_the_cursor() {
     let mut store = Watched::new(inner, Duration::from_millis(1));
     // At the third batch, 7 records appear that expired before all the others.
     store.behind = Some((2, 7, now - Span::days(1)));
-    let done = clear(&store, now, &plan(100, 1000), &Progress::silent())
-        .await
-        .unwrap();
+    let done = plan(100, 1000).run(&store, now).await.unwrap();
     assert_eq!(done.deleted, 1007);
     assert_eq!(done.final_deleted, 7);
     assert_eq!(counts(&store, now).await, (5, 0));
@@ -281,65 +268,45 @@ async fn the_final_pass_finds_rows_written_behind_the_cursor() {
     assert!(walk.windows(2).all(|w| w[0].from <= w[1].from));
 }
 
-// --- against the real servers ------------------------------------------------------------
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-fn postgres_url() -> String {
-    env_or(
-        "TIDYSESSION_TEST_POSTGRES_URL",
-        "postgres://root@127.0.0.1/test",
-    )
-}
-
-fn mysql_url() -> String {
-    env_or("TIDYSESSION_TEST_MYSQL_URL", "mysql://root@127.0.0.1/test")
-}
-
-fn unique_name(prefix: &str) -> String {
-    let key = SessionId::generate().unwrap().storage_key();
-    format!("{prefix}_{}", &key.to_hex()[..16])
-}
-
-/// Runs `sql` on `url` when dropped: the test's schema or tables go even if it fails.
-struct Cleanup(String, String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (url, sql) = (self.0.clone(), self.1.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                use sqlx::{Connection as _, Executor as _};
-                if url.starts_with("mysql") {
-                    let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
-                    c.execute(sql.as_str()).await.unwrap();
-                } else {
-                    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-                    c.execute(sql.as_str()).await.unwrap();
-                }
-            });
-        })
-        .join()
+/// A run stopped at a limit says where its walk stopped; a run started there goes on from it
+/// and deletes the rest.
+#[tokio::test(start_paused = true)]
+async fn a_run_stopped_short_hands_its_cursor_to_the_next() {
+    let (inner, now) = memory(500).await;
+    let store = Watched::new(inner, Duration::ZERO);
+    let first = plan(100, 20)
+        .largest_batch(100)
+        .max_batches(2)
+        .run(&store, now)
+        .await
         .unwrap();
-    }
+    assert!(first.more_left);
+    assert_eq!(first.deleted, 200);
+    assert!(first.cursor.is_some());
+    let second = plan(100, 20)
+        .final_pass(false)
+        .start_at(first.cursor)
+        .run(&store, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.deleted, second.more_left, second.cursor),
+        (300, false, None)
+    );
+    assert_eq!(store.calls()[2].from, first.cursor);
+    assert_eq!(counts(&store, now).await, (5, 0));
 }
 
-fn secrets() -> tidysession::django::Secrets {
-    tidysession::django::Secrets::new("clear-test-secret")
-}
+// --- against the real servers ------------------------------------------------------------
 
 /// 1,500 expired records (two seconds apart) and 50 live ones; then two cleaners at once,
 /// one of which sees 20 records appear at its second batch that expired before all the
 /// others. (Not later: the other cleaner may take so much that the first one's walk is over
-/// by then, and rows written behind a final pass are not this run's to find.) On PostgreSQL another transaction also holds 30 expired rows in the middle of
-/// the range until the first cleaner's final pass starts (SKIP LOCKED steps past them; on
-/// MySQL/MariaDB a batch would wait for them instead). Nothing expired may be left.
+/// by then, and rows written behind a final pass are not this run's to find.) On PostgreSQL
+/// another transaction also holds 30 expired rows in the middle of the range until the first
+/// cleaner's final pass starts (SKIP LOCKED steps past them; on MySQL/MariaDB a batch would
+/// wait for them instead). Nothing expired may be left.
+#[allow(dead_code)] // used with the server stores' features
 async fn two_cleaners_leave_nothing_behind(store: Arc<dyn SessionStore>, hold: Option<&str>) {
     store.maintenance().unwrap().migrate().await.unwrap();
     let now = OffsetDateTime::now_utc();
@@ -356,10 +323,9 @@ async fn two_cleaners_leave_nothing_behind(store: Arc<dyn SessionStore>, hold: O
         *a.held.get_mut() = Some(tx);
     }
     let plan = plan(100, 50);
-    let progress = Progress::silent();
     let (done_a, done_b) = tokio::join!(
-        clear(&a, now, &plan, &progress),
-        clear(store.maintenance().unwrap(), now, &plan, &progress)
+        plan.run(&a, now),
+        plan.run(store.maintenance().unwrap(), now)
     );
     let (done_a, done_b) = (done_a.unwrap(), done_b.unwrap());
     assert_eq!(counts(&*store, now).await, (50, 0));
@@ -367,60 +333,46 @@ async fn two_cleaners_leave_nothing_behind(store: Arc<dyn SessionStore>, hold: O
     assert!(a.held.lock().await.is_none(), "the final pass started");
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_cleaners_leave_nothing_behind_on_postgres() {
-    let (store, schema, _drop) = postgres_store("tidysession_clear").await;
+    let (store, guard) = crate::util::servers::postgres().await;
     let hold = format!(
-        "SELECT id FROM \"{schema}\".tidysession_sessions WHERE expires_at < {}
+        "SELECT id FROM \"{}\".tidysession_sessions WHERE expires_at < {}
          ORDER BY expires_at OFFSET 700 LIMIT 30 FOR UPDATE",
+        guard.name,
         now_millis()
     );
     two_cleaners_leave_nothing_behind(Arc::new(store), Some(&hold)).await;
 }
 
+#[cfg(all(feature = "django", feature = "postgres"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_cleaners_leave_nothing_behind_on_a_django_postgres_table() {
-    let table = unique_name("django_session_clear");
-    let _drop = Cleanup(postgres_url(), format!("DROP TABLE IF EXISTS \"{table}\""));
-    let store = DjangoStore::connect(&postgres_url(), secrets())
-        .await
-        .unwrap()
-        .with_table(&table)
-        .unwrap();
+    let (store, guard) = crate::util::servers::django_postgres().await;
     let hold = format!(
-        "SELECT session_key FROM \"{table}\" WHERE expire_date < now()
-         ORDER BY expire_date OFFSET 700 LIMIT 30 FOR UPDATE"
+        "SELECT session_key FROM \"{}\" WHERE expire_date < now()
+         ORDER BY expire_date OFFSET 700 LIMIT 30 FOR UPDATE",
+        guard.name
     );
     two_cleaners_leave_nothing_behind(Arc::new(store), Some(&hold)).await;
 }
 
+#[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_cleaners_leave_nothing_behind_on_mysql() {
-    let table = unique_name("tidysession_clear");
-    let _drop = Cleanup(
-        mysql_url(),
-        format!("DROP TABLE IF EXISTS `{table}`, `{table}_schema`"),
-    );
-    let store = MySqlStore::connect(&mysql_url())
-        .await
-        .unwrap()
-        .with_table(&table)
-        .unwrap();
+    let (store, _guard) = crate::util::servers::mysql().await;
     two_cleaners_leave_nothing_behind(Arc::new(store), None).await;
 }
 
+#[cfg(all(feature = "django", feature = "mysql"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_cleaners_leave_nothing_behind_on_a_django_mysql_table() {
-    let table = unique_name("django_session_clear");
-    let _drop = Cleanup(mysql_url(), format!("DROP TABLE IF EXISTS `{table}`"));
-    let store = DjangoStore::connect(&mysql_url(), secrets())
-        .await
-        .unwrap()
-        .with_table(&table)
-        .unwrap();
+    let (store, _guard) = crate::util::servers::django_mysql().await;
     two_cleaners_leave_nothing_behind(Arc::new(store), None).await;
 }
 
+#[allow(dead_code)] // used with the server stores' features
 fn now_millis() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -435,92 +387,166 @@ fn a_sweep_pays_from_a_quarter_of_the_records_expired() {
     assert!(!worth_sweeping(counts(0, 0)));
 }
 
-/// A sweep in front of another that rolls back `held` (rows another transaction locks) when
-/// the final pass starts: the first time a range is swept again.
-struct ReleasedAtFinalPass<'a> {
-    inner: &'a dyn Sweep,
-    swept: Mutex<Vec<SweepPosition>>,
-    held: tokio::sync::Mutex<Option<sqlx::Transaction<'static, sqlx::Postgres>>>,
-}
-
-#[async_trait]
-impl Sweep for ReleasedAtFinalPass<'_> {
-    async fn start(&self) -> Result<SweepPosition, StoreError> {
-        self.inner.start().await
-    }
-    async fn sweep_expired(
-        &self,
-        from: &SweepPosition,
-        now: OffsetDateTime,
-        span: u32,
-    ) -> Result<SweptBatch, StoreError> {
-        let again = {
-            let mut swept = self.swept.lock().unwrap();
-            let again = swept.contains(from);
-            swept.push(from.clone());
-            again
-        };
-        if again {
-            if let Some(held) = self.held.lock().await.take() {
-                held.rollback().await.unwrap();
-            }
-        }
-        self.inner.sweep_expired(from, now, span).await
-    }
-}
-
-/// A sweep steps past expired rows another transaction holds; once they are free, the final
-/// pass sweeps their range again and deletes them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_sweep_takes_held_rows_in_its_final_pass_on_postgres() {
-    let (store, schema, _drop) = postgres_store("tidysession_sweep").await;
-    store.migrate().await.unwrap();
-    let now = OffsetDateTime::now_utc();
-    seed(&store, 300, now - Span::hours(1), Span::seconds(1)).await;
-    seed(&store, 20, now + Span::hours(1), Span::seconds(1)).await;
-    // The first rows in storage order, which the sweep meets in its first batches.
-    let hold = format!(
-        "SELECT id FROM \"{schema}\".tidysession_sessions WHERE expires_at < {}
-         ORDER BY ctid LIMIT 5 FOR UPDATE",
-        now_millis()
-    );
-    let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    assert_eq!(
-        sqlx::query(&hold)
-            .execute(&mut *tx)
-            .await
-            .unwrap()
-            .rows_affected(),
-        5
-    );
-    let sweep = ReleasedAtFinalPass {
-        inner: store.sweep().unwrap(),
-        swept: Mutex::new(Vec::new()),
-        held: tokio::sync::Mutex::new(Some(tx)),
+#[test]
+fn a_store_without_a_sweep_is_walked_through_the_index() {
+    let store = MemoryStore::default();
+    let most_expired = RecordCounts {
+        live: 1,
+        expired: 9,
     };
-    let plan = plan(20, 20);
-    let done = clear_by_sweep(&sweep, now, &plan, &Progress::silent())
-        .await
-        .unwrap();
-    assert!(sweep.held.lock().await.is_none(), "the final pass started");
-    assert_eq!(done.deleted, 300);
-    assert!(done.final_batches >= 1, "{done:?}");
-    assert_eq!(done.final_deleted, 5, "{done:?}");
-    assert_eq!(counts(&store, now).await, (20, 0));
+    assert_eq!(Order::for_backlog(&store, most_expired), Order::Index);
 }
 
-/// A PostgreSQL store in a schema of its own (named after `prefix`), dropped with the guard.
-async fn postgres_store(prefix: &str) -> (PostgresStore, String, Cleanup) {
-    let schema = unique_name(prefix);
-    let drop = Cleanup(
-        postgres_url(),
-        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-    );
-    let store = PostgresStore::connect(&postgres_url())
-        .await
-        .unwrap()
-        .with_schema(&schema)
-        .unwrap();
-    (store, schema, drop)
+#[cfg(feature = "postgres")]
+mod held_rows {
+    use super::*;
+    use tidysession::store::{PostgresStore, Sweep, SweepPosition, SweptBatch};
+
+    /// A PostgreSQL store whose sweep rolls back `held` (rows another transaction locks)
+    /// when the final pass starts: the first time a range is swept again.
+    #[derive(Debug)]
+    struct ReleasedAtFinalPass {
+        inner: PostgresStore,
+        swept: Mutex<Vec<SweepPosition>>,
+        held: tokio::sync::Mutex<Option<sqlx::Transaction<'static, sqlx::Postgres>>>,
+    }
+
+    #[async_trait]
+    impl Sweep for ReleasedAtFinalPass {
+        async fn start(&self) -> Result<SweepPosition, StoreError> {
+            self.inner.sweep().unwrap().start().await
+        }
+        async fn sweep_expired(
+            &self,
+            from: &SweepPosition,
+            now: OffsetDateTime,
+            span: u32,
+        ) -> Result<SweptBatch, StoreError> {
+            let again = {
+                let mut swept = self.swept.lock().unwrap();
+                let again = swept.contains(from);
+                swept.push(from.clone());
+                again
+            };
+            if again {
+                if let Some(held) = self.held.lock().await.take() {
+                    held.rollback().await.unwrap();
+                }
+            }
+            self.inner
+                .sweep()
+                .unwrap()
+                .sweep_expired(from, now, span)
+                .await
+        }
+    }
+
+    #[async_trait]
+    impl SessionStore for ReleasedAtFinalPass {
+        async fn load(
+            &self,
+            key: &StorageKey,
+            now: OffsetDateTime,
+        ) -> Result<Option<Record>, StoreError> {
+            self.inner.load(key, now).await
+        }
+        async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+            self.inner.create(key, record).await
+        }
+        async fn update(
+            &self,
+            key: &StorageKey,
+            change: &Change,
+            now: OffsetDateTime,
+        ) -> Result<Updated, StoreError> {
+            self.inner.update(key, change, now).await
+        }
+        async fn touch(
+            &self,
+            key: &StorageKey,
+            expires_at: OffsetDateTime,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            self.inner.touch(key, expires_at, now).await
+        }
+        async fn rename(
+            &self,
+            from: &StorageKey,
+            to: &StorageKey,
+            change: &Change,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            self.inner.rename(from, to, change, now).await
+        }
+        async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
+            self.inner.delete(key).await
+        }
+
+        fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
+            Some(self)
+        }
+    }
+
+    #[async_trait]
+    impl tidysession::store::Maintenance for ReleasedAtFinalPass {
+        async fn delete_expired(
+            &self,
+            from: Option<OffsetDateTime>,
+            now: OffsetDateTime,
+            limit: u32,
+        ) -> Result<ExpiredBatch, StoreError> {
+            self.inner.delete_expired(from, now, limit).await
+        }
+        async fn count(&self, now: OffsetDateTime) -> Result<RecordCounts, StoreError> {
+            self.inner.count(now).await
+        }
+        fn sweep(&self) -> Option<&dyn Sweep> {
+            Some(self)
+        }
+    }
+
+    /// A sweep steps past expired rows another transaction holds; once they are free, the
+    /// final pass sweeps their range again and deletes them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_sweep_takes_held_rows_in_its_final_pass_on_postgres() {
+        let (store, guard) = crate::util::servers::postgres().await;
+        let now = OffsetDateTime::now_utc();
+        seed(&store, 300, now - Span::hours(1), Span::seconds(1)).await;
+        seed(&store, 20, now + Span::hours(1), Span::seconds(1)).await;
+        // The first rows in storage order, which the sweep meets in its first batches.
+        let hold = format!(
+            "SELECT id FROM \"{}\".tidysession_sessions WHERE expires_at < {}
+             ORDER BY ctid LIMIT 5 FOR UPDATE",
+            guard.name,
+            now_millis()
+        );
+        let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        assert_eq!(
+            sqlx::query(&hold)
+                .execute(&mut *tx)
+                .await
+                .unwrap()
+                .rows_affected(),
+            5
+        );
+        let sweep = ReleasedAtFinalPass {
+            inner: store,
+            swept: Mutex::new(Vec::new()),
+            held: tokio::sync::Mutex::new(Some(tx)),
+        };
+        let plan = plan(20, 20).order(Order::Storage);
+        let done = plan.run(&sweep, now).await.unwrap();
+        assert_eq!(done.order, Order::Storage);
+        assert!(sweep.held.lock().await.is_none(), "the final pass started");
+        assert_eq!(done.deleted, 300);
+        assert!(done.final_batches >= 1, "{done:?}");
+        assert_eq!(done.final_deleted, 5, "{done:?}");
+        assert_eq!(counts(&sweep, now).await, (20, 0));
+    }
+}
+
+#[allow(dead_code)] // used with the server stores' features
+fn postgres_url() -> String {
+    crate::util::servers::postgres_url()
 }
