@@ -717,7 +717,7 @@ mod bare {
 mod tidy {
     use super::*;
     use tidysession::store::{MemoryStore, MySqlStore, PostgresStore, RedisStore, SqliteStore};
-    use tidysession::{Session, SessionConfig, SessionError, SessionLayer, store::SessionStore};
+    use tidysession::{Session, SessionConfig, SessionError, SessionLayer, store::Maintenance};
 
     async fn untouched() -> &'static str {
         "ok"
@@ -764,14 +764,14 @@ mod tidy {
 
     pub(super) async fn router_sqlite(path: &str) -> Result<Router, BoxError> {
         let store = SqliteStore::open(path).await?;
-        SessionStore::migrate(&store).await?;
+        Maintenance::migrate(&store).await?;
         Ok(router(SessionLayer::new(store)))
     }
 
     /// `PostgresStore::connect` (a pool of up to 16 connections), tables in `schema`.
     pub(super) async fn router_postgres(url: &str, schema: &str) -> Result<Router, BoxError> {
         let store = PostgresStore::connect(url).await?.with_schema(schema)?;
-        SessionStore::migrate(&store).await?;
+        Maintenance::migrate(&store).await?;
         Ok(router(SessionLayer::new(store)))
     }
 
@@ -779,7 +779,7 @@ mod tidy {
     /// migrations in `table_schema`).
     pub(super) async fn router_mysql(url: &str, table: &str) -> Result<Router, BoxError> {
         let store = MySqlStore::connect(url).await?.with_table(table)?;
-        SessionStore::migrate(&store).await?;
+        Maintenance::migrate(&store).await?;
         Ok(router(SessionLayer::new(store)))
     }
 

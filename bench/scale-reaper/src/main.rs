@@ -44,21 +44,21 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let url = arg(&args, "--store").ok_or("--store URL is required")?;
-    let store = tidysession::store::open_for_maintenance(&url)
+    let store = tidysession::tooling::open_for_maintenance(&url)
         .await
         .map_err(|e| e.to_string())?;
-    let mut reaper = Reaper::from_arc(store).lock_name("tidysession_scale_reaper");
+    let mut reaper = Reaper::from_arc(store).with_lock_name("tidysession_scale_reaper");
     if let Some(n) = number(&args, "--batch-size")? {
-        reaper = reaper.batch_size(u32::try_from(n).map_err(|e| e.to_string())?);
+        reaper = reaper.with_batch_size(u32::try_from(n).map_err(|e| e.to_string())?);
     }
     if let Some(ms) = number(&args, "--batch-ms")? {
-        reaper = reaper.batch_time(Duration::from_millis(ms));
+        reaper = reaper.with_batch_time(Duration::from_millis(ms));
     }
     if let Some(n) = number(&args, "--max-batches")? {
-        reaper = reaper.max_batches(u32::try_from(n).map_err(|e| e.to_string())?);
+        reaper = reaper.with_max_batches(u32::try_from(n).map_err(|e| e.to_string())?);
     }
     if let Some(s) = number(&args, "--max-seconds")? {
-        reaper = reaper.max_duration(Duration::from_secs(s));
+        reaper = reaper.with_max_duration(Duration::from_secs(s));
     }
     let started = Instant::now();
     let (mut deleted, mut runs, mut batches) = (0u64, 0u64, 0u64);

@@ -8,14 +8,14 @@
 //!    the run (`skipped_because_locked`) and try again at their next one;
 //! 2. runs the [cleanup engine](crate::cleanup) through the expiry index: batches of
 //!    [`delete_expired`](Maintenance::delete_expired), each starting where the one before
-//!    stopped (the cursor it returns), the first of [`batch_size`](Reaper::batch_size)
-//!    records and each next one sized to take about [`batch_time`](Reaper::batch_time)
+//!    stopped (the cursor it returns), the first of [`batch_size`](Reaper::with_batch_size)
+//!    records and each next one sized to take about [`batch_time`](Reaper::with_batch_time)
 //!    (20 ms; never more than `batch_size`), with a pause as long as each batch took, until a
-//!    batch reaches the end, or [`max_batches`](Reaper::max_batches) or
-//!    [`max_duration`](Reaper::max_duration) is reached, checking before each batch that the
+//!    batch reaches the end, or [`max_batches`](Reaper::with_max_batches) or
+//!    [`max_duration`](Reaper::with_max_duration) is reached, checking before each batch that the
 //!    lock is still held;
 //! 3. releases the lock and reports what it did ([`ReaperReport`]: through
-//!    [`ReaperHandle::reports`], an [`on_report`](Reaper::on_report) callback, `tracing`
+//!    [`ReaperHandle::reports`], an [`on_report`](Reaper::with_report_callback) callback, `tracing`
 //!    and the [metrics]).
 //!
 //! A run always walks the index, never sweeps in storage order, and has no final pass. A
@@ -30,8 +30,8 @@
 //! another transaction held, one written already expired behind it). A big backlog (a table
 //! never cleaned, a long outage) is `tidysession clear`'s job: it sweeps in storage order.
 //!
-//! Runs start on a jittered interval (±[`jitter`](Reaper::jitter) of
-//! [`interval`](Reaper::interval)), so that processes started together do not all wake at
+//! Runs start on a jittered interval (±[`jitter`](Reaper::with_jitter) of
+//! [`interval`](Reaper::with_interval)), so that processes started together do not all wake at
 //! once. A failed run (store down, a panicking store) is reported and retried after an
 //! exponential backoff, capped; the task never ends on its own. Stores that expire records
 //! themselves (Redis) need no reaper: it reports that once and idles.
@@ -44,8 +44,8 @@
 //! let store = std::sync::Arc::new(PostgresStore::connect("postgres://app@db/app").await?);
 //! store.migrate().await?;
 //! let reaper = Reaper::new(store.clone())
-//!     .interval(Duration::from_secs(60))
-//!     .batch_size(1000)
+//!     .with_interval(Duration::from_secs(60))
+//!     .with_batch_size(1000)
 //!     .spawn()
 //!     .expect("inside a tokio runtime");
 //! // ... serve requests with `SessionLayer::from_arc(store)` ...
@@ -65,7 +65,7 @@ use crate::cleanup::{Batch, Cleanup, CleanupReport, Hooks, Order, TimedOut, INDE
 use crate::metrics::{self, ReaperRun};
 use crate::store::{ExclusiveGuard, Maintenance, SessionStore, StoreError};
 
-/// The lock name reapers take unless told otherwise (see [`Reaper::lock_name`]).
+/// The lock name reapers take unless told otherwise (see [`Reaper::with_lock_name`]).
 pub const DEFAULT_LOCK_NAME: &str = "tidysession_reaper";
 
 type Callback = Arc<dyn Fn(&ReaperReport) + Send + Sync>;
@@ -118,8 +118,8 @@ pub struct ReaperReport {
     pub skipped_because_locked: bool,
     /// The store deletes expired records by itself; the reaper has nothing to do.
     pub store_expires_itself: bool,
-    /// The run stopped at [`max_batches`](Reaper::max_batches) or
-    /// [`max_duration`](Reaper::max_duration) with full batches: more expired records may
+    /// The run stopped at [`max_batches`](Reaper::with_max_batches) or
+    /// [`max_duration`](Reaper::with_max_duration) with full batches: more expired records may
     /// remain for the next run.
     pub more_left: bool,
     /// Why the run failed, if it did (what was deleted before the failure is counted above).
@@ -165,14 +165,14 @@ impl Reaper {
     }
 
     /// Time between runs (before jitter). At least 1 millisecond.
-    pub fn interval(mut self, interval: Duration) -> Self {
+    pub fn with_interval(mut self, interval: Duration) -> Self {
         self.interval = interval.max(Duration::from_millis(1));
         self
     }
 
-    /// How far each wait may stray from [`interval`](Self::interval), as a fraction of it
+    /// How far each wait may stray from [`interval`](Self::with_interval), as a fraction of it
     /// (0 to 1; default 0.1, i.e. ±10 %).
-    pub fn jitter(mut self, fraction: f64) -> Self {
+    pub fn with_jitter(mut self, fraction: f64) -> Self {
         self.jitter = if fraction.is_finite() {
             fraction.clamp(0.0, 1.0)
         } else {
@@ -182,18 +182,18 @@ impl Reaper {
     }
 
     /// When the first run starts after [`spawn`](Self::spawn). Default: a random moment
-    /// within the first [`jitter`](Self::jitter) × [`interval`](Self::interval).
-    pub fn first_run_after(mut self, delay: Duration) -> Self {
+    /// within the first [`jitter`](Self::with_jitter) × [`interval`](Self::with_interval).
+    pub fn with_first_run_after(mut self, delay: Duration) -> Self {
         self.first_run = Some(delay);
         self
     }
 
     /// Records in a run's first batch, and the most a batch grows to (default 1000; at least
     /// 1). Each batch is one short statement; one that runs longer than
-    /// [`batch_time`](Self::batch_time) shrinks the next to fit (down to
+    /// [`batch_time`](Self::with_batch_time) shrinks the next to fit (down to
     /// [`MIN_BATCH`](crate::cleanup::MIN_BATCH), or this size if smaller), and full batches
     /// that run short grow back, up to this size.
-    pub fn batch_size(mut self, size: u32) -> Self {
+    pub fn with_batch_size(mut self, size: u32) -> Self {
         self.batch_size = size.max(1);
         self
     }
@@ -201,33 +201,33 @@ impl Reaper {
     /// How long a batch should take (default [`INDEX_BATCH_TIME`], 20 ms): its locks and the
     /// write burst of its commit last about that long, whatever a record costs on this
     /// database, this table and this load. The run pauses as long as each batch took.
-    pub fn batch_time(mut self, time: Duration) -> Self {
+    pub fn with_batch_time(mut self, time: Duration) -> Self {
         self.batch_time = time;
         self
     }
 
     /// Batches per run at most (default 100). At least 1.
-    pub fn max_batches(mut self, batches: u32) -> Self {
+    pub fn with_max_batches(mut self, batches: u32) -> Self {
         self.max_batches = batches.max(1);
         self
     }
 
     /// Time per run at most; no batch starts after it (default 30 seconds).
-    pub fn max_duration(mut self, duration: Duration) -> Self {
+    pub fn with_max_duration(mut self, duration: Duration) -> Self {
         self.max_duration = duration;
         self
     }
 
     /// How long one store call (taking the lock, one batch) may take before the run gives
     /// up with an error (default 30 seconds).
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
     /// The wait after a failed run, doubled after each further failure up to `max`
     /// (defaults 1 second and 5 minutes). Jittered like the interval.
-    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.backoff_initial = initial.max(Duration::from_millis(1));
         self.backoff_max = max.max(self.backoff_initial);
         self
@@ -236,20 +236,23 @@ impl Reaper {
     /// How long [`ReaperHandle::shutdown`] lets a run in progress finish its current batch
     /// (default 5 seconds); after that the run is dropped mid-call, which closes its
     /// connection and frees the lock, and its report is lost.
-    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
     }
 
     /// The exclusive lock's name (default [`DEFAULT_LOCK_NAME`]). Reapers sharing a store and
     /// a name run one at a time. Server-backed stores qualify it with their schema or table.
-    pub fn lock_name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_lock_name(mut self, name: impl Into<String>) -> Self {
         self.lock_name = name.into();
         self
     }
 
     /// Calls `f` with every run's report, from the reaper's task. Keep it short.
-    pub fn on_report(mut self, f: impl Fn(&ReaperReport) + Send + Sync + 'static) -> Self {
+    pub fn with_report_callback(
+        mut self,
+        f: impl Fn(&ReaperReport) + Send + Sync + 'static,
+    ) -> Self {
         self.on_report = Some(Arc::new(f));
         self
     }
@@ -311,22 +314,22 @@ impl Reaper {
         lock: &mut ExclusiveGuard,
     ) -> Result<(), StoreError> {
         let mut plan = Cleanup::new()
-            .first_batch(self.batch_size)
-            .largest_batch(self.batch_size)
-            .batch_time(self.batch_time)
-            .order(Order::Index)
+            .with_first_batch(self.batch_size)
+            .with_largest_batch(self.batch_size)
+            .with_batch_time(self.batch_time)
+            .with_order(Order::Index)
             // Where the last run stopped short: not again over the index entries of what it
             // deleted, which PostgreSQL keeps until a vacuum and InnoDB until its purge.
-            .start_at(*self.cursor.lock().unwrap_or_else(PoisonError::into_inner))
+            .with_start_at(*self.cursor.lock().unwrap_or_else(PoisonError::into_inner))
             // What a cursor stepped past (a row another process held) is found by the first
             // run after one that reached the end, which starts from the beginning, without
             // reading the range twice in this one.
-            .final_pass(false)
-            .max_batches(u64::from(self.max_batches))
-            .max_duration(self.max_duration.saturating_sub(started.elapsed()))
-            .call_timeout(self.call_timeout);
+            .with_final_pass(false)
+            .with_max_batches(u64::from(self.max_batches))
+            .with_max_duration(self.max_duration.saturating_sub(started.elapsed()))
+            .with_call_timeout(self.call_timeout);
         if let Some(stop) = stop {
-            plan = plan.stop_on(stop.clone());
+            plan = plan.with_stop_signal(stop.clone());
         }
         let mut hooks = RunHooks {
             lock,
@@ -528,7 +531,7 @@ impl ReaperHandle {
     }
 
     /// Stops the reaper and waits until it has: a run in progress ends after its current
-    /// batch, or is dropped mid-call after the [grace](Reaper::shutdown_grace).
+    /// batch, or is dropped mid-call after the [grace](Reaper::with_shutdown_grace).
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
         let _ = self.task.await;
@@ -588,9 +591,9 @@ mod tests {
     #[test]
     fn jitter_stays_within_its_bounds_and_backoff_is_capped() {
         let reaper = Reaper::new(MemoryStore::default())
-            .interval(Duration::from_secs(100))
-            .jitter(0.2)
-            .backoff(Duration::from_secs(1), Duration::from_secs(60));
+            .with_interval(Duration::from_secs(100))
+            .with_jitter(0.2)
+            .with_backoff(Duration::from_secs(1), Duration::from_secs(60));
         for _ in 0..1000 {
             let f = random_fraction();
             assert!((0.0..1.0).contains(&f));
@@ -602,9 +605,9 @@ mod tests {
         let b3 = reaper.backoff_after(3);
         assert!(b3 >= Duration::from_millis(3200) && b3 <= Duration::from_millis(4800));
         let huge = Reaper::new(MemoryStore::default())
-            .interval(Duration::MAX)
-            .jitter(1.0)
-            .backoff(Duration::MAX, Duration::MAX);
+            .with_interval(Duration::MAX)
+            .with_jitter(1.0)
+            .with_backoff(Duration::MAX, Duration::MAX);
         for _ in 0..100 {
             let _ = huge.jittered(Duration::MAX);
             let _ = huge.backoff_after(u32::MAX);

@@ -180,8 +180,8 @@ async fn memory(expired: u32) -> (Arc<dyn SessionStore>, OffsetDateTime) {
 
 fn plan(first: u32, batch_ms: u64) -> Cleanup {
     Cleanup::new()
-        .first_batch(first)
-        .batch_time(Duration::from_millis(batch_ms))
+        .with_first_batch(first)
+        .with_batch_time(Duration::from_millis(batch_ms))
 }
 
 async fn counts(store: &dyn SessionStore, at: OffsetDateTime) -> (u64, u64) {
@@ -244,7 +244,7 @@ async fn max_rate_still_caps_rows_per_second() {
     let (inner, now) = memory(500).await;
     let store = Watched::new(inner, Duration::ZERO);
     let started = Instant::now();
-    let plan = plan(1000, 50).max_rate(100);
+    let plan = plan(1000, 50).with_max_rate(100);
     let done = plan.run(&store, now).await.unwrap();
     assert_eq!(done.largest, 100, "a batch holds a second's worth at most");
     assert_eq!(done.deleted, 500);
@@ -275,8 +275,8 @@ async fn a_run_stopped_short_hands_its_cursor_to_the_next() {
     let (inner, now) = memory(500).await;
     let store = Watched::new(inner, Duration::ZERO);
     let first = plan(100, 20)
-        .largest_batch(100)
-        .max_batches(2)
+        .with_largest_batch(100)
+        .with_max_batches(2)
         .run(&store, now)
         .await
         .unwrap();
@@ -284,8 +284,8 @@ async fn a_run_stopped_short_hands_its_cursor_to_the_next() {
     assert_eq!(first.deleted, 200);
     assert!(first.cursor.is_some());
     let second = plan(100, 20)
-        .final_pass(false)
-        .start_at(first.cursor)
+        .with_final_pass(false)
+        .with_start_at(first.cursor)
         .run(&store, now)
         .await
         .unwrap();
@@ -535,7 +535,7 @@ mod held_rows {
             swept: Mutex::new(Vec::new()),
             held: tokio::sync::Mutex::new(Some(tx)),
         };
-        let plan = plan(20, 20).order(Order::Storage);
+        let plan = plan(20, 20).with_order(Order::Storage);
         let done = plan.run(&sweep, now).await.unwrap();
         assert_eq!(done.order, Order::Storage);
         assert!(sweep.held.lock().await.is_none(), "the final pass started");

@@ -64,7 +64,7 @@ struct Reports(Arc<Mutex<Vec<ReaperReport>>>);
 impl Reports {
     fn attach(&self, reaper: Reaper) -> Reaper {
         let reports = self.0.clone();
-        reaper.on_report(move |r| reports.lock().unwrap().push(r.clone()))
+        reaper.with_report_callback(move |r| reports.lock().unwrap().push(r.clone()))
     }
     fn all(&self) -> Vec<ReaperReport> {
         self.0.lock().unwrap().clone()
@@ -173,12 +173,12 @@ impl<S: SessionStore> tidysession::store::Maintenance for Watched<S> {
 
 fn quick(store: impl SessionStore) -> Reaper {
     Reaper::new(store)
-        .interval(StdDuration::from_millis(10))
-        .jitter(0.5)
-        .first_run_after(StdDuration::ZERO)
-        .batch_size(50)
-        .max_batches(4)
-        .backoff(StdDuration::from_millis(20), StdDuration::from_millis(200))
+        .with_interval(StdDuration::from_millis(10))
+        .with_jitter(0.5)
+        .with_first_run_after(StdDuration::ZERO)
+        .with_batch_size(50)
+        .with_max_batches(4)
+        .with_backoff(StdDuration::from_millis(20), StdDuration::from_millis(200))
 }
 
 /// Two reapers, each on its own store instance (its own connections, as in two processes),
@@ -433,9 +433,9 @@ async fn runs_are_bounded_and_report_what_they_did() {
     let store = Arc::new(MemoryStore::default());
     seed(&*store, 25, 2).await;
     let reaper = Reaper::new(store.clone())
-        .lock_name("bounded_test")
-        .batch_size(10)
-        .max_batches(2);
+        .with_lock_name("bounded_test")
+        .with_batch_size(10)
+        .with_max_batches(2);
     let first = reaper.run_once().await;
     assert_eq!(
         (first.deleted, first.batches, first.more_left),
@@ -466,8 +466,8 @@ async fn runs_are_bounded_and_report_what_they_did() {
     // No batch starts after the run's time is up.
     seed(&*store, 3, 0).await;
     let timed = Reaper::new(store.clone())
-        .lock_name("bounded_test")
-        .max_duration(StdDuration::ZERO)
+        .with_lock_name("bounded_test")
+        .with_max_duration(StdDuration::ZERO)
         .run_once()
         .await;
     assert_eq!((timed.batches, timed.more_left), (0, true));
@@ -559,9 +559,9 @@ async fn shutdown_is_bounded_and_lets_the_current_batch_finish() {
         ..Troubled::default()
     });
     let handle = Reaper::new(store.clone())
-        .lock_name("shutdown_test")
-        .shutdown_grace(StdDuration::from_millis(100))
-        .first_run_after(StdDuration::ZERO)
+        .with_lock_name("shutdown_test")
+        .with_shutdown_grace(StdDuration::from_millis(100))
+        .with_first_run_after(StdDuration::ZERO)
         .spawn()
         .unwrap();
     until(
@@ -598,9 +598,9 @@ async fn shutdown_is_bounded_and_lets_the_current_batch_finish() {
     });
     seed(&*store, 100, 0).await;
     let handle = Reaper::new(store.clone())
-        .lock_name("graceful_test")
-        .batch_size(10)
-        .first_run_after(StdDuration::ZERO)
+        .with_lock_name("graceful_test")
+        .with_batch_size(10)
+        .with_first_run_after(StdDuration::ZERO)
         .spawn()
         .unwrap();
     let latest = handle.reports();
@@ -626,7 +626,7 @@ async fn shutdown_is_bounded_and_lets_the_current_batch_finish() {
 
     // Between runs.
     let idle = Reaper::new(MemoryStore::default())
-        .interval(StdDuration::from_secs(3600))
+        .with_interval(StdDuration::from_secs(3600))
         .spawn()
         .unwrap();
     tokio::time::timeout(StdDuration::from_secs(2), idle.shutdown())
@@ -643,7 +643,7 @@ async fn a_panicking_store_fails_one_run_not_the_reaper() {
     seed(&*store, 7, 1).await;
     let reports = Reports::default();
     let handle = reports
-        .attach(quick(store.clone()).lock_name("panic_test"))
+        .attach(quick(store.clone()).with_lock_name("panic_test"))
         .spawn()
         .unwrap();
     until(
@@ -789,10 +789,10 @@ async fn the_reaper_sizes_its_batches_by_the_time_target() {
     });
     seed(&*store, 15_000, 3).await;
     let report = Reaper::new(store.clone())
-        .lock_name("sizing_test")
-        .batch_size(1000)
-        .max_batches(40)
-        .max_duration(StdDuration::from_secs(3600))
+        .with_lock_name("sizing_test")
+        .with_batch_size(1000)
+        .with_max_batches(40)
+        .with_max_duration(StdDuration::from_secs(3600))
         .run_once()
         .await;
     assert!(report.error.is_none(), "{report:?}");
@@ -828,9 +828,9 @@ async fn the_next_run_goes_on_where_the_last_stopped_short() {
     });
     seed(&*store, 25, 2).await;
     let reaper = Reaper::new(store.clone())
-        .lock_name("cursor_test")
-        .batch_size(10)
-        .max_batches(2);
+        .with_lock_name("cursor_test")
+        .with_batch_size(10)
+        .with_max_batches(2);
     let first = reaper.run_once().await;
     assert_eq!((first.deleted, first.more_left), (20, true));
     let second = reaper.run_once().await;

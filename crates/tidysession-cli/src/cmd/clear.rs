@@ -65,14 +65,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // A big backlog goes in storage order (see the engine's docs).
     let order = Order::for_backlog(store, counts);
     let mut plan = Cleanup::new()
-        .first_batch(args.batch)
-        .largest_batch(MAX_BATCH)
-        .order(order);
+        .with_first_batch(args.batch)
+        .with_largest_batch(MAX_BATCH)
+        .with_order(order);
     if let Some(ms) = args.batch_ms {
-        plan = plan.batch_time(Duration::from_millis(u64::from(ms)));
+        plan = plan.with_batch_time(Duration::from_millis(u64::from(ms)));
     }
     if let Some(rate) = args.max_rate {
-        plan = plan.max_rate(rate);
+        plan = plan.with_max_rate(rate);
     }
     let batch_ms = plan.planned_batch_time(order).as_millis();
     if args.dry_run {

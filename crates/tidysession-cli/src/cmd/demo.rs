@@ -99,7 +99,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     {
         None
     } else {
-        let reaper = Reaper::from_arc(store.clone()).interval(REAPER_INTERVAL);
+        let reaper = Reaper::from_arc(store.clone()).with_interval(REAPER_INTERVAL);
         Some(reaper.spawn().context("starting the session reaper")?)
     };
     let app = router(store, users, keys).merge(metrics_route(metrics));

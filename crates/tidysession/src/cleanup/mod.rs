@@ -4,16 +4,16 @@
 //!
 //! Each batch is one short statement, so the table stays usable while a run goes on.
 //!
-//! - **Batches sized by time**: the first batch has [`first_batch`](Cleanup::first_batch)
+//! - **Batches sized by time**: the first batch has [`first_batch`](Cleanup::with_first_batch)
 //!   records; after each one the size moves so that a batch takes about
-//!   [`batch_time`](Cleanup::batch_time) ([`INDEX_BATCH_TIME`] through the index,
+//!   [`batch_time`](Cleanup::with_batch_time) ([`INDEX_BATCH_TIME`] through the index,
 //!   [`STORAGE_BATCH_TIME`] in storage order): at once down to what fits when a batch ran
 //!   long, up by an eighth at most when a full batch ran short, between [`MIN_BATCH`] (or the
-//!   first batch, if smaller) and [`largest_batch`](Cleanup::largest_batch). A batch's locks
+//!   first batch, if smaller) and [`largest_batch`](Cleanup::with_largest_batch). A batch's locks
 //!   and the write burst of its commit last about that long, whatever the records cost on
 //!   this database, this table and this load.
 //! - **Paced**: after each batch the run pauses as long as the batch took, so it keeps the
-//!   database busy at most about half the time. [`max_rate`](Cleanup::max_rate) caps records
+//!   database busy at most about half the time. [`max_rate`](Cleanup::with_max_rate) caps records
 //!   per second on top of that.
 //! - **One walk through the index** ([`Order::Index`]): each batch starts at the expiry where
 //!   the one before stopped (the cursor [`Maintenance::delete_expired`] returns), instead of
@@ -26,15 +26,15 @@
 //!   counting the records a batch looks at.
 //! - **Nothing left behind**: a cursor can step past a row another cleaner held, a batch
 //!   that rolled back, or a row written already expired behind it. So a
-//!   [final pass](Cleanup::final_pass) walks the range again, in windows bounded by the
+//!   [final pass](Cleanup::with_final_pass) walks the range again, in windows bounded by the
 //!   cursors the walk took (each as short as one batch), and a sweep sweeps the ranges where
 //!   rows were held once more.
 //! - **Resumable and safe side by side**: every batch is its own transaction that deletes
 //!   only expired records, so an interrupted run loses nothing, and two runs at once only
 //!   share the work.
-//! - **Bounded on request**: [`max_batches`](Cleanup::max_batches),
-//!   [`max_duration`](Cleanup::max_duration), a [stop signal](Cleanup::stop_on) (which also
-//!   cuts a pause short), a [timeout per store call](Cleanup::call_timeout), and
+//! - **Bounded on request**: [`max_batches`](Cleanup::with_max_batches),
+//!   [`max_duration`](Cleanup::with_max_duration), a [stop signal](Cleanup::with_stop_signal) (which also
+//!   cuts a pause short), a [timeout per store call](Cleanup::with_call_timeout), and
 //!   [`Hooks::before_batch`] (the reaper checks there that its lock is still held).
 //!
 //! `docs/cleanup.md` in the repository has the measurements behind the defaults.
@@ -47,8 +47,8 @@
 //! let cutoff = OffsetDateTime::now_utc();
 //! let order = Order::for_backlog(store, store.count(cutoff).await?);
 //! let report = Cleanup::new()
-//!     .order(order)
-//!     .max_rate(5_000)
+//!     .with_order(order)
+//!     .with_max_rate(5_000)
 //!     .run(store, cutoff)
 //!     .await?;
 //! println!(
@@ -143,7 +143,7 @@ pub struct CleanupReport {
     /// done: more expired records may remain.
     pub more_left: bool,
     /// Where a walk through the index stopped short (with [`more_left`](Self::more_left)):
-    /// a next run given it ([`Cleanup::start_at`]) goes on from there instead of stepping
+    /// a next run given it ([`Cleanup::with_start_at`]) goes on from there instead of stepping
     /// again over what this one deleted. `None` after a sweep or a finished walk.
     pub cursor: Option<OffsetDateTime>,
 }
@@ -226,35 +226,35 @@ impl Cleanup {
     }
 
     /// Records in the first batch (at least 1); later ones grow or shrink to take about
-    /// [`batch_time`](Self::batch_time).
-    pub fn first_batch(mut self, records: u32) -> Self {
+    /// [`batch_time`](Self::with_batch_time).
+    pub fn with_first_batch(mut self, records: u32) -> Self {
         self.first_batch = records.max(1);
         self
     }
 
     /// Records a batch grows to at most (at least 1; default [`MAX_BATCH`]).
-    pub fn largest_batch(mut self, records: u32) -> Self {
+    pub fn with_largest_batch(mut self, records: u32) -> Self {
         self.largest_batch = records.max(1);
         self
     }
 
     /// How long a batch should take (each batch is one transaction). Default
     /// [`INDEX_BATCH_TIME`] through the index, [`STORAGE_BATCH_TIME`] in storage order.
-    pub fn batch_time(mut self, time: Duration) -> Self {
+    pub fn with_batch_time(mut self, time: Duration) -> Self {
         self.batch_time = Some(time);
         self
     }
 
     /// At most this many records deleted per second (at least 1): batches are spaced out,
     /// and none holds more than a second's worth.
-    pub fn max_rate(mut self, records_per_second: u32) -> Self {
+    pub fn with_max_rate(mut self, records_per_second: u32) -> Self {
         self.max_rate = Some(records_per_second.max(1));
         self
     }
 
     /// Through the index or in storage order (default [`Order::Index`]; see
     /// [`Order::for_backlog`]).
-    pub fn order(mut self, order: Order) -> Self {
+    pub fn with_order(mut self, order: Order) -> Self {
         self.order = order;
         self
     }
@@ -262,41 +262,41 @@ impl Cleanup {
     /// Starts a walk through the index at this expiry (a [`CleanupReport::cursor`]) instead
     /// of the beginning; its final pass starts there too. Records that expired before it are
     /// left to a later walk from the beginning. A sweep ignores it.
-    pub fn start_at(mut self, cursor: Option<OffsetDateTime>) -> Self {
+    pub fn with_start_at(mut self, cursor: Option<OffsetDateTime>) -> Self {
         self.start_at = cursor;
         self
     }
 
     /// Whether the run ends with a final pass over what it went through (default yes). Without
     /// one, records its cursor stepped past are left for the next run from the start.
-    pub fn final_pass(mut self, on: bool) -> Self {
+    pub fn with_final_pass(mut self, on: bool) -> Self {
         self.final_pass = on;
         self
     }
 
     /// Batches per run at most (at least 1); the run then stops with
     /// [`more_left`](CleanupReport::more_left).
-    pub fn max_batches(mut self, batches: u64) -> Self {
+    pub fn with_max_batches(mut self, batches: u64) -> Self {
         self.max_batches = Some(batches.max(1));
         self
     }
 
     /// Time per run at most: no batch starts after it, and no pause lasts past it.
-    pub fn max_duration(mut self, duration: Duration) -> Self {
+    pub fn with_max_duration(mut self, duration: Duration) -> Self {
         self.max_duration = Some(duration);
         self
     }
 
     /// How long one store call may take before the run fails with an error (default: no
     /// bound beyond the store's own).
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = Some(timeout.max(Duration::from_millis(1)));
         self
     }
 
     /// Stops the run once `stop` turns true: after the batch under way, cutting its pause
     /// short.
-    pub fn stop_on(mut self, stop: watch::Receiver<bool>) -> Self {
+    pub fn with_stop_signal(mut self, stop: watch::Receiver<bool>) -> Self {
         self.stop = Some(stop);
         self
     }
@@ -319,7 +319,7 @@ impl Cleanup {
     ///
     /// # Errors
     ///
-    /// The first store error (or a call past the [timeout](Self::call_timeout)) ends the
+    /// The first store error (or a call past the [timeout](Self::with_call_timeout)) ends the
     /// run. Every batch is its own transaction, so a failed run leaves nothing half done.
     pub async fn run(
         &self,

@@ -81,17 +81,17 @@ mod tests {
 
     #[test]
     fn the_first_and_largest_batch_bound_the_sizes() {
-        let plan = Cleanup::new().first_batch(10).largest_batch(10);
+        let plan = Cleanup::new().with_first_batch(10).with_largest_batch(10);
         let s = Sizing::new(&plan, ms(20));
         assert_eq!(s.next(10, ms(200), true), 10);
         assert_eq!(s.next(10, ms(1), true), 10);
-        let tiny = Sizing::new(&Cleanup::new().first_batch(3), ms(20));
+        let tiny = Sizing::new(&Cleanup::new().with_first_batch(3), ms(20));
         assert_eq!(
             tiny.next(3, ms(1000), true),
             3,
             "the minimum is the first batch"
         );
-        let capped = Sizing::new(&Cleanup::new().max_rate(100), ms(20));
+        let capped = Sizing::new(&Cleanup::new().with_max_rate(100), ms(20));
         assert_eq!(capped.first(), 100, "a second's worth of the rate at most");
         let zero = Sizing::new(&Cleanup::new(), Duration::ZERO);
         assert_eq!(zero.next(1000, Duration::ZERO, true), 10);
