@@ -102,10 +102,12 @@
 //!    user lazily from the session's user key, and login, logout and password changes are
 //!    session operations (a rename on login, I7).
 //!
-//! Out of the request path: [`reaper`] deletes expired records in the background through a
-//! store's [`Maintenance`](store::Maintenance) capability, as the CLI's `clear` does; the SQL
-//! stores share one core (connections, transactions, migrations, error classes, locks) and
-//! never import each other; [`django`] reads and writes Django's formats byte for byte.
+//! Out of the request path: [`cleanup`] is the one engine that deletes expired records in
+//! short, time-sized, paced batches through a store's [`Maintenance`](store::Maintenance)
+//! capability; the [`reaper`] runs it in the background and the CLI's `clear` runs it on
+//! demand. The SQL stores share one core (connections, transactions, migrations, error
+//! classes, locks) and never import each other; [`django`] reads and writes Django's formats
+//! byte for byte; [`tooling`] holds what only operator tools need.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
