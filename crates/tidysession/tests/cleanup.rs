@@ -10,12 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 use tidysession::cleanup::{worth_sweeping, Cleanup, Order};
-use tidysession::store::Change;
 use tidysession::store::Maintenance as _;
 use tidysession::store::{
-    ExpiredBatch, MemoryStore, RecordCounts, SessionStore, StoreError, Updated,
+    ExpiredBatch, MemoryStore, Record, RecordCounts, SessionId, SessionStore, StoreError,
 };
-use tidysession::store::{Record, SessionId, StorageKey};
 use time::{Duration as Span, OffsetDateTime};
 use tokio::time::Instant;
 
@@ -66,51 +64,7 @@ impl Watched {
     }
 }
 
-#[async_trait]
-impl SessionStore for Watched {
-    async fn load(
-        &self,
-        key: &StorageKey,
-        now: OffsetDateTime,
-    ) -> Result<Option<Record>, StoreError> {
-        self.inner.load(key, now).await
-    }
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        self.inner.create(key, record).await
-    }
-    async fn update(
-        &self,
-        key: &StorageKey,
-        change: &Change,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        self.inner.update(key, change, now).await
-    }
-    async fn touch(
-        &self,
-        key: &StorageKey,
-        expires_at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.inner.touch(key, expires_at, now).await
-    }
-    async fn rename(
-        &self,
-        from: &StorageKey,
-        to: &StorageKey,
-        change: &Change,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.inner.rename(from, to, change, now).await
-    }
-    async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
-        self.inner.delete(key).await
-    }
-
-    fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
-        Some(self)
-    }
-}
+crate::util::forward_request_path!(Watched);
 
 #[async_trait]
 impl tidysession::store::Maintenance for Watched {
@@ -441,51 +395,7 @@ mod held_rows {
         }
     }
 
-    #[async_trait]
-    impl SessionStore for ReleasedAtFinalPass {
-        async fn load(
-            &self,
-            key: &StorageKey,
-            now: OffsetDateTime,
-        ) -> Result<Option<Record>, StoreError> {
-            self.inner.load(key, now).await
-        }
-        async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-            self.inner.create(key, record).await
-        }
-        async fn update(
-            &self,
-            key: &StorageKey,
-            change: &Change,
-            now: OffsetDateTime,
-        ) -> Result<Updated, StoreError> {
-            self.inner.update(key, change, now).await
-        }
-        async fn touch(
-            &self,
-            key: &StorageKey,
-            expires_at: OffsetDateTime,
-            now: OffsetDateTime,
-        ) -> Result<(), StoreError> {
-            self.inner.touch(key, expires_at, now).await
-        }
-        async fn rename(
-            &self,
-            from: &StorageKey,
-            to: &StorageKey,
-            change: &Change,
-            now: OffsetDateTime,
-        ) -> Result<(), StoreError> {
-            self.inner.rename(from, to, change, now).await
-        }
-        async fn delete(&self, key: &StorageKey) -> Result<bool, StoreError> {
-            self.inner.delete(key).await
-        }
-
-        fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
-            Some(self)
-        }
-    }
+    crate::util::forward_request_path!(ReleasedAtFinalPass);
 
     #[async_trait]
     impl tidysession::store::Maintenance for ReleasedAtFinalPass {

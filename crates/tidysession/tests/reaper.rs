@@ -9,11 +9,9 @@ use std::time::{Duration as StdDuration, Instant};
 use async_trait::async_trait;
 use serde_json::json;
 use tidysession::reaper::{Reaper, ReaperReport};
-use tidysession::store::Change;
 use tidysession::store::{
-    ExclusiveGuard, ExpiredBatch, MemoryStore, RecordCounts, SessionStore, StoreError, Updated,
+    ExclusiveGuard, ExpiredBatch, MemoryStore, RecordCounts, SessionStore, StoreError,
 };
-use tidysession::store::{Record, StorageKey};
 use time::{Duration, OffsetDateTime};
 
 use crate::conformance::{fresh, key_for, record};
@@ -92,51 +90,7 @@ struct Watched<S> {
     unlocked: bool,
 }
 
-#[async_trait]
-impl<S: SessionStore> SessionStore for Watched<S> {
-    async fn load(
-        &self,
-        k: &StorageKey,
-        now: OffsetDateTime,
-    ) -> Result<Option<Record>, StoreError> {
-        self.inner.load(k, now).await
-    }
-    async fn create(&self, k: &StorageKey, r: &Record) -> Result<(), StoreError> {
-        self.inner.create(k, r).await
-    }
-    async fn update(
-        &self,
-        k: &StorageKey,
-        c: &Change,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        self.inner.update(k, c, now).await
-    }
-    async fn touch(
-        &self,
-        k: &StorageKey,
-        at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.inner.touch(k, at, now).await
-    }
-    async fn rename(
-        &self,
-        from: &StorageKey,
-        to: &StorageKey,
-        c: &Change,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.inner.rename(from, to, c, now).await
-    }
-    async fn delete(&self, k: &StorageKey) -> Result<bool, StoreError> {
-        self.inner.delete(k).await
-    }
-
-    fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
-        Some(self)
-    }
-}
+crate::util::forward_request_path!(Watched<S>, S);
 
 #[async_trait]
 impl<S: SessionStore> tidysession::store::Maintenance for Watched<S> {
@@ -483,51 +437,7 @@ struct Troubled {
     expires_itself: bool,
 }
 
-#[async_trait]
-impl SessionStore for Troubled {
-    async fn load(
-        &self,
-        k: &StorageKey,
-        now: OffsetDateTime,
-    ) -> Result<Option<Record>, StoreError> {
-        self.inner.load(k, now).await
-    }
-    async fn create(&self, k: &StorageKey, r: &Record) -> Result<(), StoreError> {
-        self.inner.create(k, r).await
-    }
-    async fn update(
-        &self,
-        k: &StorageKey,
-        c: &Change,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        self.inner.update(k, c, now).await
-    }
-    async fn touch(
-        &self,
-        k: &StorageKey,
-        at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.inner.touch(k, at, now).await
-    }
-    async fn rename(
-        &self,
-        from: &StorageKey,
-        to: &StorageKey,
-        c: &Change,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.inner.rename(from, to, c, now).await
-    }
-    async fn delete(&self, k: &StorageKey) -> Result<bool, StoreError> {
-        self.inner.delete(k).await
-    }
-
-    fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
-        Some(self)
-    }
-}
+crate::util::forward_request_path!(Troubled);
 
 #[async_trait]
 impl tidysession::store::Maintenance for Troubled {
@@ -705,51 +615,7 @@ impl PerRecord {
     }
 }
 
-#[async_trait]
-impl SessionStore for PerRecord {
-    async fn load(
-        &self,
-        k: &StorageKey,
-        now: OffsetDateTime,
-    ) -> Result<Option<Record>, StoreError> {
-        self.inner.load(k, now).await
-    }
-    async fn create(&self, k: &StorageKey, r: &Record) -> Result<(), StoreError> {
-        self.inner.create(k, r).await
-    }
-    async fn update(
-        &self,
-        k: &StorageKey,
-        c: &Change,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        self.inner.update(k, c, now).await
-    }
-    async fn touch(
-        &self,
-        k: &StorageKey,
-        at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.inner.touch(k, at, now).await
-    }
-    async fn rename(
-        &self,
-        from: &StorageKey,
-        to: &StorageKey,
-        c: &Change,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.inner.rename(from, to, c, now).await
-    }
-    async fn delete(&self, k: &StorageKey) -> Result<bool, StoreError> {
-        self.inner.delete(k).await
-    }
-
-    fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
-        Some(self)
-    }
-}
+crate::util::forward_request_path!(PerRecord);
 
 #[async_trait]
 impl tidysession::store::Maintenance for PerRecord {

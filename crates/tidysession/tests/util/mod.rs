@@ -391,3 +391,63 @@ impl<S: SessionStore> tidysession::store::Maintenance for Altered<S> {
         self.inner.maintenance().unwrap().removes_expired_itself()
     }
 }
+
+/// Implements `SessionStore` for a test wrapper that watches or changes only its cleanup: the
+/// request path goes to the store in its `inner` field, and its maintenance is the wrapper's
+/// own `Maintenance` impl.
+macro_rules! forward_request_path {
+    ($ty:ty $(, $g:ident)?) => {
+        #[async_trait::async_trait]
+        impl$(<$g: tidysession::store::SessionStore>)? tidysession::store::SessionStore for $ty {
+            async fn load(
+                &self,
+                k: &tidysession::store::StorageKey,
+                n: time::OffsetDateTime,
+            ) -> Result<Option<tidysession::store::Record>, tidysession::StoreError> {
+                self.inner.load(k, n).await
+            }
+            async fn create(
+                &self,
+                k: &tidysession::store::StorageKey,
+                r: &tidysession::store::Record,
+            ) -> Result<(), tidysession::StoreError> {
+                self.inner.create(k, r).await
+            }
+            async fn update(
+                &self,
+                k: &tidysession::store::StorageKey,
+                c: &tidysession::store::Change,
+                n: time::OffsetDateTime,
+            ) -> Result<tidysession::store::Updated, tidysession::StoreError> {
+                self.inner.update(k, c, n).await
+            }
+            async fn touch(
+                &self,
+                k: &tidysession::store::StorageKey,
+                at: time::OffsetDateTime,
+                n: time::OffsetDateTime,
+            ) -> Result<(), tidysession::StoreError> {
+                self.inner.touch(k, at, n).await
+            }
+            async fn rename(
+                &self,
+                f: &tidysession::store::StorageKey,
+                t: &tidysession::store::StorageKey,
+                c: &tidysession::store::Change,
+                n: time::OffsetDateTime,
+            ) -> Result<(), tidysession::StoreError> {
+                self.inner.rename(f, t, c, n).await
+            }
+            async fn delete(
+                &self,
+                k: &tidysession::store::StorageKey,
+            ) -> Result<bool, tidysession::StoreError> {
+                self.inner.delete(k).await
+            }
+            fn maintenance(&self) -> Option<&dyn tidysession::store::Maintenance> {
+                Some(self)
+            }
+        }
+    };
+}
+pub(crate) use forward_request_path;
