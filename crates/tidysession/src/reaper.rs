@@ -8,11 +8,11 @@
 //!    the run (`skipped_because_locked`) and try again at their next one;
 //! 2. runs the [cleanup engine](crate::cleanup) through the expiry index: batches of
 //!    [`delete_expired`](Maintenance::delete_expired), each starting where the one before
-//!    stopped (the cursor it returns), the first of [`batch_size`](Reaper::with_batch_size)
-//!    records and each next one sized to take about [`batch_time`](Reaper::with_batch_time)
+//!    stopped (the cursor it returns), the first of [`with_batch_size`](Reaper::with_batch_size)
+//!    records and each next one sized to take about [`with_batch_time`](Reaper::with_batch_time)
 //!    (20 ms; never more than `batch_size`), with a pause as long as each batch took, until a
-//!    batch reaches the end, or [`max_batches`](Reaper::with_max_batches) or
-//!    [`max_duration`](Reaper::with_max_duration) is reached, checking before each batch that the
+//!    batch reaches the end, or [`with_max_batches`](Reaper::with_max_batches) or
+//!    [`with_max_duration`](Reaper::with_max_duration) is reached, checking before each batch that the
 //!    lock is still held;
 //! 3. releases the lock and reports what it did ([`ReaperReport`]: through
 //!    [`ReaperHandle::reports`], an [`on_report`](Reaper::with_report_callback) callback, `tracing`
@@ -30,8 +30,8 @@
 //! another transaction held, one written already expired behind it). A big backlog (a table
 //! never cleaned, a long outage) is `tidysession clear`'s job: it sweeps in storage order.
 //!
-//! Runs start on a jittered interval (±[`jitter`](Reaper::with_jitter) of
-//! [`interval`](Reaper::with_interval)), so that processes started together do not all wake at
+//! Runs start on a jittered interval (±[`with_jitter`](Reaper::with_jitter) of
+//! [`with_interval`](Reaper::with_interval)), so that processes started together do not all wake at
 //! once. A failed run (store down, a panicking store) is reported and retried after an
 //! exponential backoff, capped; the task never ends on its own. Stores that expire records
 //! themselves (Redis) need no reaper: it reports that once and idles.
@@ -118,8 +118,8 @@ pub struct ReaperReport {
     pub skipped_because_locked: bool,
     /// The store deletes expired records by itself; the reaper has nothing to do.
     pub store_expires_itself: bool,
-    /// The run stopped at [`max_batches`](Reaper::with_max_batches) or
-    /// [`max_duration`](Reaper::with_max_duration) with full batches: more expired records may
+    /// The run stopped at [`with_max_batches`](Reaper::with_max_batches) or
+    /// [`with_max_duration`](Reaper::with_max_duration) with full batches: more expired records may
     /// remain for the next run.
     pub more_left: bool,
     /// Why the run failed, if it did (what was deleted before the failure is counted above).
@@ -170,7 +170,7 @@ impl Reaper {
         self
     }
 
-    /// How far each wait may stray from [`interval`](Self::with_interval), as a fraction of it
+    /// How far each wait may stray from [`with_interval`](Self::with_interval), as a fraction of it
     /// (0 to 1; default 0.1, i.e. ±10 %).
     pub fn with_jitter(mut self, fraction: f64) -> Self {
         self.jitter = if fraction.is_finite() {
@@ -182,7 +182,7 @@ impl Reaper {
     }
 
     /// When the first run starts after [`spawn`](Self::spawn). Default: a random moment
-    /// within the first [`jitter`](Self::with_jitter) × [`interval`](Self::with_interval).
+    /// within the first [`with_jitter`](Self::with_jitter) × [`with_interval`](Self::with_interval).
     pub fn with_first_run_after(mut self, delay: Duration) -> Self {
         self.first_run = Some(delay);
         self
@@ -190,7 +190,7 @@ impl Reaper {
 
     /// Records in a run's first batch, and the most a batch grows to (default 1000; at least
     /// 1). Each batch is one short statement; one that runs longer than
-    /// [`batch_time`](Self::with_batch_time) shrinks the next to fit (down to
+    /// [`with_batch_time`](Self::with_batch_time) shrinks the next to fit (down to
     /// [`MIN_BATCH`](crate::cleanup::MIN_BATCH), or this size if smaller), and full batches
     /// that run short grow back, up to this size.
     pub fn with_batch_size(mut self, size: u32) -> Self {

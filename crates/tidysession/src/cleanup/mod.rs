@@ -4,16 +4,16 @@
 //!
 //! Each batch is one short statement, so the table stays usable while a run goes on.
 //!
-//! - **Batches sized by time**: the first batch has [`first_batch`](Cleanup::with_first_batch)
+//! - **Batches sized by time**: the first batch has [`with_first_batch`](Cleanup::with_first_batch)
 //!   records; after each one the size moves so that a batch takes about
-//!   [`batch_time`](Cleanup::with_batch_time) ([`INDEX_BATCH_TIME`] through the index,
+//!   [`with_batch_time`](Cleanup::with_batch_time) ([`INDEX_BATCH_TIME`] through the index,
 //!   [`STORAGE_BATCH_TIME`] in storage order): at once down to what fits when a batch ran
 //!   long, up by an eighth at most when a full batch ran short, between [`MIN_BATCH`] (or the
-//!   first batch, if smaller) and [`largest_batch`](Cleanup::with_largest_batch). A batch's locks
+//!   first batch, if smaller) and [`with_largest_batch`](Cleanup::with_largest_batch). A batch's locks
 //!   and the write burst of its commit last about that long, whatever the records cost on
 //!   this database, this table and this load.
 //! - **Paced**: after each batch the run pauses as long as the batch took, so it keeps the
-//!   database busy at most about half the time. [`max_rate`](Cleanup::with_max_rate) caps records
+//!   database busy at most about half the time. [`with_max_rate`](Cleanup::with_max_rate) caps records
 //!   per second on top of that.
 //! - **One walk through the index** ([`Order::Index`]): each batch starts at the expiry where
 //!   the one before stopped (the cursor [`Maintenance::delete_expired`] returns), instead of
@@ -32,8 +32,8 @@
 //! - **Resumable and safe side by side**: every batch is its own transaction that deletes
 //!   only expired records, so an interrupted run loses nothing, and two runs at once only
 //!   share the work.
-//! - **Bounded on request**: [`max_batches`](Cleanup::with_max_batches),
-//!   [`max_duration`](Cleanup::with_max_duration), a [stop signal](Cleanup::with_stop_signal) (which also
+//! - **Bounded on request**: [`with_max_batches`](Cleanup::with_max_batches),
+//!   [`with_max_duration`](Cleanup::with_max_duration), a [stop signal](Cleanup::with_stop_signal) (which also
 //!   cuts a pause short), a [timeout per store call](Cleanup::with_call_timeout), and
 //!   [`Hooks::before_batch`] (the reaper checks there that its lock is still held).
 //!
@@ -226,7 +226,7 @@ impl Cleanup {
     }
 
     /// Records in the first batch (at least 1); later ones grow or shrink to take about
-    /// [`batch_time`](Self::with_batch_time).
+    /// [`with_batch_time`](Self::with_batch_time).
     pub fn with_first_batch(mut self, records: u32) -> Self {
         self.first_batch = records.max(1);
         self

@@ -1,9 +1,12 @@
-//! The [`SessionStore`] trait: a few primitive, atomic operations every store implements.
+//! What a store author implements: the [`SessionStore`] trait, a few primitive, atomic
+//! operations on the request path, and its [`Maintenance`] capability off it; with the types
+//! they take ([`Record`], [`Change`], [`StorageKey`]) and the stores this crate ships.
 //!
-//! The layer decides *what* to do (see the [crate docs](crate#how-a-request-is-handled)); a store only has to do each
-//! primitive atomically. Stores never see session ids, only their [`StorageKey`] (I6): for
-//! native ids a SHA-256 of the id; for stores whose [`id_format`](SessionStore::id_format) is
-//! [`IdFormat::Django`] (the Django store) Django's key itself, the documented exception.
+//! The layer decides *what* to do (see the [crate docs](crate#how-a-request-is-handled)); a
+//! store only has to do each primitive atomically. Stores never see session ids, only their
+//! [`StorageKey`] (I6): for native ids a SHA-256 of the id; for stores whose
+//! [`id_format`](SessionStore::id_format) is [`IdFormat::Django`] (the Django store) Django's
+//! key itself, the documented exception.
 //!
 //! # What every store guarantees
 //!
@@ -11,17 +14,18 @@
 //! |---|---|---|
 //! | [`load`](SessionStore::load) | the record | `None` |
 //! | [`create`](SessionStore::create) | [`StoreError::DuplicateId`] | stores the record |
-//! | [`update`](SessionStore::update) | applies the [`Change`] to the record as it is now; deletes it if that leaves it [empty](crate::record::is_empty) and says so | [`StoreError::Gone`] (never re-creates) |
+//! | [`update`](SessionStore::update) | applies the [`Change`] to the record as it is now; deletes it if that leaves it [empty](is_empty) and says so | [`StoreError::Gone`] (never re-creates) |
 //! | [`touch`](SessionStore::touch) | moves expiry later, never earlier | [`StoreError::Gone`] |
 //! | [`rename`](SessionStore::rename) | moves the record to the new key and applies the change, in one step; if that leaves it empty, deletes it and reports [`StoreError::Gone`] | [`StoreError::Gone`] |
 //! | [`delete`](SessionStore::delete) | removes it, `true` | `false` |
 //!
-//! [`delete_expired`](crate::store::Maintenance::delete_expired) removes at most `limit` expired records per
-//! call, so cleanup runs as many short steps rather than one giant `DELETE`; each call says
+//! Off the request path, [`Maintenance::delete_expired`] removes at most `limit` expired
+//! records per call, so cleanup runs as many short steps rather than one giant `DELETE` (the
+//! [`cleanup`](crate::cleanup) engine drives them); each call says
 //! where the next one should start ([`ExpiredBatch::next`]), so a run walks the expiry index
 //! once instead of stepping again over the entries of the records it already deleted. Stores
 //! whose records expire by themselves (Redis) say so through
-//! [`removes_expired_itself`](crate::store::Maintenance::removes_expired_itself).
+//! [`Maintenance::removes_expired_itself`].
 //!
 //! The conformance suite in this crate's `tests/` runs every store against this table.
 //!
