@@ -202,11 +202,13 @@ fn read_cookies(
 ) -> (Option<CookieIn>, bool) {
     let mut session: Option<CookieIn> = None;
     let mut test = false;
+    // Pair by pair, as bytes: a pair that is not ASCII (a cookie another app on the domain
+    // set) is skipped on its own, instead of hiding the session cookie beside it.
     let pairs = headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
+        .flat_map(|h| h.as_bytes().split(|b| *b == b';'))
+        .filter_map(|pair| std::str::from_utf8(pair).ok().filter(|p| p.is_ascii()))
         .filter_map(|pair| pair.trim().split_once('='));
     for (name, value) in pairs {
         if name == config.cookie_name {

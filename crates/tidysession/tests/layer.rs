@@ -688,3 +688,21 @@ async fn a_logout_after_a_failed_read_still_deletes_and_starts_afresh() {
     assert_ne!(r.session_id().as_deref(), Some(id.as_str()));
     assert_eq!(rows(&h).await, 1);
 }
+
+#[tokio::test]
+async fn a_cookie_that_is_not_ascii_beside_the_session_cookie_hides_nothing() {
+    for config in [config(), SessionConfig::default()] {
+        let h = Harness::new(MemoryStore::default(), config);
+        let cookie = h.get("/write?k=cart&v=1", None).await.cookie();
+        // Another app on the same domain set `pref=café` (UTF-8, as browsers send it).
+        for header in [
+            format!("{cookie}; pref=café"),
+            format!("pref=café; {cookie}"),
+            format!("lang=ünï; {cookie}; theme=dark"),
+        ] {
+            let r = h.get("/read?k=cart", Some(&header)).await;
+            assert_eq!(r.body, "1", "{header:?}");
+            assert!(r.set_cookies.is_empty(), "{header:?}: {r:?}");
+        }
+    }
+}
