@@ -223,30 +223,75 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// `url` with the password of a `scheme://user:password@host` form replaced by `***`, so
-/// errors and logs can repeat it. A lone `secret@` (Redis's password-only form) is hidden
-/// whole; other schemes' lone `user@` is a user name and stays. Paths are left alone: a file
-/// name may hold `:` and `@`.
+/// `url` with every password in it replaced by `***`, so errors and logs can repeat it:
+///
+/// - the password of a `scheme://user:password@host` form, even one holding raw `@`, `/`, `?`
+///   or `#` (the user-info ends at the last `@` whose user name holds none of those);
+/// - a lone `secret@` (Redis's password-only form), hidden whole; other schemes' lone `user@`
+///   is a user name and stays;
+/// - the values of query parameters that carry secrets (`password=`, `sslpassword=`, `pass=`,
+///   `pwd=`, `secret=`, `token=`, any case).
+///
+/// SQLite paths are left alone: a file name may hold `:`, `@` and `?`.
 ///
 /// ```
 /// use tidysession::tooling::redact_url;
 ///
 /// assert_eq!(redact_url("postgres://app:s3cret@db/app"), "postgres://app:***@db/app");
+/// assert_eq!(redact_url("postgres://app@db/app?password=s3cret"), "postgres://app@db/app?password=***");
 /// ```
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+    if scheme.ends_with("sqlite") {
         return url.to_owned();
+    }
+    let (userinfo, after) = match user_info(rest) {
+        Some(at) => (Some(&rest[..at]), &rest[at..]),
+        None => (None, rest),
     };
-    let user = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None if scheme.starts_with("redis") => "***".to_owned(),
-        None => return url.to_owned(),
+    let user = match userinfo {
+        Some(info) => match info.split_once(':') {
+            Some((user, _)) => format!("{user}:***"),
+            None if scheme.starts_with("redis") => "***".to_owned(),
+            None => info.to_owned(),
+        },
+        None => String::new(),
     };
-    format!("{scheme}://{user}{}", &rest[userinfo.len()..])
+    format!("{scheme}://{user}{}", redact_query(after))
+}
+
+/// Where the user-info of a URL's `rest` (after `://`) ends, at its `@`: the last `@` whose
+/// user name (up to the first `:`, or the whole user-info without one) holds no `/`, `?` or
+/// `#`, which would mean the `@` lies in a path or a query.
+fn user_info(rest: &str) -> Option<usize> {
+    rest.rmatch_indices('@').map(|(at, _)| at).find(|&at| {
+        let info = &rest[..at];
+        let user = info.split_once(':').map_or(info, |(user, _)| user);
+        !user.contains(['/', '?', '#'])
+    })
+}
+
+/// `tail` (what follows the user-info) with the values of secret query parameters hidden.
+fn redact_query(tail: &str) -> String {
+    let Some((base, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if is_secret_param(key) => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
+}
+
+/// Query parameters the drivers take secrets in.
+fn is_secret_param(key: &str) -> bool {
+    const SECRET: [&str; 6] = ["password", "sslpassword", "pass", "pwd", "secret", "token"];
+    SECRET.iter().any(|s| key.eq_ignore_ascii_case(s))
 }
 
 #[cfg(test)]
@@ -298,6 +343,24 @@ mod tests {
             ),
             ("mysql://app@db/x", "mysql://app@db/x"),
             ("mysql://db/x?user=a@b", "mysql://db/x?user=a@b"),
+            // Every form a password takes.
+            (
+                "postgres://root@127.0.0.1/test?password=s3cr3tpw",
+                "postgres://root@127.0.0.1/test?password=***",
+            ),
+            (
+                "postgres://h/db?sslmode=require&SSLPassword=k3y&application_name=a",
+                "postgres://h/db?sslmode=require&SSLPassword=***&application_name=a",
+            ),
+            ("postgres://u:p#w/x?@host/db", "postgres://u:***@host/db"),
+            (
+                "postgres://u:a/b@host/db?x=1",
+                "postgres://u:***@host/db?x=1",
+            ),
+            ("django+mysql://app:pw@db/x", "django+mysql://app:***@db/x"),
+            ("redis://h/0?prefix=a@b", "redis://h/0?prefix=a@b"),
+            ("redis://h?password=pw", "redis://h?password=***"),
+            ("sqlite:///tmp/x?password=y", "sqlite:///tmp/x?password=y"),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }
